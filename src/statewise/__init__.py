@@ -1,0 +1,1 @@
+"""statewise: state-wise safe reinforcement learning."""

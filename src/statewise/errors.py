@@ -1,0 +1,22 @@
+"""Error types. Every error a user can cause derives from :class:`StatewiseError`;
+the CLI turns it into a one-line message and exit code 2."""
+
+
+class StatewiseError(Exception):
+    """Base class of user-facing errors (bad input, missing files, ...)."""
+
+
+class ConfigError(StatewiseError):
+    """An invalid configuration value or key."""
+
+
+class EnvError(StatewiseError):
+    """An environment that cannot be used (unknown id, no cost signal, NaN cost, ...)."""
+
+
+class CheckpointError(StatewiseError):
+    """A run directory or checkpoint that is missing or unreadable."""
+
+
+class RunDirError(StatewiseError):
+    """A run directory that already exists (nothing is overwritten)."""
