@@ -1,0 +1,73 @@
+"""A trained agent loaded from a run directory: ``statewise.load(run_dir)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from statewise import runio
+from statewise.config import Config
+from statewise.errors import CheckpointError, StatewiseError
+from statewise.sac import SAC
+
+
+class Agent:
+    """The policy, critics and multiplier of one run, for acting and inspection (CPU by default).
+
+    ``act(obs)`` and ``multiplier(obs)`` accept one observation (obs_dim,) or a batch (N, obs_dim)
+    and return numpy arrays of matching leading shape.
+    """
+
+    def __init__(self, sac: SAC, config: Config, run_dir: Path, step: int):
+        self.sac = sac.eval()
+        self.config = config
+        self.run_dir = run_dir
+        self.step = step
+        self.device = next(sac.parameters()).device
+
+    def _obs(self, obs: np.ndarray) -> tuple[torch.Tensor, bool]:
+        arr = np.asarray(obs, dtype=np.float32)
+        single = arr.ndim == 1
+        arr = arr[None] if single else arr
+        obs_dim = self.sac.actor.net[0].in_features
+        if arr.ndim != 2 or arr.shape[1] != obs_dim:
+            raise StatewiseError(f"observation must have shape ({obs_dim},) or (N, {obs_dim}), got {np.shape(obs)}")
+        return torch.as_tensor(arr, device=self.device), single
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        x, single = self._obs(obs)
+        out = self.sac.act(x, deterministic).cpu().numpy()
+        return out[0] if single else out
+
+    def multiplier(self, obs: np.ndarray) -> np.ndarray | float:
+        """λ(s) ∈ [0, λ_max] (zeros for unconstrained SAC)."""
+        x, single = self._obs(obs)
+        out = self.sac.lam(x).cpu().numpy()
+        return out[0] if single else out
+
+    def cost_value(self, obs: np.ndarray) -> np.ndarray | float:
+        """Pessimistic cost value Q^c(s, π(s)) at the deterministic action."""
+        x, single = self._obs(obs)
+        out = self.sac.cost_value(x).cpu().numpy()
+        return out[0] if single else out
+
+
+def load(run_dir: str | Path, device: str = "cpu") -> Agent:
+    """Load the final checkpoint of a run directory (torch ``weights_only=True``)."""
+    run_dir = Path(run_dir)
+    ckpt = runio.load_checkpoint(run_dir)
+    cfg_path = run_dir / runio.CONFIG_FILE
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{cfg_path} is missing; cannot rebuild the agent")
+    cfg = Config.from_yaml(cfg_path).validate()
+    meta = ckpt["meta"]
+    sac = SAC(int(meta["obs_dim"]), int(meta["act_dim"]), cfg)
+    try:
+        sac.load_state_dict(ckpt["agent"])
+        sac.load_optimizer_states(ckpt["optimizers"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint in {run_dir} does not match its config.yaml: {first[:200]}") from None
+    return Agent(sac.to(device), cfg, run_dir, int(meta["step"]))

@@ -1,0 +1,125 @@
+"""Command line: ``statewise train | eval | plot``. Every user error is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from statewise.config import ALGORITHMS, Config
+from statewise.errors import StatewiseError
+
+ALGO_HELP = "Algorithm: " + ", ".join(ALGORITHMS) + "."
+ENV_HELP = ("Environment id: statewise/DoubleIntegrator-v0, statewise/PointHazard-v0, or any Gymnasium id "
+            "whose env reports info['cost'] ('module:Name-v0' imports the module first).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="statewise")
+def cli() -> None:
+    """statewise: state-wise safe RL with SAC-ALaM and its baselines."""
+
+
+@cli.command()
+@click.option("--algo", default=None, help=ALGO_HELP + " [default: sac-alam]")
+@click.option("--env", "env_id", default=None, help=ENV_HELP)
+@click.option("--steps", type=int, default=None, help="Environment steps to train for.")
+@click.option("--seed", type=int, default=None, help="Random seed (same seed, same results on CPU).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="YAML file of config keys (see configs/).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one config key, e.g. --set multiplier.rho=10 (repeatable).")
+@click.option("--run-dir", default=None, help="New directory for this run (must not exist).")
+@click.option("--device", default=None, help="cpu or cuda.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def train(algo, env_id, steps, seed, config_path, overrides, run_dir, device, no_progress) -> None:
+    """Train an agent and write a run directory (metrics, TensorBoard, checkpoint, summary, plots).
+
+    Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device < --set.
+    """
+    from statewise.plots import plot_runs
+    from statewise.train import train as run_training
+
+    cfg = Config.from_yaml(config_path) if config_path else Config()
+    for key, value in (("algo", algo), ("env", env_id), ("steps", steps), ("seed", seed), ("run_dir", run_dir),
+                       ("device", device)):
+        if value is not None:
+            cfg.set(key, value)
+    if no_progress:
+        cfg.progress = False
+    cfg.apply_overrides(list(overrides))
+    result = run_training(cfg)
+    plots = plot_runs([result.run_dir], result.run_dir / "plots")
+    final = result.summary["final_eval"]
+    click.echo(f"run directory: {result.run_dir}")
+    click.echo(_summary_line(final, result.summary.get("calibration", {})))
+    click.echo(f"plots: {', '.join(str(p) for p in plots)}")
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--episodes", type=int, default=20, show_default=True, help="Deterministic evaluation episodes.")
+@click.option("--seed", type=int, default=12345, show_default=True, help="Seed of the first episode's reset.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def eval_cmd(run_dir, episodes, seed, as_json) -> None:
+    """Evaluate a trained run: return, cost and violation rate of deterministic episodes."""
+    from statewise.agent import load
+    from statewise.evaluate import build_env, calibration, run_episodes
+
+    if episodes <= 0:
+        raise StatewiseError(f"--episodes must be positive, got {episodes}")
+    agent = load(run_dir)
+    env = build_env(agent.config.env)
+    result = run_episodes(env, lambda o: agent.act(o), episodes, seed)
+    calib = calibration(env, agent.multiplier, agent.cost_value) if agent.config.constrained else {}
+    if as_json:
+        click.echo(json.dumps({"episodes": episodes, **result, "calibration": calib}, indent=2))
+    else:
+        click.echo(f"{agent.config.algo} on {agent.config.env} ({episodes} episodes)")
+        click.echo(_summary_line(result, calib))
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Directory for the PNGs [default: RUN_DIR/plots for one run, ./plots otherwise].")
+def plot(run_dirs, out) -> None:
+    """Plot learning curves (return, cost, multiplier) of one or more runs; for tasks with an exact
+    feasible set, a heat map of λ(s) with the true feasible boundary."""
+    from statewise.plots import plot_runs
+
+    dirs = [Path(d) for d in run_dirs]
+    out_dir = Path(out) if out else (dirs[0] / "plots" if len(dirs) == 1 else Path("plots"))
+    for path in plot_runs(dirs, out_dir):
+        click.echo(str(path))
+
+
+def _summary_line(result: dict, calib: dict) -> str:
+    parts = [f"return {result['return']:.2f}", f"cost {result['cost']:.2f}",
+             f"step violation rate {result['step_violation_rate']:.4f}",
+             f"episode violation prob {result['episode_violation_prob']:.3f}"]
+    if "feasible_start_violation_prob" in result:
+        parts.append(f"violation prob from feasible starts {result['feasible_start_violation_prob']:.3f}")
+    if "lambda_auroc" in calib:
+        parts.append(f"lambda AUROC {calib['lambda_auroc']:.3f}")
+    return ", ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="statewise", standalone_mode=False)
+    except StatewiseError as exc:
+        click.echo(f"statewise: error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("statewise: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"statewise: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""One typed configuration, validated once and saved verbatim into every run directory.
+
+A run is fully described by :class:`Config`. Sources are applied in one documented order:
+dataclass defaults < ``--config file.yaml`` < explicit CLI flags (``--algo``, ``--env`` ...) <
+``--set key=value``. After :meth:`Config.validate` every ``"auto"`` value is resolved, so the
+``config.yaml`` in the run directory says exactly which values ran.
+
+Algorithms are presets of the multiplier block (ALGORITHM.md §4, §6, §7):
+
+============  ==========  =============  ==========  =================================
+algo          multiplier  update         penalty     notes
+============  ==========  =============  ==========  =================================
+sac           none        -              -           unconstrained (§4.1)
+sac-lag       scalar      dual-ascent    lagrangian  actor loss normalised by 1+λ (§4.2a)
+fac           network     dual-ascent    lagrangian  Feasible Actor-Critic (§4.4)
+sac-alam      network     regression     augmented   SAC-ALaM (§6)
+alam-no-qp    network     regression     lagrangian  ablation: no quadratic penalty (§7)
+alam-no-dt    network     dual-ascent    augmented   ablation: no dual-target regression (§7)
+============  ==========  =============  ==========  =================================
+
+"w/o both" is ``fac``: the presets differ only in the two switches, so
+``--algo sac-alam --set multiplier.penalty=lagrangian --set multiplier.update=dual-ascent``
+reproduces ``--algo fac`` exactly (a test checks this).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from statewise.errors import ConfigError
+
+# algo -> (multiplier kind, update rule, penalty, normalise actor loss by 1 + λ)
+ALGORITHMS: dict[str, tuple[str, str, str, bool]] = {
+    "sac": ("none", "none", "none", False),
+    "sac-lag": ("scalar", "dual-ascent", "lagrangian", True),
+    "fac": ("network", "dual-ascent", "lagrangian", False),
+    "sac-alam": ("network", "regression", "augmented", False),
+    "alam-no-qp": ("network", "regression", "lagrangian", False),
+    "alam-no-dt": ("network", "dual-ascent", "augmented", False),
+}
+MULTIPLIER_KINDS = ("none", "scalar", "network")
+UPDATE_RULES = ("dual-ascent", "regression")
+PENALTIES = ("lagrangian", "augmented")
+SIGNALS = ("cvf",)
+ACTIVATIONS = ("relu", "elu", "tanh")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class SACConfig:
+    """The shared soft actor-critic backbone (ALGORITHM.md §3, §9)."""
+
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    activation: str = "relu"
+    gamma: float = 0.99
+    tau: float = 0.005
+    batch_size: int = 256
+    buffer_size: int = 1_000_000
+    start_steps: int = 10_000  # uniformly random actions, no updates, before this many env steps
+    updates_per_step: int = 1  # gradient steps per collected transition
+    lr_actor: float = 3e-4
+    lr_critic: float = 3e-4
+    lr_alpha: float = 3e-4
+    alpha_init: float = 1.0
+    target_entropy: float | str = "auto"  # auto = -dim(A)
+    grad_clip: float = 40.0  # global norm per optimiser; 0 disables
+    reward_scale: float = 1.0
+
+
+@dataclass
+class ConstraintConfig:
+    """The constraint signal g(s, a) = Q^c(s, a) - d (ALGORITHM.md §2.2).
+
+    ``cvf``: Q^c is the discounted sum of future (binary) costs, gamma_c-discounted; the state-wise
+    constraint is Q^c(s, π(s)) <= threshold in every state. With binary costs and gamma_c = 0.99 the
+    value lies in [0, 100]; threshold 0.1 asks for (roughly) no predicted violation in the near future.
+    """
+
+    signal: str = "cvf"
+    threshold: float = 0.1
+    gamma_c: float = 0.99
+    binary_cost: bool = True  # train on c = 1[c_env > 0]
+
+
+@dataclass
+class MultiplierConfig:
+    """How λ is represented and trained (ALGORITHM.md §4, §6, §7). ``auto`` = the algorithm's preset."""
+
+    kind: str = "auto"  # none | scalar | network
+    update: str = "auto"  # dual-ascent | regression
+    penalty: str = "auto"  # lagrangian | augmented
+    normalize_actor: bool | str = "auto"  # divide the actor loss by 1 + λ_eff (SAC-Lag convention)
+    rho: float = 1.0  # augmented-Lagrangian penalty coefficient ρ
+    rho_lambda: float | str = "auto"  # dual step ρ_λ of the regression target; auto = ρ
+    lam_max: float = 100.0
+    lam_init: float = 0.1  # initial λ (scalar value, or softplus output of the network)
+    lr: float = 3e-4
+    period: int = 10  # m_λ: gradient steps between multiplier updates
+    steps: int = 1  # K_λ: optimiser steps per multiplier update
+    target_tau: float = 1.0  # λ_prev <- (1-τ) λ_prev + τ λ after each update; 1 = hard copy
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    grad_clip: float = 3.0  # FAC: lam_gradient_clip_norm = 3; 0 disables
+
+
+@dataclass
+class Config:
+    algo: str = "sac-alam"
+    env: str = "statewise/DoubleIntegrator-v0"
+    seed: int = 0
+    steps: int = 100_000
+    device: str = "cpu"
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    run_dir: str = ""  # empty: runs/<env>/<algo>-s<seed>-<time>
+    eval_every: int = 5_000
+    eval_episodes: int = 10
+    final_eval_episodes: int = 50
+    log_every: int = 1_000
+    checkpoint_every: int = 0  # 0: only at the end
+    probe_size: int = 1_024  # fixed states, drawn from the buffer at start_steps, for λ statistics
+    progress: bool = True
+    sac: SACConfig = field(default_factory=SACConfig)
+    constraint: ConstraintConfig = field(default_factory=ConstraintConfig)
+    multiplier: MultiplierConfig = field(default_factory=MultiplierConfig)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def constrained(self) -> bool:
+        return self.multiplier.kind != "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        cfg = cls()
+        for key, value in _flatten(data).items():
+            cfg.set(key, value)
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Config":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+        return cls.from_dict(data)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def set(self, key: str, value: Any) -> None:
+        """Set a dotted key (``sac.batch_size``) from a Python value or a YAML string."""
+        *path, name = key.split(".")
+        node: Any = self
+        for part in path:
+            child = getattr(node, part, None) if part in _field_names(node) else None
+            if not dataclasses.is_dataclass(child):
+                raise ConfigError(f"unknown config key '{key}'{_suggest(key, self)}")
+            node = child
+        if name not in _field_names(node) or dataclasses.is_dataclass(getattr(node, name)):
+            raise ConfigError(f"unknown config key '{key}'{_suggest(key, self)}")
+        hint = get_type_hints(type(node))[name]
+        setattr(node, name, _coerce(key, value, hint))
+
+    def apply_overrides(self, items: list[str]) -> None:
+        """Apply ``key=value`` strings (values parsed as YAML: 3e-4, [64,64], true)."""
+        for item in items:
+            if "=" not in item:
+                raise ConfigError(f"--set expects key=value, got '{item}'")
+            key, raw = item.split("=", 1)
+            self.set(key.strip(), raw.strip())
+
+    # --------------------------------------------------------------- validation
+    def validate(self) -> "Config":
+        """Check every value and resolve ``auto``; returns self. Raises ConfigError (one line)."""
+        if self.algo not in ALGORITHMS:
+            raise ConfigError(f"unknown algorithm '{self.algo}'; choose from {', '.join(ALGORITHMS)}")
+        kind, update, penalty, normalize = ALGORITHMS[self.algo]
+        m = self.multiplier
+        m.kind = kind if m.kind == "auto" else m.kind
+        m.update = update if m.update == "auto" else m.update
+        m.penalty = penalty if m.penalty == "auto" else m.penalty
+        m.normalize_actor = normalize if m.normalize_actor == "auto" else m.normalize_actor
+        m.rho_lambda = m.rho if m.rho_lambda == "auto" else m.rho_lambda
+        if self.sac.target_entropy != "auto" and not isinstance(self.sac.target_entropy, (int, float)):
+            raise ConfigError("sac.target_entropy must be a number or 'auto'")
+
+        _choice("multiplier.kind", m.kind, MULTIPLIER_KINDS)
+        if m.kind == "none":
+            if self.algo != "sac":
+                raise ConfigError(f"algorithm '{self.algo}' needs a multiplier; multiplier.kind=none is only for sac")
+            m.update, m.penalty, m.normalize_actor = "none", "none", False
+        else:
+            if self.algo == "sac":
+                raise ConfigError("algorithm 'sac' is unconstrained; use sac-lag, fac or sac-alam for a multiplier")
+            _choice("multiplier.update", m.update, UPDATE_RULES)
+            _choice("multiplier.penalty", m.penalty, PENALTIES)
+            if m.kind == "scalar" and m.update == "regression":
+                raise ConfigError("multiplier.update=regression needs multiplier.kind=network")
+        _choice("constraint.signal", self.constraint.signal, SIGNALS)
+        _choice("sac.activation", self.sac.activation, ACTIVATIONS)
+        _choice("device", self.device, DEVICES)
+
+        _positive("steps", self.steps)
+        _positive("sac.batch_size", self.sac.batch_size)
+        _positive("sac.buffer_size", self.sac.buffer_size)
+        _positive("sac.updates_per_step", self.sac.updates_per_step)
+        _positive("eval_every", self.eval_every)
+        _positive("eval_episodes", self.eval_episodes)
+        _positive("final_eval_episodes", self.final_eval_episodes)
+        _positive("log_every", self.log_every)
+        _positive("probe_size", self.probe_size)
+        _positive("multiplier.period", m.period)
+        _positive("multiplier.steps", m.steps)
+        for name in ("sac.lr_actor", "sac.lr_critic", "sac.lr_alpha", "sac.alpha_init", "multiplier.lr",
+                     "multiplier.rho", "multiplier.rho_lambda", "multiplier.lam_max"):
+            _positive(name, self._get(name))
+        for name in ("sac.gamma", "constraint.gamma_c"):
+            if not 0.0 <= self._get(name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {self._get(name)}")
+        for name in ("sac.tau", "multiplier.target_tau"):
+            if not 0.0 < self._get(name) <= 1.0:
+                raise ConfigError(f"{name} must be in (0, 1], got {self._get(name)}")
+        if self.sac.start_steps < 0 or self.checkpoint_every < 0 or self.threads < 0:
+            raise ConfigError("sac.start_steps, checkpoint_every and threads must be >= 0")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.sac.start_steps < self.sac.batch_size:
+            raise ConfigError("sac.start_steps must be at least sac.batch_size so the first batch can be drawn")
+        if self.sac.buffer_size < self.sac.start_steps:
+            raise ConfigError("sac.buffer_size must be at least sac.start_steps")
+        if self.sac.grad_clip < 0 or m.grad_clip < 0:
+            raise ConfigError("grad_clip values must be >= 0 (0 disables clipping)")
+        if not (0.0 < self.constraint.threshold < 1.0 / (1.0 - self.constraint.gamma_c)):
+            raise ConfigError(
+                f"constraint.threshold must be in (0, 1/(1-gamma_c)) = (0, {1.0 / (1.0 - self.constraint.gamma_c):g}) "
+                f"for the cost value signal, got {self.constraint.threshold}")
+        if not 0.0 < m.lam_init < m.lam_max:
+            raise ConfigError(f"multiplier.lam_init must be in (0, lam_max={m.lam_max}), got {m.lam_init}")
+        for name in ("sac.hidden", "multiplier.hidden"):
+            hidden = self._get(name)
+            if not hidden or any(int(h) <= 0 for h in hidden):
+                raise ConfigError(f"{name} must be a non-empty list of positive layer widths, got {hidden}")
+        return self
+
+    def _get(self, dotted: str) -> Any:
+        node: Any = self
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        return node
+
+
+# ---------------------------------------------------------------------- helpers
+def _field_names(obj: Any) -> set[str]:
+    return {f.name for f in fields(obj)}
+
+
+def _all_keys(obj: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += _all_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _suggest(key: str, cfg: Config) -> str:
+    close = difflib.get_close_matches(key, _all_keys(cfg), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + str(key)] = value
+    return out
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Turn ``value`` (possibly a YAML string from the command line) into the field's type."""
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value) if value != "" else ""
+        except yaml.YAMLError:
+            parsed = value
+        value = value if parsed is None else parsed
+    options = hint.__args__ if hasattr(hint, "__args__") and type(hint).__name__ == "UnionType" else (hint,)
+    for opt in options:
+        origin = getattr(opt, "__origin__", opt)
+        if origin is bool and isinstance(value, bool):
+            return value
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin is int and isinstance(value, float) and value.is_integer() and not math.isinf(value):
+            return int(value)
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isnan(float(value)):
+                raise ConfigError(f"config key '{key}' must not be NaN")
+            return float(value)
+        if origin is str and isinstance(value, str):
+            return value
+        if origin is list and isinstance(value, (list, tuple)) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return [int(v) for v in value]
+    wanted = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ConfigError(f"config key '{key}' expects {wanted}, got {value!r}")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} '{value}'; choose from {', '.join(choices)}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {value}")

@@ -1,0 +1,56 @@
+"""Constraint signals: what the cost critic learns and how the state-wise residual g is formed
+(ALGORITHM.md §2.2). All methods in one comparison share the same signal and threshold.
+
+A signal turns per-step costs into a Bellman target for the twin cost critics and the pessimistic
+critic value into the residual ``g(s, a) = F(s, a) - d`` (``g <= 0`` means satisfied). New signals
+(reachability, constraint decay, ...) implement the same two methods.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from statewise.config import ConstraintConfig
+
+
+class ConstraintSignal(Protocol):
+    threshold: float
+
+    def train_cost(self, raw_cost: float) -> float:
+        """The cost stored in the replay buffer for one raw environment cost."""
+
+    def backup(self, cost: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
+        """Bellman target for Q^c(s, a) from the pessimistic target value at (s', a' ~ π)."""
+
+    def residual(self, value: torch.Tensor) -> torch.Tensor:
+        """g = F(s, a) - d; the constraint holds where g <= 0."""
+
+
+class CostValue:
+    """CVF: Q^c(s,a) = E[Σ_t γ_c^t c_t], constraint Q^c(s, π(s)) <= d in every state.
+
+    Target: ``y_c = c + γ_c (1 - terminated) max_i Q^c_{ψ̄i}(s', a')`` (no entropy term), with
+    binary costs ``c = 1[c_env > 0]`` by default (FDPI ``BinaryCostWrapper``).
+    """
+
+    def __init__(self, cfg: ConstraintConfig):
+        self.threshold = cfg.threshold
+        self.gamma_c = cfg.gamma_c
+        self.binary = cfg.binary_cost
+
+    def train_cost(self, raw_cost: float) -> float:
+        return float(raw_cost > 0.0) if self.binary else float(raw_cost)
+
+    def backup(self, cost: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
+        return cost + self.gamma_c * (1.0 - terminated) * next_value
+
+    def residual(self, value: torch.Tensor) -> torch.Tensor:
+        return value - self.threshold
+
+
+def make_signal(cfg: ConstraintConfig) -> ConstraintSignal:
+    if cfg.signal == "cvf":
+        return CostValue(cfg)
+    raise ValueError(f"unknown constraint signal {cfg.signal}")  # config validation rejects this earlier

@@ -1,0 +1,114 @@
+"""Environment set-up shared by training and evaluation, deterministic evaluation episodes and the
+multiplier-calibration check against an exact feasible set (ALGORITHM.md §10.1, §10.2, §10.4)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from statewise.errors import EnvError
+from statewise.metrics import auroc
+
+
+def build_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """Make an environment and check it is usable: flat Box observations, Box actions (rescaled to
+    [-1, 1] so the tanh policy covers the whole range), finite bounds."""
+    from statewise.envs import make_env
+
+    env = make_env(env_id, **kwargs)
+    obs_space, act_space = env.observation_space, env.action_space
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        raise EnvError(f"environment '{env_id}' must have a flat Box observation space, got {obs_space}")
+    if not isinstance(act_space, gym.spaces.Box) or len(act_space.shape) != 1:
+        raise EnvError(f"environment '{env_id}' must have a flat Box (continuous) action space, got {act_space}")
+    if not (np.all(np.isfinite(act_space.low)) and np.all(np.isfinite(act_space.high))):
+        raise EnvError(f"environment '{env_id}' has unbounded actions; statewise needs finite action bounds")
+    if not (np.allclose(act_space.low, -1.0) and np.allclose(act_space.high, 1.0)):
+        env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+    return env
+
+
+def check_cost_signal(env: gym.Env, seed: int) -> None:
+    """One reset and one random step: raises EnvError now (before any file is written) if the
+    environment has no cost signal or returns NaN costs."""
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    env.step(env.action_space.sample())
+
+
+Policy = Callable[[np.ndarray], np.ndarray]
+
+
+def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int) -> dict[str, float]:
+    """Roll out ``policy`` (obs -> action) for ``episodes`` episodes with reset seeds seed, seed+1, ...
+
+    Returns the mean return, mean episode cost (raw environment cost), step violation rate
+    (fraction of steps with cost > 0), episode violation probability (episodes with any cost), and,
+    where the environment reports ``info["feasible"]`` at reset, the violation probability of the
+    episodes that started in a feasible state.
+    """
+    returns, costs, lengths, violated, feasible_start = [], [], [], [], []
+    violating_steps = 0
+    for i in range(episodes):
+        obs, info = env.reset(seed=seed + i)
+        feasible_start.append(info.get("feasible"))
+        ep_ret = ep_cost = 0.0
+        ep_len = ep_viol = 0
+        done = False
+        while not done:
+            obs, rew, terminated, truncated, info = env.step(policy(obs))
+            cost = float(info["cost"])
+            ep_ret += float(rew)
+            ep_cost += cost
+            ep_viol += cost > 0.0
+            ep_len += 1
+            done = terminated or truncated
+        returns.append(ep_ret)
+        costs.append(ep_cost)
+        lengths.append(ep_len)
+        violated.append(ep_viol > 0)
+        violating_steps += ep_viol
+    out = {
+        "return": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+        "cost": float(np.mean(costs)),
+        "length": float(np.mean(lengths)),
+        "step_violation_rate": violating_steps / max(1, sum(lengths)),
+        "episode_violation_prob": float(np.mean(violated)),
+    }
+    known = [(f, v) for f, v in zip(feasible_start, violated) if f is not None]
+    if known:
+        feas = [v for f, v in known if f]
+        out["feasible_starts"] = float(len(feas))
+        out["feasible_start_violation_prob"] = float(np.mean(feas)) if feas else float("nan")
+    return out
+
+
+def torch_policy(agent: Any, device: torch.device, deterministic: bool = True) -> Policy:
+    def policy(obs: np.ndarray) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
+        return agent.act(obs_t, deterministic)[0].cpu().numpy()
+
+    return policy
+
+
+def calibration(env: gym.Env, lam_fn: Callable[[np.ndarray], np.ndarray],
+                cost_fn: Callable[[np.ndarray], np.ndarray] | None = None, n: int = 101) -> dict[str, float]:
+    """AUROC of λ(s) (and of Q^c(s, π(s)) as a reference) for separating the exact infeasible set from
+    the feasible set on an n×n grid of the task's plane. Empty if the task has no exact feasible set."""
+    task = env.unwrapped
+    if not (hasattr(task, "feasible") and hasattr(task, "plane")):
+        return {}
+    _, _, obs = task.plane().grid(n)
+    infeasible = ~np.asarray(task.feasible(obs), dtype=bool)
+    lam = lam_fn(obs)
+    out = {"lambda_auroc": auroc(lam, infeasible),
+           "lambda_mean_feasible": float(lam[~infeasible].mean()),
+           "lambda_mean_infeasible": float(lam[infeasible].mean()),
+           "infeasible_fraction_of_grid": float(infeasible.mean())}
+    if cost_fn is not None:
+        out["cost_value_auroc"] = auroc(cost_fn(obs), infeasible)
+    return out

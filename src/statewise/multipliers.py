@@ -1,0 +1,121 @@
+"""Multipliers: one object owns λ and its update rule (ALGORITHM.md §4.2, §4.4, §6.4).
+
+Every multiplier has the same small interface, so the SAC backbone never knows which one it holds:
+
+* ``value(obs)``: the detached multiplier λ(s) ∈ [0, λ_max] for a batch of states, shape (B,);
+* ``update(obs, g)``: one optimiser step given the residual g = Q^c(s, ã) − d at ã ~ π (no grad);
+* ``end_round()``: called after the K_λ steps of one multiplier update (moves the dual iterate).
+
+Implementations: :class:`ScalarMultiplier` (SAC-Lag: dual ascent on the batch-mean residual),
+:class:`NetworkMultiplier` with ``update="dual-ascent"`` (FAC) or ``update="regression"`` (ALaM).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from statewise.config import MultiplierConfig
+from statewise.nets import MultiplierNet
+
+
+class ScalarMultiplier(nn.Module):
+    """One λ for all states, trained by projected dual ascent on ḡ = mean_B g (ALGORITHM.md §4.2a).
+
+    Loss ``−λ·ḡ`` (gradient ``−ḡ``), Adam step, then projection ``λ ← clip(λ, 0, λ_max)``.
+    """
+
+    def __init__(self, cfg: MultiplierConfig):
+        super().__init__()
+        self.lam_max = cfg.lam_max
+        self.lam = nn.Parameter(torch.tensor(cfg.lam_init))
+        self.optimizer = torch.optim.Adam([self.lam], lr=cfg.lr)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.lam.detach().clamp(0.0, self.lam_max).expand(obs.shape[0])
+
+    def update(self, obs: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss = -self.lam * g.mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.lam.clamp_(0.0, self.lam_max)
+        return {"multiplier_loss": loss.detach()}
+
+    def end_round(self) -> None:
+        pass
+
+
+class NetworkMultiplier(nn.Module):
+    """State-wise multiplier network λ_ξ(s) (softplus head, clamped to [0, λ_max] when used).
+
+    ``dual-ascent`` (FAC, ALGORITHM.md §4.4):   L(ξ) = −mean_B[ λ_ξ(s) · sg(g(s, ã)) ]
+    ``regression``  (ALaM, ALGORITHM.md §6.4):  λ̂(s) = clip( λ_prev(s) + ρ_λ · g(s, ã), 0, λ_max )
+                                               L(ξ) = mean_B[ (λ_ξ(s) − sg(λ̂(s)))² ]
+    where λ_prev is the previous dual iterate: a frozen copy moved towards λ_ξ after each round
+    (hard copy for target_tau = 1). The raw softplus output is trained, so the gradient never dies
+    at the cap; the target is clipped, so λ cannot drift into the softplus dead zone below 0.
+    """
+
+    def __init__(self, obs_dim: int, cfg: MultiplierConfig, activation: str = "relu"):
+        super().__init__()
+        self.rule = cfg.update
+        self.lam_max = cfg.lam_max
+        self.rho_lambda = float(cfg.rho_lambda)
+        self.target_tau = cfg.target_tau
+        self.grad_clip = cfg.grad_clip
+        self.net = MultiplierNet(obs_dim, cfg.hidden, cfg.lam_init, activation)
+        self.prev: MultiplierNet | None = None
+        if self.rule == "regression":
+            self.prev = copy.deepcopy(self.net).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.net(obs).clamp(0.0, self.lam_max)
+
+    def dual_target(self, obs: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """λ̂(s) = clip(λ_prev(s) + ρ_λ g, 0, λ_max): the method-of-multipliers step, pointwise."""
+        assert self.prev is not None
+        with torch.no_grad():
+            lam_prev = self.prev(obs).clamp(0.0, self.lam_max)
+            return (lam_prev + self.rho_lambda * g).clamp(0.0, self.lam_max)
+
+    def update(self, obs: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
+        lam = self.net(obs)
+        if self.rule == "regression":
+            target = self.dual_target(obs, g)
+            loss = F.mse_loss(lam, target)
+        else:
+            loss = -(lam * g.detach()).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return {"multiplier_loss": loss.detach()}
+
+    def end_round(self) -> None:
+        if self.prev is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(list(self.prev.parameters()), list(self.net.parameters()), self.target_tau)
+
+
+Multiplier = ScalarMultiplier | NetworkMultiplier
+
+
+def make_multiplier(obs_dim: int, cfg: MultiplierConfig, activation: str = "relu") -> Multiplier | None:
+    if cfg.kind == "none":
+        return None
+    if cfg.kind == "scalar":
+        return ScalarMultiplier(cfg)
+    return NetworkMultiplier(obs_dim, cfg, activation)
+
+
+def optimizer_state(m: Multiplier | None) -> dict[str, Any]:
+    return {} if m is None else m.optimizer.state_dict()

@@ -1,0 +1,136 @@
+"""Plots of run directories: learning curves and λ(s) heat maps (PNG, written atomically)."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from statewise import runio  # noqa: E402
+from statewise.errors import CheckpointError  # noqa: E402
+
+HEATMAP_N = 101
+
+
+def read_csv(path: Path) -> dict[str, np.ndarray]:
+    """Columns of a statewise CSV as float arrays (empty cells become NaN)."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return {}
+    return {k: np.array([float(r[k]) if r.get(k) not in ("", None) else np.nan for r in rows]) for k in rows[0]}
+
+
+def _run_label(run_dir: Path) -> tuple[str, str]:
+    """(group label = algorithm, env) from the run's config.yaml."""
+    import yaml
+
+    cfg_path = run_dir / runio.CONFIG_FILE
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{run_dir} is not a statewise run directory (no {runio.CONFIG_FILE})")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    return str(cfg.get("algo")), str(cfg.get("env"))
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    runio.atomic_save(fig, path, saver=lambda f, fh: f.savefig(fh, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+    return path
+
+
+def _band(ax: plt.Axes, steps: np.ndarray, series: list[np.ndarray], label: str, color: str) -> None:
+    data = np.vstack(series)
+    mean = np.nanmean(data, axis=0)
+    ax.plot(steps, mean, label=f"{label} (n={len(series)})", color=color, lw=1.6)
+    if len(series) > 1:
+        half = 1.96 * np.nanstd(data, axis=0, ddof=1) / np.sqrt(len(series))
+        ax.fill_between(steps, mean - half, mean + half, color=color, alpha=0.2, lw=0)
+
+
+def learning_curves(run_dirs: list[Path], out: Path) -> Path:
+    """Eval return, eval cost and the probe-set mean of λ against environment steps; runs of the same
+    algorithm are averaged with a 95% confidence band."""
+    groups: dict[str, list[Path]] = defaultdict(list)
+    envs = set()
+    for d in run_dirs:
+        algo, env = _run_label(d)
+        groups[algo].append(d)
+        envs.add(env)
+    panels = [("eval", "return", "evaluation return"), ("eval", "cost", "evaluation episode cost"),
+              ("train", "lam_probe_mean", "mean λ(s) on probe states")]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (algo, dirs) in enumerate(groups.items()):
+        for ax, (stream, key, title) in zip(axes, panels):
+            tables = [read_csv(d / (runio.EVAL_CSV if stream == "eval" else runio.TRAIN_CSV)) for d in dirs]
+            tables = [t for t in tables if key in t and len(t[key])]
+            if not tables:
+                continue
+            n = min(len(t["step"]) for t in tables)
+            _band(ax, tables[0]["step"][:n], [t[key][:n] for t in tables], algo, colors[i % len(colors)])
+            ax.set_title(title)
+    for ax in axes:
+        ax.set_xlabel("environment steps")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(", ".join(sorted(envs)))
+    return _save(fig, out / "learning_curves.png")
+
+
+def lambda_heatmaps(run_dirs: list[Path], out: Path) -> Path | None:
+    """λ(s) of each constrained run over the task's plane, with the exact feasible boundary (solid)
+    where the task knows it and the constraint boundary h(s) = 0 (dashed)."""
+    from statewise.agent import load
+    from statewise.evaluate import build_env
+
+    agents = [load(d) for d in run_dirs]
+    agents = [a for a in agents if a.config.constrained]
+    if not agents:
+        return None
+    env = build_env(agents[0].config.env)
+    task = env.unwrapped
+    if not hasattr(task, "plane"):
+        return None
+    plane = task.plane()
+    xs, ys, obs = plane.grid(HEATMAP_N)
+    cols = min(3, len(agents))
+    rows = int(np.ceil(len(agents) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
+    for ax, agent in zip(axes.flat, agents):
+        lam = agent.multiplier(obs).reshape(HEATMAP_N, HEATMAP_N)
+        im = ax.imshow(lam, origin="lower", extent=(*plane.xlim, *plane.ylim), aspect="auto", cmap="magma")
+        fig.colorbar(im, ax=ax, label="λ(s)")
+        h = task.constraint(obs).reshape(HEATMAP_N, HEATMAP_N)
+        ax.contour(xs, ys, h, levels=[0.0], colors="cyan", linestyles="--", linewidths=1.0)
+        if hasattr(task, "feasible"):
+            feas = task.feasible(obs).reshape(HEATMAP_N, HEATMAP_N).astype(float)
+            ax.contour(xs, ys, feas, levels=[0.5], colors="lime", linewidths=1.5)
+        ax.set_title(f"{agent.config.algo} seed {agent.config.seed}")
+        ax.set_xlabel(plane.xlabel)
+        ax.set_ylabel(plane.ylabel)
+    for ax in list(axes.flat)[len(agents):]:
+        ax.axis("off")
+    note = "green: exact feasible boundary, " if hasattr(task, "feasible") else ""
+    fig.suptitle(f"λ(s) on {agents[0].config.env} ({note}cyan dashed: constraint h(s)=0)")
+    env.close()
+    return _save(fig, out / "lambda_heatmap.png")
+
+
+def plot_runs(run_dirs: list[Path], out: Path) -> list[Path]:
+    for d in run_dirs:
+        if not Path(d).is_dir():
+            raise CheckpointError(f"run directory {d} does not exist")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [learning_curves(run_dirs, out)]
+    heat = lambda_heatmaps(run_dirs, out)
+    if heat is not None:
+        paths.append(heat)
+    return paths

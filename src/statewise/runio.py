@@ -1,0 +1,98 @@
+"""Run directories and files: atomic writes, version records, checkpoint loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from statewise.errors import CheckpointError, RunDirError
+
+CONFIG_FILE = "config.yaml"
+VERSIONS_FILE = "versions.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+SUMMARY_FILE = "summary.json"
+TRAIN_CSV = "metrics.csv"
+EVAL_CSV = "eval.csv"
+PROBE_FILE = "probe.npz"
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write to a temporary file in the same directory, then rename over ``path``."""
+    path = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save(obj: Any, path: str | Path, saver: Any = None) -> None:
+    """``saver(obj, fileobj)`` (default ``torch.save``) into a temp file, then rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            (saver or torch.save)(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=False, default=float) + "\n")
+
+
+def versions() -> dict[str, str]:
+    import gymnasium
+    import numpy
+
+    import statewise
+
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "statewise": statewise.__version__,
+            "torch": torch.__version__, "numpy": numpy.__version__, "gymnasium": gymnasium.__version__}
+
+
+def create_run_dir(path: str | Path) -> Path:
+    """Create a new run directory; an existing one is never reused or overwritten."""
+    path = Path(path)
+    if path.exists():
+        raise RunDirError(f"run directory {path} already exists; choose another --run-dir (nothing was overwritten)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise RunDirError(f"run directory {path} already exists; choose another --run-dir") from None
+    return path
+
+
+def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist")
+    path = run_dir / CHECKPOINT_FILE
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint in {run_dir} (expected {CHECKPOINT_FILE}; did the run finish?)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {first[:200]}") from None
+    if not isinstance(ckpt, dict) or "agent" not in ckpt or "meta" not in ckpt:
+        raise CheckpointError(f"checkpoint {path} is not a statewise checkpoint")
+    return ckpt

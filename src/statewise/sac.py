@@ -1,0 +1,175 @@
+"""The one SAC backbone and its update (ALGORITHM.md §3, §6.3, §6.5, §8).
+
+Every algorithm is this class with a different constraint signal / multiplier / penalty plugged in:
+``sac`` has none; ``sac-lag``, ``fac``, ``sac-alam`` and the ablations differ only in the
+:mod:`statewise.multipliers` object and the :mod:`statewise.penalties` term they use.
+
+One gradient step (:meth:`SAC.update`):
+
+1. critics:  y   = r + γ (1−term) (min_i Q̄_i(s',a') − α log π(a'|s'))          a' ~ π(·|s')
+             y_c = signal.backup(c, max_i Q̄^c_i(s',a'), term)
+             L   = Σ_i mean (Q_i(s,a) − y)² + Σ_i mean (Q^c_i(s,a) − y_c)²    (one batched ensemble)
+2. actor:    L_π = mean[ (α log π(ã|s) − min_i Q_i(s,ã) + pen(g, λ(s))) / norm ],   g = max_i Q^c_i(s,ã) − d
+3. alpha:    L_α = −mean[ log α · sg(log π(ã|s) + H̄) ]
+4. every m_λ steps, K_λ times: multiplier.update(s, g(s, ã ~ π)) on a fresh batch, then end_round()
+5. Polyak:   Q̄ ← (1−τ) Q̄ + τ Q  (reward and cost critics)
+
+No host-device synchronisation happens inside an update: statistics stay tensors and are only read
+when the trainer logs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from statewise.buffer import ReplayBuffer
+from statewise.config import Config
+from statewise.constraints import make_signal
+from statewise.multipliers import make_multiplier
+from statewise.nets import Critic, TanhGaussianPolicy
+from statewise.penalties import penalty
+
+
+class SAC(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, cfg: Config):
+        super().__init__()
+        s, m = cfg.sac, cfg.multiplier
+        self.cfg = cfg
+        self.constrained = cfg.constrained
+        self.actor = TanhGaussianPolicy(obs_dim, act_dim, s.hidden, s.activation)
+        self.critic = Critic(obs_dim, act_dim, s.hidden, self.constrained, s.activation)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(s.alpha_init)))
+        self.multiplier = make_multiplier(obs_dim, m, s.activation)
+        self.signal = make_signal(cfg.constraint) if self.constrained else None
+        self.target_entropy = float(-act_dim if s.target_entropy == "auto" else s.target_entropy)
+
+        self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=s.lr_actor)
+        self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=s.lr_critic)
+        self.opt_alpha = torch.optim.Adam([self.log_alpha], lr=s.lr_alpha)
+        self._critic_params = list(self.critic.parameters())
+        self._target_params = list(self.critic_target.parameters())
+        self.n_updates = 0
+
+    # ----------------------------------------------------------------- acting
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        return self.actor.mode(obs) if deterministic else self.actor.sample(obs)[0]
+
+    @torch.no_grad()
+    def lam(self, obs: torch.Tensor) -> torch.Tensor:
+        """λ(s) for a batch of states (zeros for unconstrained SAC)."""
+        if self.multiplier is None:
+            return torch.zeros(obs.shape[0], device=obs.device)
+        return self.multiplier.value(obs)
+
+    @torch.no_grad()
+    def cost_value(self, obs: torch.Tensor) -> torch.Tensor:
+        """Pessimistic Q^c(s, π(s)) at the deterministic action (a reference risk score)."""
+        if not self.constrained:
+            return torch.zeros(obs.shape[0], device=obs.device)
+        return Critic.cost_value(self.critic(obs, self.actor.mode(obs)))
+
+    @torch.no_grad()
+    def residual(self, obs: torch.Tensor) -> torch.Tensor:
+        """g(s, ã) = max_i Q^c_i(s, ã) − d with ã ~ π(·|s): the signal every multiplier is driven by."""
+        act, _ = self.actor.sample(obs)
+        return self.signal.residual(Critic.cost_value(self.critic(obs, act)))
+
+    # ----------------------------------------------------------------- update
+    def update(self, buffer: ReplayBuffer, log: bool = False) -> dict[str, torch.Tensor]:
+        cfg, s = self.cfg, self.cfg.sac
+        batch = buffer.sample(s.batch_size)
+        alpha = self.log_alpha.detach().exp()
+        stats: dict[str, torch.Tensor] = {}
+
+        # 1) critics (reward twins + cost twins in one ensemble)
+        with torch.no_grad():
+            next_act, next_logp = self.actor.sample(batch.next_obs)
+            next_values = self.critic_target(batch.next_obs, next_act)
+            not_done = 1.0 - batch.terminated
+            y = batch.rew + s.gamma * not_done * (Critic.reward_value(next_values) - alpha * next_logp)
+            targets = [y, y]
+            if self.constrained:
+                y_c = self.signal.backup(batch.cost, Critic.cost_value(next_values), batch.terminated)
+                targets += [y_c, y_c]
+            targets = torch.stack(targets)
+        values = self.critic(batch.obs, batch.act)
+        member_loss = (values - targets).pow(2).mean(dim=1)
+        critic_loss = member_loss.sum()
+        self._step(self.opt_critic, critic_loss, self._critic_params, s.grad_clip)
+
+        # 2) actor, critics frozen
+        for p in self._critic_params:
+            p.requires_grad_(False)
+        act, logp = self.actor.sample(batch.obs)
+        pi_values = self.critic(batch.obs, act)
+        q_pi = Critic.reward_value(pi_values)
+        per_sample = alpha * logp - q_pi
+        if self.constrained:
+            g = self.signal.residual(Critic.cost_value(pi_values))
+            lam = self.multiplier.value(batch.obs)
+            pen, lam_eff = penalty(cfg.multiplier.penalty, g, lam, cfg.multiplier.rho)
+            lam_eff = lam_eff.detach()
+            per_sample = per_sample + pen
+            if cfg.multiplier.normalize_actor:
+                per_sample = per_sample / (1.0 + lam_eff)
+        actor_loss = per_sample.mean()
+        self._step(self.opt_actor, actor_loss, self.actor.parameters(), s.grad_clip)
+        for p in self._critic_params:
+            p.requires_grad_(True)
+
+        # 3) temperature
+        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+        self._step(self.opt_alpha, alpha_loss, None, 0.0)
+
+        # 4) multiplier, every m_λ gradient steps
+        self.n_updates += 1
+        if self.multiplier is not None and self.n_updates % cfg.multiplier.period == 0:
+            for _ in range(cfg.multiplier.steps):
+                obs = buffer.sample_obs(s.batch_size)
+                stats.update(self.multiplier.update(obs, self.residual(obs)))
+            self.multiplier.end_round()
+
+        # 5) Polyak averaging of all target critics
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target_params, self._critic_params, s.tau)
+
+        if log:
+            with torch.no_grad():
+                stats.update(reward_critic_loss=member_loss[:2].sum(), actor_loss=actor_loss,
+                             alpha=alpha, entropy=-logp.mean(), q=q_pi.mean())
+                if self.constrained:
+                    stats.update(cost_critic_loss=member_loss[2:].sum(), qc=g.mean() + self.signal.threshold,
+                                 residual=g.mean(), violated_frac=(g > 0).float().mean(),
+                                 lam_batch_mean=lam.mean(), lam_batch_max=lam.max(),
+                                 lam_eff_mean=lam_eff.mean(), active_frac=(lam_eff > 0).float().mean())
+        return stats
+
+    @staticmethod
+    def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Any, clip: float) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip > 0:
+            nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+
+    # ------------------------------------------------------------ checkpoints
+    def optimizer_states(self) -> dict[str, Any]:
+        states = {"actor": self.opt_actor.state_dict(), "critic": self.opt_critic.state_dict(),
+                  "alpha": self.opt_alpha.state_dict()}
+        if self.multiplier is not None:
+            states["multiplier"] = self.multiplier.optimizer.state_dict()
+        return states
+
+    def load_optimizer_states(self, states: dict[str, Any]) -> None:
+        self.opt_actor.load_state_dict(states["actor"])
+        self.opt_critic.load_state_dict(states["critic"])
+        self.opt_alpha.load_state_dict(states["alpha"])
+        if self.multiplier is not None:
+            self.multiplier.optimizer.load_state_dict(states["multiplier"])

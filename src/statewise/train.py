@@ -1,0 +1,237 @@
+"""The training loop: collect, update, log, evaluate, checkpoint (ALGORITHM.md §8)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from statewise import runio
+from statewise.buffer import ReplayBuffer
+from statewise.config import Config
+from statewise.errors import EnvError, RunDirError
+from statewise.evaluate import build_env, calibration, check_cost_signal, run_episodes, torch_policy
+from statewise.logger import RunLogger
+from statewise.sac import SAC
+
+EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never share reset seeds with training
+FINAL_EVAL_SEED_OFFSET = 2_000_000
+LAMBDA_GRID_N = 41  # λ(s) snapshots on the task plane at every evaluation
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def default_run_dir(cfg: Config) -> Path:
+    env_name = cfg.env.split("/")[-1].split(":")[-1]
+    return Path("runs") / env_name / f"{cfg.algo}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def train(config: Config | dict | str | Path) -> TrainResult:
+    """Train one agent as described by ``config`` (a Config, a dict of keys, or a YAML path).
+
+    Writes a new run directory (``config.run_dir``, or ``runs/<env>/<algo>-s<seed>-<time>``) with
+    config.yaml, versions.json, metrics.csv, eval.csv, tb/ events, checkpoint.pt, probe.npz and
+    summary.json. Raises a :class:`statewise.errors.StatewiseError` on bad input, before writing.
+    """
+    if isinstance(config, (str, Path)):
+        cfg = Config.from_yaml(config)
+    elif isinstance(config, dict):
+        cfg = Config.from_dict(config)
+    else:
+        cfg = config
+    cfg.validate()
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+    if run_dir.exists():
+        raise RunDirError(f"run directory {run_dir} already exists; choose another --run-dir (nothing was overwritten)")
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EnvError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+
+    env = build_env(cfg.env)
+    eval_env = build_env(cfg.env)
+    check_cost_signal(env, cfg.seed)  # fails loudly (EnvError) before the run directory is created
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+
+    agent = SAC(obs_dim, act_dim, cfg).to(device)
+    buffer = ReplayBuffer(obs_dim, act_dim, min(cfg.sac.buffer_size, cfg.steps), device, cfg.seed)
+
+    run_dir = runio.create_run_dir(run_dir)
+    cfg.run_dir = str(run_dir)
+    runio.atomic_write(run_dir / runio.CONFIG_FILE, cfg.to_yaml())
+    runio.write_json(run_dir / runio.VERSIONS_FILE, runio.versions())
+    logger = RunLogger(run_dir, runio.TRAIN_CSV, runio.EVAL_CSV)
+    try:
+        summary = _loop(cfg, env, eval_env, agent, buffer, logger, run_dir, device, obs_dim, act_dim)
+    finally:
+        logger.close()
+        env.close()
+        eval_env.close()
+    return TrainResult(run_dir, summary)
+
+
+def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: RunLogger, run_dir: Path,
+          device: torch.device, obs_dim: int, act_dim: int) -> dict[str, Any]:
+    s = cfg.sac
+    signal = agent.signal
+    task = eval_env.unwrapped
+    plane_obs = None
+    if hasattr(task, "plane"):
+        _, _, grid = task.plane().grid(LAMBDA_GRID_N)
+        plane_obs = torch.as_tensor(grid, dtype=torch.float32, device=device)
+    probe_obs: torch.Tensor | None = None
+    probe_history: list[np.ndarray] = []
+    probe_steps: list[int] = []
+    grid_history: list[np.ndarray] = []
+    grid_steps: list[int] = []
+
+    ep_returns: deque[float] = deque(maxlen=10)
+    ep_costs: deque[float] = deque(maxlen=10)
+    window_steps = window_violations = 0
+    total_violations = 0
+    ep_ret = ep_cost = 0.0
+    last_eval: dict[str, float] = {}
+    last_row: dict[str, float] = {}
+    last_log_time, last_log_step, last_updates = time.perf_counter(), 0, 0
+    start_time = last_log_time
+
+    obs, _ = env.reset(seed=cfg.seed)
+    env.action_space.seed(cfg.seed)
+    policy = torch_policy(agent, device, deterministic=False)
+    bar = tqdm(total=cfg.steps, disable=not cfg.progress, unit="step", dynamic_ncols=True, mininterval=0.5,
+               desc=f"{cfg.algo} {cfg.env.split('/')[-1]} s{cfg.seed}")
+    pending_bar = 0
+    for t in range(1, cfg.steps + 1):
+        act = env.action_space.sample() if t <= s.start_steps else policy(obs)
+        next_obs, rew, terminated, truncated, info = env.step(act)
+        cost = float(info["cost"])
+        buffer.add(obs, act, float(rew) * s.reward_scale, signal.train_cost(cost) if signal else cost, next_obs,
+                   terminated)
+        ep_ret += float(rew)
+        ep_cost += cost
+        window_steps += 1
+        window_violations += cost > 0.0
+        if terminated or truncated:
+            ep_returns.append(ep_ret)
+            ep_costs.append(ep_cost)
+            ep_ret = ep_cost = 0.0
+            obs, _ = env.reset()
+        else:
+            obs = next_obs
+
+        if t == s.start_steps and agent.multiplier is not None:
+            gen = torch.Generator(device=device).manual_seed(cfg.seed + 7)
+            idx = torch.randint(0, len(buffer), (cfg.probe_size,), generator=gen, device=device)
+            probe_obs = buffer.obs[idx].clone()
+
+        log_now = t % cfg.log_every == 0
+        stats: dict[str, torch.Tensor] = {}
+        if t > s.start_steps:
+            for k in range(s.updates_per_step):
+                out = agent.update(buffer, log=log_now and k == s.updates_per_step - 1)
+                if out:
+                    stats.update(out)
+
+        if log_now:
+            now = time.perf_counter()
+            total_violations += window_violations
+            row: dict[str, float] = {
+                "time_s": now - start_time,
+                "env_steps_per_s": (t - last_log_step) / (now - last_log_time),
+                "updates_per_s": (agent.n_updates - last_updates) / (now - last_log_time),
+                "episode_return": float(np.mean(ep_returns)) if ep_returns else float("nan"),
+                "episode_cost": float(np.mean(ep_costs)) if ep_costs else float("nan"),
+                "train_violation_ratio": window_violations / window_steps,
+                "cumulative_violations": float(total_violations),
+            }
+            row.update({k: float(v) for k, v in stats.items()})
+            if probe_obs is not None:
+                lam_probe = agent.lam(probe_obs)
+                q = torch.quantile(lam_probe, torch.tensor([0.5, 0.9], device=device))
+                row.update(lam_probe_mean=float(lam_probe.mean()), lam_probe_max=float(lam_probe.max()),
+                           lam_probe_q50=float(q[0]), lam_probe_q90=float(q[1]))
+                probe_history.append(lam_probe.cpu().numpy())
+                probe_steps.append(t)
+            logger.log("train", t, row)
+            window_steps = window_violations = 0
+            last_log_time, last_log_step, last_updates = now, t, agent.n_updates
+            last_row = row
+            bar.set_postfix(_postfix(last_row, last_eval), refresh=False)
+
+        if t % cfg.eval_every == 0 or t == cfg.steps:
+            last_eval = run_episodes(eval_env, torch_policy(agent, device), cfg.eval_episodes,
+                                     cfg.seed + EVAL_SEED_OFFSET)
+            if plane_obs is not None and agent.multiplier is not None:
+                grid_history.append(agent.lam(plane_obs).cpu().numpy())
+                grid_steps.append(t)
+            logger.log("eval", t, last_eval)
+            bar.set_postfix(_postfix(last_row, last_eval), refresh=False)
+
+        if cfg.checkpoint_every and t % cfg.checkpoint_every == 0:
+            save_checkpoint(run_dir, agent, t, obs_dim, act_dim)
+        pending_bar += 1
+        if pending_bar >= 100 or t == cfg.steps:
+            bar.update(pending_bar)
+            pending_bar = 0
+    bar.close()
+    wall = time.perf_counter() - start_time
+
+    save_checkpoint(run_dir, agent, cfg.steps, obs_dim, act_dim)
+    if probe_obs is not None:
+        arrays = dict(obs=probe_obs.cpu().numpy(), steps=np.asarray(probe_steps),
+                      lam=np.asarray(probe_history, dtype=np.float32))
+        if grid_history:
+            arrays.update(grid_steps=np.asarray(grid_steps), grid_lam=np.asarray(grid_history, dtype=np.float32))
+        runio.atomic_save(arrays, run_dir / runio.PROBE_FILE, saver=lambda obj, fh: np.savez_compressed(fh, **obj))
+
+    final = run_episodes(eval_env, torch_policy(agent, device), cfg.final_eval_episodes,
+                         cfg.seed + FINAL_EVAL_SEED_OFFSET)
+    calib = {}
+    if agent.multiplier is not None:
+        calib = calibration(eval_env, _numpy_fn(agent.lam, device), _numpy_fn(agent.cost_value, device))
+    summary = {
+        "algo": cfg.algo, "env": cfg.env, "seed": cfg.seed, "steps": cfg.steps,
+        "wall_time_s": wall, "env_steps_per_s": cfg.steps / wall, "gradient_updates": agent.n_updates,
+        "train_violation_ratio": (total_violations + window_violations) / cfg.steps,
+        "final_eval": final, "calibration": calib,
+    }
+    runio.write_json(run_dir / runio.SUMMARY_FILE, summary)
+    return summary
+
+
+def _numpy_fn(fn, device: torch.device):
+    def wrapped(obs: np.ndarray) -> np.ndarray:
+        return fn(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+
+    return wrapped
+
+
+def _postfix(row: dict[str, float], last_eval: dict[str, float]) -> dict[str, str]:
+    out = {}
+    if "episode_return" in row:
+        out.update(ret=f"{row['episode_return']:.2f}", cost=f"{row['episode_cost']:.1f}")
+    if "lam_probe_mean" in row:
+        out["lam"] = f"{row['lam_probe_mean']:.3f}"
+    if last_eval:
+        out.update(eval_ret=f"{last_eval['return']:.2f}", eval_cost=f"{last_eval['cost']:.1f}")
+    return out
+
+
+def save_checkpoint(run_dir: Path, agent: SAC, step: int, obs_dim: int, act_dim: int) -> None:
+    ckpt = {"meta": {"step": step, "obs_dim": obs_dim, "act_dim": act_dim},
+            "agent": agent.state_dict(), "optimizers": agent.optimizer_states()}
+    runio.atomic_save(ckpt, run_dir / runio.CHECKPOINT_FILE)

@@ -1,0 +1,337 @@
+"""Every loss, target and update rule of ALGORITHM.md against hand-computed values or autograd."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from statewise.buffer import ReplayBuffer
+from statewise.config import Config, ConstraintConfig, MultiplierConfig
+from statewise.constraints import CostValue
+from statewise.multipliers import NetworkMultiplier, ScalarMultiplier
+from statewise.nets import Critic, MultiplierNet, TanhGaussianPolicy
+from statewise.penalties import augmented, lagrangian
+from statewise.sac import SAC
+
+torch.set_default_dtype(torch.float32)
+
+
+# ------------------------------------------------------------------ augmented-Lagrangian penalty (§5)
+def two_branch(g: float, lam: float, rho: float) -> float:
+    if lam + rho * g >= 0:
+        return lam * g + rho * g * g / 2
+    return -lam * lam / (2 * rho)
+
+
+def test_augmented_penalty_matches_two_branch_formula():
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(500, generator=gen, dtype=torch.float64) * 3
+    lam = torch.rand(500, generator=gen, dtype=torch.float64) * 5
+    for rho in (0.1, 1.0, 10.0):
+        pen, _ = augmented(g, lam, rho)
+        expected = torch.tensor([two_branch(gi, li, rho) for gi, li in zip(g.tolist(), lam.tolist())],
+                                dtype=torch.float64)
+        torch.testing.assert_close(pen, expected, rtol=1e-10, atol=1e-10)
+    # both branches occur in the sample
+    assert ((lam + g) > 0).any() and ((lam + g) < 0).any()
+
+
+def test_augmented_penalty_gradient_is_lookahead_multiplier():
+    g = torch.tensor([-3.0, -0.2, 0.0, 0.4, 2.0], requires_grad=True)
+    lam = torch.tensor([1.0, 1.0, 0.5, 0.0, 2.0])
+    rho = 2.0
+    pen, effective = augmented(g, lam, rho)
+    (grad,) = torch.autograd.grad(pen.sum(), g)
+    expected = torch.clamp(lam + rho * g.detach(), min=0.0)  # [λ + ρ g]_+ = [-5, 0.6, 0.5, 0.8, 6]_+
+    torch.testing.assert_close(grad, expected)
+    torch.testing.assert_close(effective.detach(), torch.tensor([0.0, 0.6, 0.5, 0.8, 6.0]))
+
+
+def test_augmented_penalty_small_rho_limit_is_lagrangian():
+    g = torch.tensor([-0.7, -0.1, 0.3, 1.5])
+    lam = torch.tensor([0.5, 2.0, 1.0, 3.0])
+    pen, _ = augmented(g, lam, 1e-6)
+    plain, eff = lagrangian(g, lam)
+    torch.testing.assert_close(pen, plain, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(eff, lam)
+
+
+# ----------------------------------------------------------------------------------- dual target (§6.4)
+def _network_multiplier(update: str, **kw) -> NetworkMultiplier:
+    cfg = MultiplierConfig(kind="network", update=update, penalty="augmented", rho=kw.pop("rho", 1.0),
+                           rho_lambda=kw.pop("rho_lambda", 1.0), hidden=[16, 16], **kw)
+    torch.manual_seed(0)
+    return NetworkMultiplier(3, cfg)
+
+
+def _set_prev_output(m: NetworkMultiplier, value: float) -> None:
+    """Make λ_prev(s) ≡ value (zero last layer, bias = softplus⁻¹(value))."""
+    from statewise.nets import softplus_inverse
+
+    last = m.prev.net[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(softplus_inverse(value) if value > 0 else -50.0)
+
+
+def test_dual_target_cases():
+    m = _network_multiplier("regression", rho_lambda=2.0, lam_max=10.0)
+    obs = torch.randn(4, 3)
+    _set_prev_output(m, 0.0)  # λ_prev ≈ 0
+    target = m.dual_target(obs, torch.tensor([-1.0, -0.01, 0.0, 0.5]))
+    torch.testing.assert_close(target, torch.tensor([0.0, 0.0, 0.0, 1.0]), atol=1e-6, rtol=0)
+    _set_prev_output(m, 3.0)
+    target = m.dual_target(obs, torch.tensor([0.0, 1.0, -1.0, 100.0]))
+    # g = 0 keeps λ; g > 0 adds ρ_λ g; g < 0 subtracts; capped at λ_max
+    torch.testing.assert_close(target, torch.tensor([3.0, 5.0, 1.0, 10.0]), atol=1e-5, rtol=0)
+
+
+def test_dual_target_fixed_point_is_complementary_slackness():
+    """At λ_ξ = λ_prev the regression gradient vanishes exactly where λ ≥ 0, g ≤ 0, λ g = 0."""
+    m = _network_multiplier("regression")
+    obs = torch.randn(3, 3)
+    _set_prev_output(m, 2.0)
+    m.net.load_state_dict(m.prev.state_dict())
+    for g, at_rest in ((0.0, True), (0.3, False), (-0.3, False)):
+        lam = m.net(obs)
+        loss = ((lam - m.dual_target(obs, torch.full((3,), g))) ** 2).mean()
+        grads = torch.autograd.grad(loss, list(m.net.parameters()))
+        norm = sum(gr.abs().sum() for gr in grads)
+        assert (norm < 1e-5) == at_rest, (g, norm)
+
+
+def test_regression_gradient_is_scaled_dual_ascent_when_unclipped():
+    """ALGORITHM.md §6.4 caveat: with λ_prev = λ_ξ and no clipping, ∇ regression = 2ρ_λ ∇ dual ascent."""
+    reg = _network_multiplier("regression", rho_lambda=0.5)
+    reg.prev.load_state_dict(reg.net.state_dict())
+    obs = torch.randn(8, 3)
+    g = torch.rand(8) + 0.1  # positive: the target is not clipped at 0
+    lam = reg.net(obs)
+    reg_loss = ((lam - reg.dual_target(obs, g)) ** 2).mean()
+    grad_reg = torch.autograd.grad(reg_loss, list(reg.net.parameters()))
+    da_loss = -(reg.net(obs) * g).mean()
+    grad_da = torch.autograd.grad(da_loss, list(reg.net.parameters()))
+    for a, b in zip(grad_reg, grad_da):
+        torch.testing.assert_close(a, 2 * 0.5 * b, rtol=1e-4, atol=1e-7)
+
+
+def test_network_updates_move_lambda_the_right_way():
+    for rule in ("regression", "dual-ascent"):
+        m = _network_multiplier(rule, lr=1e-2)
+        obs = torch.randn(64, 3)
+        before = m.value(obs).mean()
+        for _ in range(20):
+            m.update(obs, torch.full((64,), 0.5))
+            m.end_round()
+        assert m.value(obs).mean() > before + 0.05, rule
+        mid = m.value(obs).mean()
+        for _ in range(20):
+            m.update(obs, torch.full((64,), -0.5))
+            m.end_round()
+        assert m.value(obs).mean() < mid, rule
+
+
+def test_regression_target_lag_uses_polyak_average():
+    m = _network_multiplier("regression", target_tau=0.25)
+    prev0 = [p.clone() for p in m.prev.parameters()]
+    m.update(torch.randn(16, 3), torch.ones(16))
+    m.end_round()
+    for p_prev, p0, p in zip(m.prev.parameters(), prev0, m.net.parameters()):
+        torch.testing.assert_close(p_prev, 0.75 * p0 + 0.25 * p.detach())
+
+
+def test_scalar_dual_ascent_projected():
+    m = ScalarMultiplier(MultiplierConfig(kind="scalar", lam_init=0.01, lr=0.1, lam_max=1.0))
+    m.update(torch.zeros(4, 2), torch.tensor([-1.0, -2.0, -1.0, -2.0]))  # ḡ < 0 pushes λ below 0
+    assert m.value(torch.zeros(2, 2)).tolist() == [0.0, 0.0]
+    for _ in range(30):
+        m.update(torch.zeros(4, 2), torch.ones(4))
+    assert m.value(torch.zeros(1, 2)).item() == pytest.approx(1.0)  # capped at λ_max
+    # Adam's first step moves λ by lr in the sign of ḡ
+    m2 = ScalarMultiplier(MultiplierConfig(kind="scalar", lam_init=0.5, lr=0.1, lam_max=10.0))
+    m2.update(torch.zeros(4, 2), torch.full((4,), 3.0))
+    assert m2.lam.item() == pytest.approx(0.6, abs=1e-6)
+
+
+# ------------------------------------------------------------------------- cost value backup (§2.2)
+def test_cost_value_backup_and_binary_cost():
+    sig = CostValue(ConstraintConfig(threshold=0.1, gamma_c=0.9))
+    y = sig.backup(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([2.0, 2.0, 2.0]), torch.tensor([0.0, 0.0, 1.0]))
+    torch.testing.assert_close(y, torch.tensor([1.0 + 0.9 * 2.0, 0.9 * 2.0, 1.0]))
+    assert sig.train_cost(0.3) == 1.0 and sig.train_cost(0.0) == 0.0
+    assert CostValue(ConstraintConfig(binary_cost=False)).train_cost(0.3) == pytest.approx(0.3)
+    torch.testing.assert_close(sig.residual(torch.tensor([0.1, 1.0])), torch.tensor([0.0, 0.9]))
+
+
+# ------------------------------------------------------------------------------- networks (§3)
+def test_tanh_gaussian_log_prob_matches_change_of_variables():
+    torch.manual_seed(0)
+    pi = TanhGaussianPolicy(3, 2, [8])
+    obs = torch.randn(5, 3)
+    torch.manual_seed(1)
+    a, logp = pi.sample(obs)
+    mean, log_std = pi._dist_params(obs)
+    torch.manual_seed(1)
+    u = mean + log_std.exp() * torch.randn_like(mean)
+    base = torch.distributions.Normal(mean, log_std.exp()).log_prob(u).sum(-1)
+    expected = base - torch.log(1 - torch.tanh(u) ** 2).sum(-1)
+    torch.testing.assert_close(a, torch.tanh(u))
+    torch.testing.assert_close(logp, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_ensemble_critic_members_are_independent_mlps():
+    torch.manual_seed(0)
+    critic = Critic(3, 2, [8, 8], constrained=True)
+    obs, act = torch.randn(6, 3), torch.randn(6, 2)
+    out = critic(obs, act)
+    assert out.shape == (4, 6)
+    x = torch.cat([obs, act], -1)
+    for i in range(4):
+        h = x
+        for j, layer in enumerate(critic.net.layers):
+            h = h @ layer.weight[i] + layer.bias[i]
+            if j < len(critic.net.layers) - 1:
+                h = torch.relu(h)
+        torch.testing.assert_close(out[i], h.squeeze(-1), rtol=1e-5, atol=1e-6)
+
+
+def test_multiplier_net_initial_value():
+    net = MultiplierNet(4, [16], lam_init=0.05)
+    lam = net(torch.randn(100, 4))
+    assert torch.all((lam - 0.05).abs() < 0.01)
+
+
+# ----------------------------------------------------------------------- the SAC update (§3, §6.3)
+def _agent(algo: str, **sets) -> tuple[SAC, ReplayBuffer]:
+    cfg = Config(algo=algo, steps=1000)
+    cfg.sac.hidden = [16, 16]
+    cfg.multiplier.hidden = [16, 16]
+    cfg.sac.batch_size = 8
+    cfg.sac.start_steps = 8
+    cfg.constraint.gamma_c = 0.9
+    for k, v in sets.items():
+        cfg.set(k, v)
+    cfg.validate()
+    torch.manual_seed(0)
+    agent = SAC(3, 2, cfg)
+    buf = ReplayBuffer(3, 2, 8, "cpu", seed=0)
+    gen = torch.Generator().manual_seed(1)
+    for i in range(8):
+        buf.add(torch.randn(3, generator=gen).numpy(), (torch.rand(2, generator=gen) * 2 - 1).numpy(),
+                float(i), float(i % 2), torch.randn(3, generator=gen).numpy(), terminated=(i % 3 == 0))
+    return agent, buf
+
+
+class _FixedSampler:
+    """Stands in for the policy's sampler with fixed actions and log-probabilities."""
+
+    def __init__(self, policy: TanhGaussianPolicy, act_dim: int, logp: float | None = None):
+        self.policy = policy
+        self.act_dim = act_dim
+        self.logp = logp
+
+    def __call__(self, obs):
+        bias = self.policy.net[0].bias
+        a = torch.tanh(obs[:, : self.act_dim] + bias[: self.act_dim])  # depends on θ
+        logp = -(obs ** 2).sum(-1) * 0.1 if self.logp is None else torch.full((obs.shape[0],), self.logp)
+        return a, logp + bias.sum() * 0.0
+
+
+@pytest.mark.parametrize("algo", ["sac", "sac-alam", "sac-lag"])
+def test_critic_targets_bootstrap_on_truncation_not_termination(algo):
+    agent, buf = _agent(algo)
+    agent.actor.sample = _FixedSampler(agent.actor, 2)
+    # sample the whole buffer in order
+    buf._indices = lambda n: torch.arange(8)
+    b = buf.sample(8)
+    alpha = math.exp(agent.log_alpha.item())
+    with torch.no_grad():
+        a2, logp2 = agent.actor.sample(b.next_obs)
+        tv = agent.critic_target(b.next_obs, a2)
+        y = b.rew + 0.99 * (1 - b.terminated) * (torch.minimum(tv[0], tv[1]) - alpha * logp2)
+        v = agent.critic(b.obs, b.act)
+        expected_q = ((v[0] - y) ** 2).mean() + ((v[1] - y) ** 2).mean()
+        if agent.constrained:
+            yc = b.cost + 0.9 * (1 - b.terminated) * torch.maximum(tv[2], tv[3])
+            expected_c = ((v[2] - yc) ** 2).mean() + ((v[3] - yc) ** 2).mean()
+    stats = agent.update(buf, log=True)
+    torch.testing.assert_close(stats["reward_critic_loss"], expected_q)
+    if agent.constrained:
+        torch.testing.assert_close(stats["cost_critic_loss"], expected_c)
+    assert b.terminated.sum() == 3  # both terminated and non-terminated transitions were checked
+
+
+@pytest.mark.parametrize("algo,penalty,normalize", [("sac-alam", "augmented", False), ("fac", "lagrangian", False),
+                                                    ("sac-lag", "lagrangian", True), ("sac", None, False)])
+def test_actor_loss_composition(algo, penalty, normalize):
+    agent, buf = _agent(algo, **{"sac.lr_critic": 1e-12})  # critic step negligible: pre-update critic suffices
+    agent.actor.sample = _FixedSampler(agent.actor, 2)
+    buf._indices = lambda n: torch.arange(8)
+    b = buf.sample(8)
+    if agent.multiplier is not None:  # a non-trivial, state-dependent multiplier
+        if isinstance(agent.multiplier, NetworkMultiplier):
+            with torch.no_grad():
+                agent.multiplier.net.net[-1].weight.normal_(0, 1.0)
+        else:
+            agent.multiplier.lam.data.fill_(0.7)
+    alpha = math.exp(agent.log_alpha.item())
+    with torch.no_grad():
+        a, logp = agent.actor.sample(b.obs)
+        v = agent.critic(b.obs, a)
+        per = alpha * logp - torch.minimum(v[0], v[1])
+        if penalty:
+            g = torch.maximum(v[2], v[3]) - 0.1
+            lam = agent.multiplier.value(b.obs)
+            if penalty == "augmented":
+                eff = torch.relu(lam + 1.0 * g)
+                per = per + (eff ** 2 - lam ** 2) / 2.0
+            else:
+                eff = lam
+                per = per + lam * g
+            if normalize:
+                per = per / (1 + eff)
+    stats = agent.update(buf, log=True)
+    torch.testing.assert_close(stats["actor_loss"], per.mean(), rtol=1e-4, atol=1e-5)
+
+
+def test_actor_gradient_weights_cost_critic_by_effective_multiplier():
+    """∂L_π/∂Q^c(s,ã) = [λ + ρ g]_+ / B for SAC-ALaM (and λ/B for the Lagrangian)."""
+    g = torch.tensor([-2.0, -0.05, 0.3], requires_grad=True)
+    lam = torch.tensor([1.0, 0.5, 0.2])
+    pen, _ = augmented(g, lam, rho=4.0)
+    (grad,) = torch.autograd.grad(pen.mean(), g)
+    torch.testing.assert_close(grad, torch.tensor([0.0, 0.3, 1.4]) / 3)
+
+
+def test_temperature_loss_direction():
+    agent, buf = _agent("sac")
+    before = agent.log_alpha.item()
+    agent.actor.sample = _FixedSampler(agent.actor, 2, logp=10.0)
+    agent.update(buf)  # log π + H̄ = 10 - 2 > 0: entropy below target, so α grows
+    assert agent.log_alpha.item() > before
+    agent2, buf2 = _agent("sac")
+    agent2.actor.sample = _FixedSampler(agent2.actor, 2, logp=-10.0)
+    agent2.update(buf2)
+    assert agent2.log_alpha.item() < before
+
+
+def test_polyak_update():
+    agent, buf = _agent("sac-alam", **{"sac.tau": 0.25})
+    target0 = [p.clone() for p in agent.critic_target.parameters()]
+    agent.update(buf)
+    for t, t0, p in zip(agent.critic_target.parameters(), target0, agent.critic.parameters()):
+        torch.testing.assert_close(t, 0.75 * t0 + 0.25 * p.detach())
+
+
+def test_multiplier_updated_every_period():
+    agent, buf = _agent("sac-alam", **{"multiplier.period": 3, "multiplier.lr": 1e-2})
+    before = copy.deepcopy(agent.multiplier.net.state_dict())
+    agent.update(buf)
+    agent.update(buf)
+    assert all(torch.equal(before[k], v) for k, v in agent.multiplier.net.state_dict().items())
+    agent.update(buf)
+    assert not all(torch.equal(before[k], v) for k, v in agent.multiplier.net.state_dict().items())
+    # λ_prev followed λ_ξ (hard copy)
+    for p_prev, p in zip(agent.multiplier.prev.parameters(), agent.multiplier.net.parameters()):
+        torch.testing.assert_close(p_prev, p.detach())
