@@ -3,26 +3,45 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 from typing import Any
 
+from statewise.runio import atomic_write
+
 
 class CSVWriter:
-    """Appends rows to a CSV file; the columns are fixed by the first row."""
+    """Appends rows to a CSV file. A row with new columns (e.g. learning statistics that start after
+    the random warm-up) rewrites the file once, atomically, with the widened header."""
 
     def __init__(self, path: Path):
         self.path = path
         self._fh = None
         self._writer: csv.DictWriter | None = None
+        self._fields: list[str] = []
 
     def write(self, row: dict[str, Any]) -> None:
-        if self._writer is None:
-            self._fh = open(self.path, "w", newline="")
-            self._writer = csv.DictWriter(self._fh, fieldnames=list(row), restval="")
-            self._writer.writeheader()
+        new = [k for k in row if k not in self._fields]
+        if new:
+            self._widen(new)
         self._writer.writerow(row)
         self._fh.flush()
+
+    def _widen(self, new: list[str]) -> None:
+        old_rows = []
+        if self._fh is not None:
+            self._fh.close()
+            with open(self.path, newline="") as fh:
+                old_rows = list(csv.DictReader(fh))
+        self._fields += new
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self._fields, restval="")
+        writer.writeheader()
+        writer.writerows(old_rows)
+        atomic_write(self.path, buf.getvalue())
+        self._fh = open(self.path, "a", newline="")
+        self._writer = csv.DictWriter(self._fh, fieldnames=self._fields, restval="")
 
     def close(self) -> None:
         if self._fh is not None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from statewise.config import MultiplierConfig
-from statewise.nets import MultiplierNet
+from statewise.nets import MultiplierNet, adam
 
 
 class ScalarMultiplier(nn.Module):
@@ -33,7 +33,7 @@ class ScalarMultiplier(nn.Module):
         super().__init__()
         self.lam_max = cfg.lam_max
         self.lam = nn.Parameter(torch.tensor(cfg.lam_init))
-        self.optimizer = torch.optim.Adam([self.lam], lr=cfg.lr)
+        self.optimizer = adam([self.lam], cfg.lr)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.lam.detach().clamp(0.0, self.lam_max).expand(obs.shape[0])
@@ -73,7 +73,7 @@ class NetworkMultiplier(nn.Module):
         self.prev: MultiplierNet | None = None
         if self.rule == "regression":
             self.prev = copy.deepcopy(self.net).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.optimizer = adam(self.net.parameters(), cfg.lr)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -13,6 +13,11 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # ALGORITHM.md §3
 _ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh}
 
 
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel (several times faster than the per-tensor loop on CPU for small nets)."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
 def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str = "relu") -> nn.Sequential:
     layers: list[nn.Module] = []
     for width in hidden:

@@ -31,7 +31,7 @@ from statewise.buffer import ReplayBuffer
 from statewise.config import Config
 from statewise.constraints import make_signal
 from statewise.multipliers import make_multiplier
-from statewise.nets import Critic, TanhGaussianPolicy
+from statewise.nets import Critic, TanhGaussianPolicy, adam
 from statewise.penalties import penalty
 
 
@@ -49,9 +49,9 @@ class SAC(nn.Module):
         self.signal = make_signal(cfg.constraint) if self.constrained else None
         self.target_entropy = float(-act_dim if s.target_entropy == "auto" else s.target_entropy)
 
-        self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=s.lr_actor)
-        self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=s.lr_critic)
-        self.opt_alpha = torch.optim.Adam([self.log_alpha], lr=s.lr_alpha)
+        self.opt_actor = adam(self.actor.parameters(), s.lr_actor)
+        self.opt_critic = adam(self.critic.parameters(), s.lr_critic)
+        self.opt_alpha = adam([self.log_alpha], s.lr_alpha)
         self._critic_params = list(self.critic.parameters())
         self._target_params = list(self.critic_target.parameters())
         self.n_updates = 0

@@ -1,0 +1,145 @@
+"""Training throughput of every algorithm against this machine's matrix-multiply rate.
+
+For each algorithm and network size it prints gradient updates per second (the update alone, replay
+buffer on the training device), the FLOPs of one update (counted by torch's FlopCounterMode), the
+fraction of the measured GEMM rate that the update reaches, and environment steps per second of a
+real training run (collection + one update per step) on the built-in DoubleIntegrator task.
+
+    python benchmarks/throughput.py                 # full table (about 3 minutes on 2 cores)
+    python benchmarks/throughput.py --quick         # fewer repetitions
+    python benchmarks/throughput.py --device cuda   # on a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from statewise import Config, train
+from statewise.buffer import ReplayBuffer
+from statewise.sac import SAC
+
+ALGOS = ["sac", "sac-lag", "fac", "sac-alam"]
+# (label, hidden, batch, obs_dim, act_dim): the ALGORITHM.md default size at a Safety-Gymnasium-like
+# shape (PointGoal1: 60-d observation, 2-d action), and the small size the built-in tasks use.
+SIZES = [("256x256", [256, 256], 256, 60, 2), ("64x64", [64, 64], 256, 2, 1)]
+
+
+def gemm_rate(n: int, k: int, m: int, device: torch.device, seconds: float = 1.0) -> float:
+    """Measured fp32 GFLOP/s of an (n x k) @ (k x m) matmul."""
+    a, b = torch.randn(n, k, device=device), torch.randn(k, m, device=device)
+    for _ in range(10):
+        a @ b
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(20):
+            a @ b
+        reps += 20
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2.0 * n * k * m * reps / (time.perf_counter() - start) / 1e9
+
+
+def make_agent(algo: str, hidden: list[int], batch: int, obs_dim: int, act_dim: int, device: torch.device):
+    cfg = Config(algo=algo, device=device.type)
+    cfg.sac.hidden = hidden
+    cfg.multiplier.hidden = hidden
+    cfg.sac.batch_size = batch
+    cfg.validate()
+    torch.manual_seed(0)
+    agent = SAC(obs_dim, act_dim, cfg).to(device)
+    buf = ReplayBuffer(obs_dim, act_dim, 10_000, device, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(2_000):
+        buf.add(rng.normal(size=obs_dim), rng.uniform(-1, 1, act_dim), rng.normal(), float(rng.random() < 0.1),
+                rng.normal(size=obs_dim), bool(rng.random() < 0.01))
+    return agent, buf
+
+
+def update_rate(agent: SAC, buf: ReplayBuffer, seconds: float) -> float:
+    for _ in range(20):
+        agent.update(buf)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(10):
+            agent.update(buf)
+        n += 10
+    if buf.device.type == "cuda":
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - start)
+
+
+def flops_per_update(agent: SAC, buf: ReplayBuffer) -> float:
+    """FLOPs of one update averaged over a multiplier period (the multiplier runs every m_λ steps)."""
+    period = agent.cfg.multiplier.period if agent.multiplier is not None else 1
+    counter = FlopCounterMode(display=False)
+    with counter:
+        for _ in range(period):
+            agent.update(buf)
+    return counter.get_total_flops() / period
+
+
+def training_rate(algo: str, steps: int, device: torch.device) -> float:
+    """Env steps per second of a real run on DoubleIntegrator-v0 (64x64), after the random warm-up."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Config(algo=algo, env="statewise/DoubleIntegrator-v0", steps=steps, device=device.type,
+                     run_dir=str(Path(tmp) / "run"), progress=False, eval_every=steps, eval_episodes=1,
+                     final_eval_episodes=1, log_every=500)
+        cfg.sac.hidden = [64, 64]
+        cfg.multiplier.hidden = [64, 64]
+        cfg.sac.start_steps = 1_000
+        result = train(cfg)
+        rows = np.genfromtxt(result.run_dir / "metrics.csv", delimiter=",", names=True)
+        learning = rows[rows["step"] > cfg.sac.start_steps + 500]
+        return float(np.mean(learning["env_steps_per_s"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="shorter timings")
+    parser.add_argument("--algos", default=",".join(ALGOS))
+    parser.add_argument("--train-steps", type=int, default=4_000)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    seconds = 1.0 if args.quick else 4.0
+
+    peak = {label: gemm_rate(batch, h[0], h[1], device) for label, h, batch, _, _ in SIZES}
+    peak["256^3"] = gemm_rate(256, 256, 256, device)
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print("measured fp32 GEMM rate: " + ", ".join(
+        f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()) + "  (batch x hidden x hidden)")
+    header = f"{'algo':9s} {'size':8s} {'updates/s':>10s} {'MFLOP/update':>13s} {'GFLOP/s':>8s} {'% of GEMM':>9s}"
+    print(header)
+    results = []
+    for label, hidden, batch, obs_dim, act_dim in SIZES:
+        for algo in args.algos.split(","):
+            agent, buf = make_agent(algo, hidden, batch, obs_dim, act_dim, device)
+            flops = flops_per_update(agent, buf)
+            ups = update_rate(agent, buf, seconds)
+            achieved = ups * flops / 1e9
+            row = dict(algo=algo, size=label, batch=batch, obs_dim=obs_dim, act_dim=act_dim, updates_per_s=ups,
+                       mflop_per_update=flops / 1e6, gflops=achieved, fraction_of_gemm=achieved / peak[label])
+            results.append(row)
+            print(f"{algo:9s} {label:8s} {ups:10.0f} {flops / 1e6:13.1f} {achieved:8.1f} "
+                  f"{100 * achieved / peak[label]:8.0f}%", flush=True)
+    print(f"\nenv steps/s of training on statewise/DoubleIntegrator-v0 (64x64, batch 256, 1 update per step):")
+    train_rates = {}
+    for algo in args.algos.split(","):
+        train_rates[algo] = training_rate(algo, args.train_steps, device)
+        print(f"{algo:9s} {train_rates[algo]:8.0f} env steps/s", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"gemm_gflops": peak, "updates": results, "train_env_steps_per_s": train_rates,
+                                         "device": str(device), "threads": torch.get_num_threads()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

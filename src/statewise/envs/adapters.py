@@ -1,0 +1,154 @@
+"""Building environments for statewise: :func:`make_env` and the wrappers it applies.
+
+statewise needs the per-step cost of every transition in ``info["cost"]``. Two kinds of
+environments are supported:
+
+* gymnasium envs that already put the cost in ``info["cost"]`` (like the built-in ones);
+* Safety-Gymnasium-style envs whose ``step`` returns six values
+  ``(obs, reward, cost, terminated, truncated, info)``; :class:`SafetyGymnasiumAdapter`
+  turns them into the standard 5-tuple with the cost moved into ``info["cost"]``.
+
+:class:`CostSignalCheck` (outermost wrapper) fails fast, with an :class:`EnvError`, when
+an environment reports no cost or a non-finite one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import math
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.envs.registration import EnvSpec
+
+import statewise.envs  # noqa: F401  (registers the built-in envs)
+from statewise.envs.base import BUILTIN_ENVS
+from statewise.errors import EnvError
+
+
+class SafetyGymnasiumAdapter(gym.Wrapper):
+    """Converts Safety-Gymnasium-style 6-tuples ``(obs, reward, cost, terminated,
+    truncated, info)`` into gymnasium's 5-tuple with ``info["cost"] = cost``.
+
+    Standard 5-tuples are passed through unchanged, so the adapter can be applied to any
+    env; the check is one ``len`` per step. It must sit *below* gymnasium's ``TimeLimit``
+    and ``PassiveEnvChecker`` wrappers, which unpack exactly five values.
+    """
+
+    def step(self, action):
+        result = self.env.step(action)
+        if len(result) == 6:
+            obs, reward, cost, terminated, truncated, info = result
+            info = dict(info)  # do not mutate a dict the env may keep
+            info["cost"] = cost
+            return obs, reward, terminated, truncated, info
+        return result
+
+
+class CostSignalCheck(gym.Wrapper):
+    """Checks on every step that ``info["cost"]`` exists and is finite, and converts it
+    to a Python float. Raises :class:`EnvError` otherwise. Cheap: one dict lookup, one
+    ``float`` and one ``isfinite`` per step."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._t = 0  # steps since the last reset, for error messages
+
+    def _env_id(self) -> str:
+        spec = self.env.spec
+        return spec.id if spec is not None else type(self.env.unwrapped).__name__
+
+    def reset(self, **kwargs):
+        self._t = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._t += 1
+        try:
+            cost = float(info["cost"])
+        except KeyError:
+            raise EnvError(
+                f"environment '{self._env_id()}' reports no cost: statewise needs the per-step cost in "
+                "info['cost'] (or as the 3rd of 6 step values, Safety-Gymnasium style)"
+            ) from None
+        except (TypeError, ValueError):
+            raise EnvError(
+                f"environment '{self._env_id()}' reports a non-numeric cost {info['cost']!r} at step {self._t} "
+                "(info['cost'] must be a float)"
+            ) from None
+        if not math.isfinite(cost):
+            raise EnvError(f"environment '{self._env_id()}' reported a non-finite cost ({cost}) at step {self._t}")
+        info["cost"] = cost
+        return obs, reward, terminated, truncated, info
+
+
+def _suggestion(name: str) -> str:
+    """' Did you mean ...?' for a close built-in id (preferred) or registered id, else ''."""
+    for candidates in (BUILTIN_ENVS, tuple(gym.registry.keys())):
+        lowered = {c.lower(): c for c in candidates}
+        match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+        if match:
+            return f" Did you mean '{lowered[match[0]]}'?"
+    return ""
+
+
+def _resolve_spec(env_id: str) -> EnvSpec:
+    """Find the registered spec of ``env_id`` (``Name-v0`` or ``module:Name-v0``).
+
+    Like ``gymnasium.make``, the ``module:`` prefix imports the module first so that it
+    can register the env; unlike it, failures become one-line :class:`EnvError` messages.
+    """
+    if not isinstance(env_id, str) or not env_id:
+        raise EnvError(f"environment id must be a non-empty string, got {env_id!r}")
+    name = env_id
+    if ":" in env_id:
+        module, name = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise EnvError(f"cannot import module '{module}' for environment '{env_id}': {e}") from None
+    spec = gym.registry.get(name)
+    if spec is None:
+        raise EnvError(f"unknown environment id '{env_id}'.{_suggestion(name)}")
+    return spec
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """Build the environment ``env_id`` for statewise.
+
+    ``env_id`` is a registered gymnasium id (e.g. ``statewise/DoubleIntegrator-v0``) or
+    ``module:Name-v0`` (the module is imported first so it can register ``Name-v0``).
+    ``kwargs`` go to the env constructor, except ``max_episode_steps`` (overrides the
+    registered time limit; -1 disables it) and ``disable_env_checker``.
+
+    Wrapper stack, innermost first::
+
+        env (+ OrderEnforcing from gymnasium) -> SafetyGymnasiumAdapter
+            -> PassiveEnvChecker (unless disabled) -> TimeLimit -> CostSignalCheck
+
+    We cannot let ``gymnasium.make`` add ``TimeLimit``/``PassiveEnvChecker`` itself: both
+    unpack five step values and would crash on Safety-Gymnasium-style 6-tuples. So we ask
+    gymnasium for the bare env (``max_episode_steps=-1, disable_env_checker=True``), add
+    the adapter (a no-op for 5-tuples), and then add those wrappers ourselves on top.
+    """
+    spec = _resolve_spec(env_id)
+    max_steps = kwargs.pop("max_episode_steps", None)
+    disable_checker = kwargs.pop("disable_env_checker", None)
+    try:
+        env = gym.make(spec, max_episode_steps=-1, disable_env_checker=True, **kwargs)
+    except TypeError as e:
+        if "unexpected keyword argument" in str(e):
+            raise EnvError(f"environment '{env_id}' does not accept these arguments {sorted(kwargs)}: {e}") from None
+        raise
+    except gym.error.Error as e:
+        raise EnvError(f"cannot create environment '{env_id}': {e}") from None
+
+    env = SafetyGymnasiumAdapter(env)
+    if disable_checker is False or (disable_checker is None and not spec.disable_env_checker):
+        env = gym.wrappers.PassiveEnvChecker(env)
+    steps = max_steps if max_steps is not None else spec.max_episode_steps
+    if steps is not None and steps != -1:
+        env = gym.wrappers.TimeLimit(env, int(steps))
+    return CostSignalCheck(env)

@@ -1,0 +1,58 @@
+"""Tiny environments registered for tests/test_envs.py (imported through make_env's
+``module:Name-v0`` form). Each one is a 1-D counter with a constant cost signal."""
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class _Counter(gym.Env):
+    """Observation = number of steps since reset."""
+
+    def __init__(self, cost: float = 0.5):
+        self.cost = cost
+        self.observation_space = spaces.Box(-np.inf, np.inf, (1,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def _obs(self):
+        return np.array([self.t], np.float32)
+
+
+class ToyCostEnv(_Counter):
+    """Reports its cost in info['cost'] (the statewise convention)."""
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 1.0, False, False, {"cost": self.cost}
+
+
+class ToySafetyGymEnv(_Counter):
+    """Safety-Gymnasium style: step returns (obs, reward, cost, terminated, truncated, info)."""
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 1.0, self.cost, False, False, {}
+
+
+class ToyNoCostEnv(_Counter):
+    """Reports no cost at all."""
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 1.0, False, False, {}
+
+
+_ENVS = {
+    "ToyCost-v0": ("ToyCostEnv", None),
+    "ToySafetyGym-v0": ("ToySafetyGymEnv", 5),
+    "ToyNoCost-v0": ("ToyNoCostEnv", None),
+}
+for _id, (_cls, _steps) in _ENVS.items():
+    if _id not in gym.registry:
+        gym.register(id=_id, entry_point=f"{__name__}:{_cls}", max_episode_steps=_steps)
