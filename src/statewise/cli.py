@@ -37,6 +37,10 @@ def cli() -> None:
 def train(algo, env_id, steps, seed, config_path, overrides, run_dir, device, no_progress) -> None:
     """Train an agent and write a run directory (metrics, TensorBoard, checkpoint, summary, plots).
 
+    \b
+    Algorithms: sac, sac-lag, fac, sac-alam, alam-no-qp, alam-no-dt
+    Built-in environments: statewise/DoubleIntegrator-v0, statewise/PointHazard-v0
+
     Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device < --set.
     """
     from statewise.plots import plot_runs

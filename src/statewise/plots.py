@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -48,10 +49,12 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 def _band(ax: plt.Axes, steps: np.ndarray, series: list[np.ndarray], label: str, color: str) -> None:
     data = np.vstack(series)
-    mean = np.nanmean(data, axis=0)
+    with warnings.catch_warnings():  # all-NaN columns (no finished episode yet) are simply not drawn
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(data, axis=0)
+        half = 1.96 * np.nanstd(data, axis=0, ddof=1) / np.sqrt(len(series)) if len(series) > 1 else None
     ax.plot(steps, mean, label=f"{label} (n={len(series)})", color=color, lw=1.6)
-    if len(series) > 1:
-        half = 1.96 * np.nanstd(data, axis=0, ddof=1) / np.sqrt(len(series))
+    if half is not None:
         ax.fill_between(steps, mean - half, mean + half, color=color, alpha=0.2, lw=0)
 
 

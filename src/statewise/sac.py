@@ -142,10 +142,10 @@ class SAC(nn.Module):
 
         if log:
             with torch.no_grad():
-                stats.update(reward_critic_loss=member_loss[:2].sum(), actor_loss=actor_loss,
+                stats.update(reward_critic_loss=member_loss[:2].sum().detach(), actor_loss=actor_loss.detach(),
                              alpha=alpha, entropy=-logp.mean(), q=q_pi.mean())
                 if self.constrained:
-                    stats.update(cost_critic_loss=member_loss[2:].sum(), qc=g.mean() + self.signal.threshold,
+                    stats.update(cost_critic_loss=member_loss[2:].sum().detach(), qc=g.mean() + self.signal.threshold,
                                  residual=g.mean(), violated_frac=(g > 0).float().mean(),
                                  lam_batch_mean=lam.mean(), lam_batch_max=lam.max(),
                                  lam_eff_mean=lam_eff.mean(), active_frac=(lam_eff > 0).float().mean())

@@ -1,0 +1,105 @@
+"""Smoke runs of every algorithm on every built-in task, determinism, save -> load -> act."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import statewise
+from statewise import ALGORITHMS
+from statewise.evaluate import build_env, calibration, run_episodes
+from statewise.train import FINAL_EVAL_SEED_OFFSET
+
+from conftest import TASKS, tiny_config
+
+TIMING_COLUMNS = {"time_s", "env_steps_per_s", "updates_per_s"}
+
+
+def read_rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("env", TASKS)
+@pytest.mark.parametrize("algo", list(ALGORITHMS))
+def test_smoke_every_algorithm_on_every_task(tmp_path, algo, env):
+    result = statewise.train(tiny_config(tmp_path / "run", algo, env))
+    d = result.run_dir
+    for name in ("config.yaml", "versions.json", "metrics.csv", "eval.csv", "checkpoint.pt", "summary.json"):
+        assert (d / name).is_file(), name
+    assert list((d / "tb").glob("events.out.tfevents.*"))
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["steps"] == 300 and summary["gradient_updates"] == 200
+    assert np.isfinite(summary["final_eval"]["return"])
+    rows = read_rows(d / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == list(range(50, 301, 50))
+    learning = rows[-1]
+    assert np.isfinite(float(learning["actor_loss"])) and np.isfinite(float(learning["reward_critic_loss"]))
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    assert cfg["algo"] == algo and cfg["multiplier"]["kind"] == ALGORITHMS[algo][0]  # 'auto' resolved
+    if algo != "sac":
+        for key in ("lam_probe_mean", "lam_probe_q90", "lam_eff_mean", "active_frac", "residual", "cost_critic_loss"):
+            assert np.isfinite(float(learning[key])), key
+        probe = np.load(d / "probe.npz")
+        assert probe["lam"].shape == (len(probe["steps"]), 32)
+        if env.endswith("DoubleIntegrator-v0"):
+            assert 0.0 <= summary["calibration"]["lambda_auroc"] <= 1.0
+
+
+def test_same_seed_same_results(tmp_path):
+    a = statewise.train(tiny_config(tmp_path / "a", "sac-alam", seed=3))
+    b = statewise.train(tiny_config(tmp_path / "b", "sac-alam", seed=3))
+    c = statewise.train(tiny_config(tmp_path / "c", "sac-alam", seed=4))
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]  # noqa: E731
+    assert strip(read_rows(a.run_dir / "metrics.csv")) == strip(read_rows(b.run_dir / "metrics.csv"))
+    assert read_rows(a.run_dir / "eval.csv") == read_rows(b.run_dir / "eval.csv")
+    assert a.summary["final_eval"] == b.summary["final_eval"]
+    sa = torch.load(a.run_dir / "checkpoint.pt", weights_only=True)["agent"]
+    sb = torch.load(b.run_dir / "checkpoint.pt", weights_only=True)["agent"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert strip(read_rows(a.run_dir / "metrics.csv")) != strip(read_rows(c.run_dir / "metrics.csv"))
+
+
+def test_fac_is_alam_with_both_components_off(tmp_path):
+    fac = statewise.train(tiny_config(tmp_path / "fac", "fac"))
+    cfg = tiny_config(tmp_path / "alam", "sac-alam")
+    cfg.apply_overrides(["multiplier.penalty=lagrangian", "multiplier.update=dual-ascent"])
+    off = statewise.train(cfg)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]  # noqa: E731
+    assert strip(read_rows(fac.run_dir / "metrics.csv")) == strip(read_rows(off.run_dir / "metrics.csv"))
+    assert fac.summary["final_eval"] == off.summary["final_eval"]
+
+
+def test_save_load_act_reproduces_final_evaluation(tmp_path):
+    result = statewise.train(tiny_config(tmp_path / "run", "sac-alam"))
+    agent = statewise.load(result.run_dir)
+    env = build_env(agent.config.env)
+    again = run_episodes(env, agent.act, 3, agent.config.seed + FINAL_EVAL_SEED_OFFSET)
+    assert again == result.summary["final_eval"]  # the same actions as the agent had in memory
+    calib = calibration(env, agent.multiplier, agent.cost_value)
+    assert calib == result.summary["calibration"]  # the same multipliers
+    obs = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    assert agent.act(obs).shape == (5, 1) and agent.act(obs[0]).shape == (1,)
+    lam = agent.multiplier(obs)
+    assert lam.shape == (5,) and np.all(lam >= 0) and np.all(lam <= agent.config.multiplier.lam_max)
+    np.testing.assert_array_equal(statewise.load(result.run_dir).multiplier(obs), lam)
+    with pytest.raises(statewise.StatewiseError, match="observation must have shape"):
+        agent.act(np.zeros(3))
+
+
+def test_train_accepts_dict_and_yaml(tmp_path):
+    cfg = tiny_config(tmp_path / "d", "sac-lag", steps=200)
+    result = statewise.train(cfg.to_dict())
+    assert result.summary["algo"] == "sac-lag"
+    (tmp_path / "c.yaml").write_text(tiny_config(tmp_path / "y", "sac", steps=200).to_yaml())
+    assert statewise.train(tmp_path / "c.yaml").summary["algo"] == "sac"
+
+
+def test_any_gymnasium_env_reporting_cost(tmp_path):
+    """A plain Gymnasium env (module:Name form) and a Safety-Gymnasium-style 6-tuple env both train."""
+    for env in ("_toy_envs:ToyCost-v0", "_toy_envs:ToySafetyGym-v0"):
+        cfg = tiny_config(tmp_path / env.split(":")[1], "fac", env=env, steps=150)
+        assert statewise.train(cfg).summary["final_eval"]["cost"] > 0
