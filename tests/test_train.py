@@ -76,7 +76,7 @@ def test_fac_is_alam_with_both_components_off(tmp_path):
 def test_save_load_act_reproduces_final_evaluation(tmp_path):
     result = statewise.train(tiny_config(tmp_path / "run", "sac-alam"))
     agent = statewise.load(result.run_dir)
-    env = build_env(agent.config.env)
+    env = build_env(agent.config.env, agent.config.max_episode_steps)
     again = run_episodes(env, agent.act, 3, agent.config.seed + FINAL_EVAL_SEED_OFFSET)
     assert again == result.summary["final_eval"]  # the same actions as the agent had in memory
     calib = calibration(env, agent.multiplier, agent.cost_value)
@@ -102,4 +102,12 @@ def test_any_gymnasium_env_reporting_cost(tmp_path):
     """A plain Gymnasium env (module:Name form) and a Safety-Gymnasium-style 6-tuple env both train."""
     for env in ("_toy_envs:ToyCost-v0", "_toy_envs:ToySafetyGym-v0"):
         cfg = tiny_config(tmp_path / env.split(":")[1], "fac", env=env, steps=150)
+        cfg.max_episode_steps = 20
         assert statewise.train(cfg).summary["final_eval"]["cost"] > 0
+
+
+def test_env_without_time_limit_is_refused(tmp_path):
+    cfg = tiny_config(tmp_path / "r", "fac", env="_toy_envs:ToyCost-v0", steps=150)
+    with pytest.raises(statewise.StatewiseError, match="no time limit"):
+        statewise.train(cfg)
+    assert not (tmp_path / "r").exists()

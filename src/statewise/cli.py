@@ -75,7 +75,7 @@ def eval_cmd(run_dir, episodes, seed, as_json) -> None:
     if episodes <= 0:
         raise StatewiseError(f"--episodes must be positive, got {episodes}")
     agent = load(run_dir)
-    env = build_env(agent.config.env)
+    env = build_env(agent.config.env, agent.config.max_episode_steps)
     result = run_episodes(env, lambda o: agent.act(o), episodes, seed)
     calib = calibration(env, agent.multiplier, agent.cost_value) if agent.config.constrained else {}
     if as_json:

@@ -115,6 +115,7 @@ class Config:
     env: str = "statewise/DoubleIntegrator-v0"
     seed: int = 0
     steps: int = 100_000
+    max_episode_steps: int = 0  # 0: the environment's registered time limit
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     run_dir: str = ""  # empty: runs/<env>/<algo>-s<seed>-<time>
@@ -233,8 +234,8 @@ class Config:
         for name in ("sac.tau", "multiplier.target_tau"):
             if not 0.0 < self._get(name) <= 1.0:
                 raise ConfigError(f"{name} must be in (0, 1], got {self._get(name)}")
-        if self.sac.start_steps < 0 or self.checkpoint_every < 0 or self.threads < 0:
-            raise ConfigError("sac.start_steps, checkpoint_every and threads must be >= 0")
+        if self.sac.start_steps < 0 or self.checkpoint_every < 0 or self.threads < 0 or self.max_episode_steps < 0:
+            raise ConfigError("sac.start_steps, checkpoint_every, threads and max_episode_steps must be >= 0")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.sac.start_steps < self.sac.batch_size:

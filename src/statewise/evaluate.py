@@ -13,12 +13,17 @@ from statewise.errors import EnvError
 from statewise.metrics import auroc
 
 
-def build_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """Make an environment and check it is usable: flat Box observations, Box actions (rescaled to
-    [-1, 1] so the tanh policy covers the whole range), finite bounds."""
+def build_env(env_id: str, max_episode_steps: int = 0) -> gym.Env:
+    """Make an environment and check it is usable: a time limit (the registered one, or
+    ``max_episode_steps`` > 0), flat Box observations, Box actions (rescaled to [-1, 1] so the tanh
+    policy covers the whole range) with finite bounds."""
     from statewise.envs import make_env
 
-    env = make_env(env_id, **kwargs)
+    env = make_env(env_id, **({"max_episode_steps": max_episode_steps} if max_episode_steps > 0 else {}))
+    if not _has_time_limit(env):
+        env.close()
+        raise EnvError(f"environment '{env_id}' has no time limit, so episodes may never end; "
+                       "set max_episode_steps (e.g. --set max_episode_steps=1000)")
     obs_space, act_space = env.observation_space, env.action_space
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise EnvError(f"environment '{env_id}' must have a flat Box observation space, got {obs_space}")
@@ -29,6 +34,14 @@ def build_env(env_id: str, **kwargs: Any) -> gym.Env:
     if not (np.allclose(act_space.low, -1.0) and np.allclose(act_space.high, 1.0)):
         env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
     return env
+
+
+def _has_time_limit(env: gym.Env) -> bool:
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return True
+        env = env.env
+    return False
 
 
 def check_cost_signal(env: gym.Env, seed: int) -> None:

@@ -98,7 +98,7 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path) -> Path | None:
     agents = [a for a in agents if a.config.constrained]
     if not agents:
         return None
-    env = build_env(agents[0].config.env)
+    env = build_env(agents[0].config.env, agents[0].config.max_episode_steps)
     task = env.unwrapped
     if not hasattr(task, "plane"):
         return None

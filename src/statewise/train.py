@@ -64,8 +64,8 @@ def train(config: Config | dict | str | Path) -> TrainResult:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    env = build_env(cfg.env)
-    eval_env = build_env(cfg.env)
+    env = build_env(cfg.env, cfg.max_episode_steps)
+    eval_env = build_env(cfg.env, cfg.max_episode_steps)
     check_cost_signal(env, cfg.seed)  # fails loudly (EnvError) before the run directory is created
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
 
