@@ -78,7 +78,8 @@ def test_bad_input_one_line_exit_2(argv, fragments, capsys, tmp_path):
 
 
 def test_env_without_cost_refused_before_writing(tmp_path, capsys):
-    expect_error(["train", "--env", "_toy_envs:ToyNoCost-v0", "--run-dir", str(tmp_path / "r"), *SMALL], capsys,
+    expect_error(["train", "--env", "_toy_envs:ToyNoCost-v0", "--run-dir", str(tmp_path / "r"), *SMALL,
+                  "--set", "max_episode_steps=20"], capsys,
                  "info['cost']")
     assert not (tmp_path / "r").exists()
 

@@ -155,6 +155,13 @@ def test_scalar_dual_ascent_projected():
 
 
 # ------------------------------------------------------------------------- cost value backup (§2.2)
+def test_twin_cost_aggregation():
+    twins = torch.tensor([[1.0, 4.0], [3.0, 2.0]])
+    torch.testing.assert_close(CostValue(ConstraintConfig()).aggregate(twins), torch.tensor([3.0, 4.0]))
+    mean = CostValue(ConstraintConfig(twin_aggregate="mean")).aggregate(twins)
+    torch.testing.assert_close(mean, torch.tensor([2.0, 3.0]))
+
+
 def test_cost_value_backup_and_binary_cost():
     sig = CostValue(ConstraintConfig(threshold=0.1, gamma_c=0.9))
     y = sig.backup(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([2.0, 2.0, 2.0]), torch.tensor([0.0, 0.0, 1.0]))

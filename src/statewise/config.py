@@ -87,6 +87,7 @@ class ConstraintConfig:
     threshold: float = 0.1
     gamma_c: float = 0.99
     binary_cost: bool = True  # train on c = 1[c_env > 0]
+    twin_aggregate: str = "max"  # how the twin cost critics combine: max (pessimistic) or mean
 
 
 @dataclass
@@ -211,6 +212,7 @@ class Config:
             if m.kind == "scalar" and m.update == "regression":
                 raise ConfigError("multiplier.update=regression needs multiplier.kind=network")
         _choice("constraint.signal", self.constraint.signal, SIGNALS)
+        _choice("constraint.twin_aggregate", self.constraint.twin_aggregate, ("max", "mean"))
         _choice("sac.activation", self.sac.activation, ACTIVATIONS)
         _choice("device", self.device, DEVICES)
 

@@ -21,6 +21,9 @@ class ConstraintSignal(Protocol):
     def train_cost(self, raw_cost: float) -> float:
         """The cost stored in the replay buffer for one raw environment cost."""
 
+    def aggregate(self, twins: torch.Tensor) -> torch.Tensor:
+        """One value from the twin cost critics' outputs (2, B) -> (B,)."""
+
     def backup(self, cost: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
         """Bellman target for Q^c(s, a) from the pessimistic target value at (s', a' ~ π)."""
 
@@ -39,9 +42,14 @@ class CostValue:
         self.threshold = cfg.threshold
         self.gamma_c = cfg.gamma_c
         self.binary = cfg.binary_cost
+        self.twin = cfg.twin_aggregate
 
     def train_cost(self, raw_cost: float) -> float:
         return float(raw_cost > 0.0) if self.binary else float(raw_cost)
+
+    def aggregate(self, twins: torch.Tensor) -> torch.Tensor:
+        """``max`` (pessimistic, ALGORITHM.md §1) or ``mean`` of the twin cost critics."""
+        return torch.maximum(twins[0], twins[1]) if self.twin == "max" else 0.5 * (twins[0] + twins[1])
 
     def backup(self, cost: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
         return cost + self.gamma_c * (1.0 - terminated) * next_value

@@ -85,11 +85,6 @@ class Critic(nn.Module):
         """Clipped double-Q: min over the twin reward critics."""
         return torch.minimum(values[0], values[1])
 
-    @staticmethod
-    def cost_value(values: torch.Tensor) -> torch.Tensor:
-        """Pessimistic cost value: max over the twin cost critics (ALGORITHM.md §1)."""
-        return torch.maximum(values[2], values[3])
-
 
 class TanhGaussianPolicy(nn.Module):
     """ã = tanh(μ(s) + σ(s)·ε), with the exact log-density of the squashed Gaussian."""

@@ -70,16 +70,16 @@ class SAC(nn.Module):
 
     @torch.no_grad()
     def cost_value(self, obs: torch.Tensor) -> torch.Tensor:
-        """Pessimistic Q^c(s, π(s)) at the deterministic action (a reference risk score)."""
+        """Q^c(s, π(s)) at the deterministic action, twins aggregated (a reference risk score)."""
         if not self.constrained:
             return torch.zeros(obs.shape[0], device=obs.device)
-        return Critic.cost_value(self.critic(obs, self.actor.mode(obs)))
+        return self.signal.aggregate(self.critic(obs, self.actor.mode(obs))[2:])
 
     @torch.no_grad()
     def residual(self, obs: torch.Tensor) -> torch.Tensor:
-        """g(s, ã) = max_i Q^c_i(s, ã) − d with ã ~ π(·|s): the signal every multiplier is driven by."""
+        """g(s, ã) = Q^c(s, ã) − d with ã ~ π(·|s): the signal every multiplier is driven by."""
         act, _ = self.actor.sample(obs)
-        return self.signal.residual(Critic.cost_value(self.critic(obs, act)))
+        return self.signal.residual(self.signal.aggregate(self.critic(obs, act)[2:]))
 
     # ----------------------------------------------------------------- update
     def update(self, buffer: ReplayBuffer, log: bool = False) -> dict[str, torch.Tensor]:
@@ -96,7 +96,7 @@ class SAC(nn.Module):
             y = batch.rew + s.gamma * not_done * (Critic.reward_value(next_values) - alpha * next_logp)
             targets = [y, y]
             if self.constrained:
-                y_c = self.signal.backup(batch.cost, Critic.cost_value(next_values), batch.terminated)
+                y_c = self.signal.backup(batch.cost, self.signal.aggregate(next_values[2:]), batch.terminated)
                 targets += [y_c, y_c]
             targets = torch.stack(targets)
         values = self.critic(batch.obs, batch.act)
@@ -112,7 +112,7 @@ class SAC(nn.Module):
         q_pi = Critic.reward_value(pi_values)
         per_sample = alpha * logp - q_pi
         if self.constrained:
-            g = self.signal.residual(Critic.cost_value(pi_values))
+            g = self.signal.residual(self.signal.aggregate(pi_values[2:]))
             lam = self.multiplier.value(batch.obs)
             pen, lam_eff = penalty(cfg.multiplier.penalty, g, lam, cfg.multiplier.rho)
             lam_eff = lam_eff.detach()
