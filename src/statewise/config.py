@@ -313,6 +313,11 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return value
         if origin is int and isinstance(value, float) and value.is_integer() and not math.isinf(value):
             return int(value)
+        if origin is float and isinstance(value, str):
+            try:  # YAML 1.1 reads '3e-5' (no dot) as a string
+                value = float(value)
+            except ValueError:
+                continue
         if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             if math.isnan(float(value)):
                 raise ConfigError(f"config key '{key}' must not be NaN")
