@@ -307,19 +307,17 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     options = hint.__args__ if hasattr(hint, "__args__") and type(hint).__name__ == "UnionType" else (hint,)
     for opt in options:
         origin = getattr(opt, "__origin__", opt)
+        if origin in (int, float) and isinstance(value, str):
+            try:  # YAML 1.1 reads '3e-5' or '2e4' (no dot) as a string
+                value = float(value)
+            except ValueError:
+                pass
         if origin is bool and isinstance(value, bool):
             return value
         if origin is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if origin is int and isinstance(value, float) and value.is_integer() and not math.isinf(value):
             return int(value)
-        if origin in (int, float) and isinstance(value, str):
-            try:  # YAML 1.1 reads '3e-5' or '2e4' (no dot) as a string
-                number = float(value)
-            except ValueError:
-                continue
-            if origin is float or number.is_integer():
-                value = number
         if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             if math.isnan(float(value)):
                 raise ConfigError(f"config key '{key}' must not be NaN")
