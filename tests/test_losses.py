@@ -60,7 +60,7 @@ def test_augmented_penalty_small_rho_limit_is_lagrangian():
 # ----------------------------------------------------------------------------------- dual target (§6.4)
 def _network_multiplier(update: str, **kw) -> NetworkMultiplier:
     cfg = MultiplierConfig(kind="network", update=update, penalty="augmented", rho=kw.pop("rho", 1.0),
-                           rho_lambda=kw.pop("rho_lambda", 1.0), hidden=[16, 16], **kw)
+                           rho_lambda=kw.pop("rho_lambda", 1.0), lr=kw.pop("lr", 3e-4), hidden=[16, 16], **kw)
     torch.manual_seed(0)
     return NetworkMultiplier(3, cfg)
 

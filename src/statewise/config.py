@@ -45,6 +45,10 @@ ALGORITHMS: dict[str, tuple[str, str, str, bool]] = {
     "alam-no-qp": ("network", "regression", "lagrangian", False),
     "alam-no-dt": ("network", "dual-ascent", "augmented", False),
 }
+# Default multiplier learning rates. Adam moves a scalar λ by about ±lr per update, a λ network by
+# about lr per parameter; on the double integrator (tuning seed 100) 3e-4 made network multipliers
+# rise to the cap long before the cost critic had settled, 3e-5 did not (README, "Findings").
+SCALAR_LR, NETWORK_LR = 3e-4, 3e-5
 MULTIPLIER_KINDS = ("none", "scalar", "network")
 UPDATE_RULES = ("dual-ascent", "regression")
 PENALTIES = ("lagrangian", "augmented")
@@ -102,7 +106,7 @@ class MultiplierConfig:
     rho_lambda: float | str = "auto"  # dual step ρ_λ of the regression target; auto = ρ
     lam_max: float = 100.0
     lam_init: float = 0.1  # initial λ (scalar value, or softplus output of the network)
-    lr: float = 3e-4
+    lr: float | str = "auto"  # Adam lr; auto = 3e-4 for a scalar λ, 3e-5 for a λ network (see README)
     period: int = 10  # m_λ: gradient steps between multiplier updates
     steps: int = 1  # K_λ: optimiser steps per multiplier update
     target_tau: float = 1.0  # λ_prev <- (1-τ) λ_prev + τ λ after each update; 1 = hard copy
@@ -196,6 +200,11 @@ class Config:
         m.penalty = penalty if m.penalty == "auto" else m.penalty
         m.normalize_actor = normalize if m.normalize_actor == "auto" else m.normalize_actor
         m.rho_lambda = m.rho if m.rho_lambda == "auto" else m.rho_lambda
+        if m.lr == "auto":
+            m.lr = SCALAR_LR if m.kind == "scalar" else NETWORK_LR
+        for name in ("sac.target_entropy", "multiplier.lr", "multiplier.rho_lambda"):
+            if isinstance(self._get(name), str) and self._get(name) != "auto":
+                raise ConfigError(f"{name} must be a number or 'auto', got '{self._get(name)}'")
         if self.sac.target_entropy != "auto" and not isinstance(self.sac.target_entropy, (int, float)):
             raise ConfigError("sac.target_entropy must be a number or 'auto'")
 
