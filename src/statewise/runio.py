@@ -24,19 +24,9 @@ PROBE_FILE = "probe.npz"
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write to a temporary file in the same directory, then rename over ``path``."""
-    path = Path(path)
+    """Write bytes or text to a temporary file in the same directory, then rename over ``path``."""
     raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_save(raw, path, saver=lambda obj, fh: fh.write(obj))
 
 
 def atomic_save(obj: Any, path: str | Path, saver: Any = None) -> None:

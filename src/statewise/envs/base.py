@@ -125,3 +125,12 @@ def stamp_disc(img: np.ndarray, row: int, col: int, radius_px: int, colour) -> N
     rr, cc = np.ogrid[r0:r1, c0:c1]
     mask = (rr - row) ** 2 + (cc - col) ** 2 <= radius_px**2
     img[r0:r1, c0:c1][mask] = colour
+
+
+def plane_pixels(plane: PlaneSlice, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates of a ``size`` x ``size`` image of ``plane``: (xs, ys, gx, gy), with
+    image row 0 at the top (largest y), so ``gx``/``gy`` index like the image."""
+    xs = pixel_centres(size, plane.xlim)
+    ys = pixel_centres(size, plane.ylim)[::-1]
+    gx, gy = np.meshgrid(xs, ys)
+    return xs, ys, gx, gy

@@ -15,7 +15,7 @@ from statewise.envs.base import (
     PlaneSlice,
     as_action,
     as_points,
-    pixel_centres,
+    plane_pixels,
     stamp_disc,
     state_from_options,
     world_to_pixel,
@@ -208,9 +208,7 @@ class DoubleIntegratorEnv(gym.Env):
 
     def _draw_background(self, plane: PlaneSlice) -> np.ndarray:
         size = self._SIZE
-        xs = pixel_centres(size, plane.xlim)
-        vs = pixel_centres(size, plane.ylim)[::-1]  # image row 0 = top = largest v
-        gx, gv = np.meshgrid(xs, vs)
+        xs, vs, gx, gv = plane_pixels(plane, size)
         img = np.empty((size, size, 3), dtype=np.uint8)
         img[:] = (245, 245, 245)  # feasible
         img[~self._feasible(gx, gv)] = (250, 205, 150)  # safe but doomed

@@ -15,7 +15,7 @@ from statewise.envs.base import (
     PlaneSlice,
     as_action,
     as_points,
-    pixel_centres,
+    plane_pixels,
     stamp_disc,
     state_from_options,
     world_to_pixel,
@@ -193,9 +193,7 @@ class PointHazardEnv(gym.Env):
 
     def _draw_background(self, plane: PlaneSlice) -> np.ndarray:
         size = self._SIZE
-        xs = pixel_centres(size, plane.xlim)
-        ys = pixel_centres(size, plane.ylim)[::-1]  # image row 0 = top = largest y
-        gx, gy = np.meshgrid(xs, ys)
+        _, _, gx, gy = plane_pixels(plane, size)
         points = np.stack([gx, gy], axis=-1)  # (H, W, 2) positions; constraint reads [..., 0:2]
         img = np.empty((size, size, 3), dtype=np.uint8)
         img[:] = (235, 235, 235)
