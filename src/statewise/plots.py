@@ -69,7 +69,7 @@ def learning_curves(run_dirs: list[Path], out: Path) -> Path:
         envs.add(env)
     panels = [("eval", "return", "evaluation return"), ("eval", "cost", "evaluation episode cost"),
               ("train", "lam_probe_mean", "mean λ(s) on probe states")]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (algo, dirs) in enumerate(groups.items()):
         for ax, (stream, key, title) in zip(axes, panels):
@@ -89,13 +89,13 @@ def learning_curves(run_dirs: list[Path], out: Path) -> Path:
 
 
 def lambda_heatmaps(run_dirs: list[Path], out: Path) -> Path | None:
-    """λ(s) of each constrained run over the task's plane, with the exact feasible boundary (solid)
+    """λ(s) of each run with a multiplier network over the task's plane, with the exact feasible boundary (solid)
     where the task knows it and the constraint boundary h(s) = 0 (dashed)."""
     from statewise.agent import load
     from statewise.evaluate import build_env
 
     agents = [load(d) for d in run_dirs]
-    agents = [a for a in agents if a.config.constrained]
+    agents = [a for a in agents if a.config.multiplier.kind == "network"]  # a scalar λ has no map
     if not agents:
         return None
     env = build_env(agents[0].config.env, agents[0].config.max_episode_steps)
@@ -106,7 +106,7 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path) -> Path | None:
     xs, ys, obs = plane.grid(HEATMAP_N)
     cols = min(3, len(agents))
     rows = int(np.ceil(len(agents) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False, layout="constrained")
     for ax, agent in zip(axes.flat, agents):
         lam = agent.multiplier(obs).reshape(HEATMAP_N, HEATMAP_N)
         im = ax.imshow(lam, origin="lower", extent=(*plane.xlim, *plane.ylim), aspect="auto", cmap="magma")

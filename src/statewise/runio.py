@@ -29,10 +29,17 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     atomic_save(raw, path, saver=lambda obj, fh: fh.write(obj))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_save(obj: Any, path: str | Path, saver: Any = None) -> None:
     """``saver(obj, fileobj)`` (default ``torch.save``) into a temp file, then rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
     try:
         with os.fdopen(fd, "wb") as fh:
             (saver or torch.save)(obj, fh)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from statewise import runio
 from statewise.buffer import ReplayBuffer
 from statewise.config import Config
-from statewise.errors import EnvError, RunDirError
+from statewise.errors import ConfigError, RunDirError
 from statewise.evaluate import build_env, calibration, check_cost_signal, run_episodes, torch_policy
 from statewise.logger import RunLogger
 from statewise.sac import SAC
@@ -60,7 +60,7 @@ def train(config: Config | dict | str | Path) -> TrainResult:
     torch.set_flush_denormal(True)
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise EnvError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
+        raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
