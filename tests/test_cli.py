@@ -35,7 +35,7 @@ def test_help_of_every_command(capsys):
 def test_train_help_names_algorithms(capsys):
     main(["train", "--help"])
     out = capsys.readouterr().out
-    for algo in ("sac", "sac-lag", "fac", "sac-alam", "alam-no-qp", "alam-no-dt"):
+    for algo in ("sac", "sac-lag", "sac-pid-lag", "sac-al", "fac", "sac-alam", "alam-no-qp", "alam-no-dt"):
         assert algo in out
     assert "DoubleIntegrator-v0" in out
 

@@ -154,6 +154,32 @@ def test_scalar_dual_ascent_projected():
     assert m2.lam.item() == pytest.approx(0.6, abs=1e-6)
 
 
+def test_pid_multiplier_matches_hand_computation():
+    """λ_k = clip(K_P·EMA_p(ḡ) + I_k + K_D·max(0, EMA_d(ḡ)_k − EMA_d(ḡ)_{k−delay}), 0, λ_max), I_k = max(0, I + K_I ḡ)."""
+    from statewise.multipliers import PIDMultiplier
+
+    cfg = MultiplierConfig(kind="pid", lam_init=0.1, lam_max=5.0, pid_kp=1.0, pid_ki=0.5, pid_kd=2.0,
+                           pid_ema_p=0.5, pid_ema_d=0.5, pid_d_delay=2)
+    m = PIDMultiplier(cfg)
+    integral, p, d, hist, expected = 0.1, 0.0, 0.0, [], []
+    for g in [1.0, 1.0, -1.0, 4.0, -4.0, -4.0]:
+        integral = max(0.0, integral + 0.5 * g)
+        p = 0.5 * p + 0.5 * g
+        d = 0.5 * d + 0.5 * g
+        old = hist[-2] if len(hist) >= 2 else d
+        hist.append(d)
+        expected.append(min(5.0, max(0.0, p + integral + 2.0 * max(0.0, d - old))))
+        m.update(torch.zeros(4, 3), torch.full((4,), g))
+        assert m.value(torch.zeros(2, 3)).tolist() == pytest.approx([expected[-1]] * 2, abs=1e-6)
+    assert expected[3] == 5.0 and expected[-1] == 0.0  # both projections were exercised
+    # its whole state is in the state dict (checkpointed with the agent)
+    clone = PIDMultiplier(cfg)
+    clone.load_state_dict(m.state_dict())
+    m.update(torch.zeros(1, 3), torch.ones(1))
+    clone.update(torch.zeros(1, 3), torch.ones(1))
+    assert clone.lam.item() == pytest.approx(m.lam.item())
+
+
 # ------------------------------------------------------------------------- cost value backup (§2.2)
 def test_twin_cost_aggregation():
     twins = torch.tensor([[1.0, 4.0], [3.0, 2.0]])
@@ -270,7 +296,8 @@ def test_critic_targets_bootstrap_on_truncation_not_termination(algo):
 
 
 @pytest.mark.parametrize("algo,penalty,normalize", [("sac-alam", "augmented", False), ("fac", "lagrangian", False),
-                                                    ("sac-lag", "lagrangian", True), ("sac", None, False)])
+                                                    ("sac-lag", "lagrangian", True), ("sac", None, False),
+                                                    ("sac-al", "augmented", False), ("sac-pid-lag", "lagrangian", True)])
 def test_actor_loss_composition(algo, penalty, normalize):
     agent, buf = _agent(algo, **{"sac.lr_critic": 1e-12})  # critic step negligible: pre-update critic suffices
     agent.actor.sample = _FixedSampler(agent.actor, 2)
@@ -281,7 +308,7 @@ def test_actor_loss_composition(algo, penalty, normalize):
             with torch.no_grad():
                 agent.multiplier.net.net[-1].weight.normal_(0, 1.0)
         else:
-            agent.multiplier.lam.data.fill_(0.7)
+            agent.multiplier.lam.data.fill_(0.7)  # scalar parameter or PID buffer
     alpha = math.exp(agent.log_alpha.item())
     with torch.no_grad():
         a, logp = agent.actor.sample(b.obs)

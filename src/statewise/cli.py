@@ -22,7 +22,17 @@ def cli() -> None:
     """statewise: state-wise safe RL with SAC-ALaM and its baselines."""
 
 
-@cli.command()
+TRAIN_HELP = f"""Train an agent and write a run directory (metrics, TensorBoard, checkpoint, summary, plots).
+
+\b
+Algorithms: {", ".join(ALGORITHMS)}
+Built-in environments: statewise/DoubleIntegrator-v0, statewise/PointHazard-v0
+
+Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device < --set.
+"""
+
+
+@cli.command(help=TRAIN_HELP)
 @click.option("--algo", default=None, help=ALGO_HELP + " [default: sac-alam]")
 @click.option("--env", "env_id", default=None, help=ENV_HELP)
 @click.option("--steps", type=int, default=None, help="Environment steps to train for.")
@@ -35,14 +45,6 @@ def cli() -> None:
 @click.option("--device", default=None, help="cpu or cuda.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def train(algo, env_id, steps, seed, config_path, overrides, run_dir, device, no_progress) -> None:
-    """Train an agent and write a run directory (metrics, TensorBoard, checkpoint, summary, plots).
-
-    \b
-    Algorithms: sac, sac-lag, fac, sac-alam, alam-no-qp, alam-no-dt
-    Built-in environments: statewise/DoubleIntegrator-v0, statewise/PointHazard-v0
-
-    Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device < --set.
-    """
     from statewise.plots import plot_runs
     from statewise.train import train as run_training
 

@@ -12,6 +12,8 @@ algo          multiplier  update         penalty     notes
 ============  ==========  =============  ==========  =================================
 sac           none        -              -           unconstrained (§4.1)
 sac-lag       scalar      dual-ascent    lagrangian  actor loss normalised by 1+λ (§4.2a)
+sac-pid-lag   pid         pid            lagrangian  PID-controlled scalar λ, normalised (§4.3)
+sac-al        scalar      dual-ascent    augmented   scalar augmented Lagrangian (§4.6)
 fac           network     dual-ascent    lagrangian  Feasible Actor-Critic (§4.4)
 sac-alam      network     regression     augmented   SAC-ALaM (§6)
 alam-no-qp    network     regression     lagrangian  ablation: no quadratic penalty (§7)
@@ -40,6 +42,8 @@ from statewise.errors import ConfigError
 ALGORITHMS: dict[str, tuple[str, str, str, bool]] = {
     "sac": ("none", "none", "none", False),
     "sac-lag": ("scalar", "dual-ascent", "lagrangian", True),
+    "sac-pid-lag": ("pid", "pid", "lagrangian", True),
+    "sac-al": ("scalar", "dual-ascent", "augmented", False),
     "fac": ("network", "dual-ascent", "lagrangian", False),
     "sac-alam": ("network", "regression", "augmented", False),
     "alam-no-qp": ("network", "regression", "lagrangian", False),
@@ -49,8 +53,8 @@ ALGORITHMS: dict[str, tuple[str, str, str, bool]] = {
 # about lr per parameter; on the double integrator (tuning seed 100) 3e-4 made network multipliers
 # rise to the cap long before the cost critic had settled, 3e-5 did not (README, "Findings").
 SCALAR_LR, NETWORK_LR = 3e-4, 3e-5
-MULTIPLIER_KINDS = ("none", "scalar", "network")
-UPDATE_RULES = ("dual-ascent", "regression")
+MULTIPLIER_KINDS = ("none", "scalar", "pid", "network")
+UPDATE_RULES = ("dual-ascent", "regression", "pid")
 PENALTIES = ("lagrangian", "augmented")
 SIGNALS = ("cvf",)
 ACTIVATIONS = ("relu", "elu", "tanh")
@@ -112,6 +116,14 @@ class MultiplierConfig:
     target_tau: float = 1.0  # λ_prev <- (1-τ) λ_prev + τ λ after each update; 1 = hard copy
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     grad_clip: float = 3.0  # FAC: lam_gradient_clip_norm = 3; 0 disables
+    # PID-Lagrangian gains (kind=pid). K_I is the integral (dual-ascent) step on the batch-mean residual;
+    # K_P = 100 K_I follows ALGORITHM.md §4.3's sweep K_P/K_I ∈ {10, 100, 1000} (to be tuned).
+    pid_kp: float = 1e-2
+    pid_ki: float = 1e-4
+    pid_kd: float = 0.0
+    pid_ema_p: float = 0.95
+    pid_ema_d: float = 0.95
+    pid_d_delay: int = 10
 
 
 @dataclass
@@ -201,7 +213,7 @@ class Config:
         m.normalize_actor = normalize if m.normalize_actor == "auto" else m.normalize_actor
         m.rho_lambda = m.rho if m.rho_lambda == "auto" else m.rho_lambda
         if m.lr == "auto":
-            m.lr = SCALAR_LR if m.kind == "scalar" else NETWORK_LR
+            m.lr = NETWORK_LR if m.kind == "network" else SCALAR_LR  # (unused by pid)
         for name in ("sac.target_entropy", "multiplier.lr", "multiplier.rho_lambda"):
             if isinstance(self._get(name), str) and self._get(name) != "auto":
                 raise ConfigError(f"{name} must be a number or 'auto', got '{self._get(name)}'")
@@ -220,6 +232,8 @@ class Config:
             _choice("multiplier.penalty", m.penalty, PENALTIES)
             if m.kind == "scalar" and m.update == "regression":
                 raise ConfigError("multiplier.update=regression needs multiplier.kind=network")
+            if (m.kind == "pid") != (m.update == "pid"):
+                raise ConfigError("multiplier.kind=pid goes with multiplier.update=pid (and only with it)")
         _choice("constraint.signal", self.constraint.signal, SIGNALS)
         _choice("constraint.twin_aggregate", self.constraint.twin_aggregate, ("max", "mean"))
         _choice("sac.activation", self.sac.activation, ACTIVATIONS)
@@ -236,6 +250,13 @@ class Config:
         _positive("probe_size", self.probe_size)
         _positive("multiplier.period", m.period)
         _positive("multiplier.steps", m.steps)
+        _positive("multiplier.pid_d_delay", m.pid_d_delay)
+        for name in ("pid_kp", "pid_ki", "pid_kd"):
+            if getattr(m, name) < 0:
+                raise ConfigError(f"multiplier.{name} must be >= 0, got {getattr(m, name)}")
+        for name in ("pid_ema_p", "pid_ema_d"):
+            if not 0.0 <= getattr(m, name) < 1.0:
+                raise ConfigError(f"multiplier.{name} must be in [0, 1), got {getattr(m, name)}")
         for name in ("sac.lr_actor", "sac.lr_critic", "sac.lr_alpha", "sac.alpha_init", "multiplier.lr",
                      "multiplier.rho", "multiplier.rho_lambda", "multiplier.lam_max"):
             _positive(name, self._get(name))

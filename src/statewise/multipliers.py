@@ -7,14 +7,13 @@ Every multiplier has the same small interface, so the SAC backbone never knows w
 * ``end_round()``: called after the K_λ steps of one multiplier update (moves the dual iterate).
 
 Implementations: :class:`ScalarMultiplier` (SAC-Lag: dual ascent on the batch-mean residual),
+:class:`PIDMultiplier` (SAC-PID-Lag: PID control of a scalar λ on the same residual),
 :class:`NetworkMultiplier` with ``update="dual-ascent"`` (FAC) or ``update="regression"`` (ALaM).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,6 +45,54 @@ class ScalarMultiplier(nn.Module):
         with torch.no_grad():
             self.lam.clamp_(0.0, self.lam_max)
         return {"multiplier_loss": loss.detach()}
+
+    def end_round(self) -> None:
+        pass
+
+
+class PIDMultiplier(nn.Module):
+    """One λ for all states from a PID controller on ḡ = mean_B g (Stooke et al. 2020; ALGORITHM.md §4.3,
+    in OmniSafe's EMA-smoothed form). The integral term alone is projected dual ascent with step K_I::
+
+        I  ← max(0, I + K_I ḡ)                         (starts at λ_init)
+        P  ← a_p P + (1 − a_p) ḡ                       (EMA of the residual)
+        J  ← a_d J + (1 − a_d) ḡ                       (EMA for the derivative)
+        D  = max(0, J − J[k − d_delay])
+        λ  = clip(K_P P + I + K_D D, 0, λ_max)
+
+    All state lives in tensors (checkpointed with the module); there is no optimiser.
+    """
+
+    optimizer = None
+
+    def __init__(self, cfg: MultiplierConfig):
+        super().__init__()
+        self.lam_max = cfg.lam_max
+        self.kp, self.ki, self.kd = cfg.pid_kp, cfg.pid_ki, cfg.pid_kd
+        self.ema_p, self.ema_d = cfg.pid_ema_p, cfg.pid_ema_d
+        self.register_buffer("lam", torch.tensor(cfg.lam_init))
+        self.register_buffer("integral", torch.tensor(cfg.lam_init))
+        self.register_buffer("p_ema", torch.tensor(0.0))
+        self.register_buffer("d_ema", torch.tensor(0.0))
+        self.register_buffer("d_history", torch.zeros(cfg.pid_d_delay))  # ring buffer of past d_ema
+        self.register_buffer("count", torch.tensor(0))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.lam.expand(obs.shape[0])
+
+    @torch.no_grad()
+    def update(self, obs: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
+        delta = g.mean()
+        self.integral.copy_((self.integral + self.ki * delta).clamp(min=0.0))
+        self.p_ema.mul_(self.ema_p).add_((1.0 - self.ema_p) * delta)
+        self.d_ema.mul_(self.ema_d).add_((1.0 - self.ema_d) * delta)
+        slot = self.count % self.d_history.numel()  # oldest entry: d_ema from d_delay updates ago (no host sync)
+        old = torch.where(self.count >= self.d_history.numel(), self.d_history[slot], self.d_ema)
+        derivative = (self.d_ema - old).clamp(min=0.0)
+        self.d_history[slot] = self.d_ema
+        self.count += 1
+        self.lam.copy_((self.kp * self.p_ema + self.integral + self.kd * derivative).clamp(0.0, self.lam_max))
+        return {"pid_p": self.p_ema.clone(), "pid_i": self.integral.clone(), "pid_d": derivative}
 
     def end_round(self) -> None:
         pass
@@ -106,7 +153,7 @@ class NetworkMultiplier(nn.Module):
                 torch._foreach_lerp_(list(self.prev.parameters()), list(self.net.parameters()), self.target_tau)
 
 
-Multiplier = ScalarMultiplier | NetworkMultiplier
+Multiplier = ScalarMultiplier | PIDMultiplier | NetworkMultiplier
 
 
 def make_multiplier(obs_dim: int, cfg: MultiplierConfig, activation: str = "relu") -> Multiplier | None:
@@ -114,8 +161,8 @@ def make_multiplier(obs_dim: int, cfg: MultiplierConfig, activation: str = "relu
         return None
     if cfg.kind == "scalar":
         return ScalarMultiplier(cfg)
+    if cfg.kind == "pid":
+        return PIDMultiplier(cfg)
     return NetworkMultiplier(obs_dim, cfg, activation)
 
 
-def optimizer_state(m: Multiplier | None) -> dict[str, Any]:
-    return {} if m is None else m.optimizer.state_dict()

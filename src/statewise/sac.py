@@ -163,7 +163,7 @@ class SAC(nn.Module):
     def optimizer_states(self) -> dict[str, Any]:
         states = {"actor": self.opt_actor.state_dict(), "critic": self.opt_critic.state_dict(),
                   "alpha": self.opt_alpha.state_dict()}
-        if self.multiplier is not None:
+        if self.multiplier is not None and self.multiplier.optimizer is not None:
             states["multiplier"] = self.multiplier.optimizer.state_dict()
         return states
 
@@ -171,5 +171,5 @@ class SAC(nn.Module):
         self.opt_actor.load_state_dict(states["actor"])
         self.opt_critic.load_state_dict(states["critic"])
         self.opt_alpha.load_state_dict(states["alpha"])
-        if self.multiplier is not None:
+        if self.multiplier is not None and self.multiplier.optimizer is not None:
             self.multiplier.optimizer.load_state_dict(states["multiplier"])

@@ -1,0 +1,57 @@
+"""Every metric on a hand-built series with a hand-computed answer."""
+
+import numpy as np
+import pytest
+
+from statewise.metrics import (
+    auprc, auroc, last_fraction_mean, mean_ci95, neighbour_correlation, oscillation_count, temporal_std,
+    threshold_crossings, total_variation)
+
+
+def test_auroc_hand_cases():
+    assert auroc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert auroc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+    # pairs (pos, neg): (0.5 vs 0.3) win, (0.5 vs 0.7) loss, (0.7 vs 0.3) win, (0.7 vs 0.7) tie -> 2.5 / 4
+    assert auroc([0.5, 0.7, 0.3, 0.7], [1, 1, 0, 0]) == pytest.approx(0.625)
+    assert auroc(np.ones(6), [0, 1, 0, 1, 0, 1]) == 0.5  # constant score: chance level
+    assert np.isnan(auroc([1, 2], [1, 1]))
+
+
+def test_auprc_hand_cases():
+    assert auprc([0.9, 0.8, 0.1], [1, 1, 0]) == pytest.approx(1.0)
+    # ranking pos, neg, pos: precision at recall 1/2 is 1, at recall 1 is 2/3 -> AP = 0.5 + 1/3
+    assert auprc([0.9, 0.5, 0.1], [1, 0, 1]) == pytest.approx(0.5 + 1 / 3)
+    # all scores tied: one threshold with precision = prevalence
+    assert auprc([0.3, 0.3, 0.3, 0.3], [1, 0, 0, 0]) == pytest.approx(0.25)
+
+
+def test_final_performance_and_ci():
+    assert last_fraction_mean(np.arange(20), 0.1) == pytest.approx(18.5)  # last 2 of 20
+    assert last_fraction_mean([3.0, 5.0], 0.1) == 5.0  # at least one point
+    mean, half = mean_ci95([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(1.96 * 1.0 / np.sqrt(3))
+
+
+def test_stability_metrics():
+    assert total_variation([0.0, 1.0, 0.0, 2.0]) == pytest.approx((1 + 1 + 2) / 3)
+    hist = np.array([[0.0, 5.0], [1.0, 5.0], [0.0, 5.0], [1.0, 5.0], [0.0, 5.0]])
+    # state 0 moves up, down, up, down: 3 sign changes over 4 steps -> 75 per 100 logs; state 1 never moves
+    assert oscillation_count(hist) == pytest.approx((75.0 + 0.0) / 2)
+    assert temporal_std(hist, last=1.0) == pytest.approx((np.std([0, 1, 0, 1, 0]) + 0.0) / 2)
+    # a monotone ramp with tiny jitter below the dead band does not oscillate
+    ramp = np.linspace(0, 10, 50)[:, None] + 1e-4 * (-1) ** np.arange(50)[:, None]
+    assert oscillation_count(ramp) == 0.0
+
+
+def test_neighbour_correlation_detects_propagation():
+    rng = np.random.default_rng(1)
+    states = np.repeat(np.arange(50.0), 2)[:, None] + np.tile([0.0, 0.01], 50)[:, None]  # pairs of neighbours
+    shared = rng.normal(size=(30, 50))
+    history = np.cumsum(np.repeat(shared, 2, axis=1), axis=0)  # neighbours move together
+    near, far = neighbour_correlation(history, states)
+    assert near == pytest.approx(1.0) and abs(far) < 0.3
+
+
+def test_threshold_crossings():
+    assert threshold_crossings([0, 30, 10, 40, 50, 5], limit=25) == 4
+    assert threshold_crossings([1, 2, 3], limit=25) == 0
