@@ -102,6 +102,45 @@ def plot(run_dirs, out) -> None:
         click.echo(str(path))
 
 
+@cli.command("bench")
+@click.option("--algos", default="sac-lag,fac,sac-alam", show_default=True, help="Comma-separated algorithms.")
+@click.option("--envs", default="statewise/DoubleIntegrator-v0", show_default=True, help="Comma-separated env ids.")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds per cell.")
+@click.option("--first-seed", type=int, default=0, show_default=True,
+              help="Seeds are first-seed .. first-seed+seeds-1 (keep tuning and report seeds apart).")
+@click.option("--steps", type=int, required=True, help="Environment steps per run.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Grid directory (reused to continue).")
+@click.option("--workers", type=int, default=None, help="Parallel runs [default: one per core].")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="YAML file of shared config keys.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Shared override (repeatable).")
+@click.option("--cost-limit", type=float, default=0.0, show_default=True,
+              help="Episode-cost level for counting threshold crossings in the report.")
+def bench_cmd(algos, envs, seeds, first_seed, steps, out, workers, config_path, overrides, cost_limit) -> None:
+    """Run a grid of algorithms x environments x seeds in parallel, then write OUT/report.md."""
+    import os
+
+    from statewise.bench import LocalExecutor, bench, plan, report
+
+    if seeds <= 0:
+        raise StatewiseError(f"--seeds must be positive, got {seeds}")
+    specs = plan(algos.split(","), envs.split(","), list(range(first_seed, first_seed + seeds)), steps, Path(out),
+                 config_path or "", tuple(overrides))
+    bench(specs, LocalExecutor(workers or os.cpu_count() or 1))
+    click.echo(str(report(Path(out), cost_limit)))
+
+
+@cli.command("report")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--cost-limit", type=float, default=0.0, show_default=True,
+              help="Episode-cost level for counting threshold crossings.")
+def report_cmd(out, cost_limit) -> None:
+    """Aggregate a benchmark grid directory into OUT/report.md with figures."""
+    from statewise.bench import report
+
+    click.echo(str(report(Path(out), cost_limit)))
+
+
 def _summary_line(result: dict, calib: dict) -> str:
     parts = [f"return {result['return']:.2f}", f"cost {result['cost']:.2f}",
              f"step violation rate {result['step_violation_rate']:.4f}",

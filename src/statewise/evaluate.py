@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from statewise.errors import EnvError
-from statewise.metrics import auroc
+from statewise.metrics import auprc, auroc
 
 
 def build_env(env_id: str, max_episode_steps: int = 0) -> gym.Env:
@@ -110,7 +110,7 @@ def torch_policy(agent: Any, device: torch.device, deterministic: bool = True) -
 
 def calibration(env: gym.Env, lam_fn: Callable[[np.ndarray], np.ndarray],
                 cost_fn: Callable[[np.ndarray], np.ndarray] | None = None, n: int = 101) -> dict[str, float]:
-    """AUROC of λ(s) (and of Q^c(s, π(s)) as a reference) for separating the exact infeasible set from
+    """AUROC and AUPRC of λ(s) (and of Q^c(s, π(s)) as a reference) for separating the exact infeasible set from
     the feasible set on an n×n grid of the task's plane. Empty if the task has no exact feasible set."""
     task = env.unwrapped
     if not (hasattr(task, "feasible") and hasattr(task, "plane")):
@@ -118,10 +118,11 @@ def calibration(env: gym.Env, lam_fn: Callable[[np.ndarray], np.ndarray],
     _, _, obs = task.plane().grid(n)
     infeasible = ~np.asarray(task.feasible(obs), dtype=bool)
     lam = lam_fn(obs)
-    out = {"lambda_auroc": auroc(lam, infeasible),
+    out = {"lambda_auroc": auroc(lam, infeasible), "lambda_auprc": auprc(lam, infeasible),
            "lambda_mean_feasible": float(lam[~infeasible].mean()),
            "lambda_mean_infeasible": float(lam[infeasible].mean()),
            "infeasible_fraction_of_grid": float(infeasible.mean())}
     if cost_fn is not None:
-        out["cost_value_auroc"] = auroc(cost_fn(obs), infeasible)
+        cost = cost_fn(obs)
+        out.update(cost_value_auroc=auroc(cost, infeasible), cost_value_auprc=auprc(cost, infeasible))
     return out
