@@ -69,6 +69,9 @@ def test_train_eval_plot_roundtrip(tmp_path, capsys):
     (["train", "--set", "multiplier.rho=nan"], ["multiplier.rho"]),
     (["train", "--set", "multiplier.rho=.nan"], ["multiplier.rho", "NaN"]),
     (["train", "--config", "/nonexistent/c.yaml"], ["config file not found"]),
+    (["train", "--seed", "4294967296"], ["seed must be in"]),
+    (["train", "--set", "multiplier.normalize_actor=flase"], ["normalize_actor"]),
+    (["train", "--set", "threads=100000000"], ["threads"]),
     (["eval", "/nonexistent/run"], ["does not exist"]),
     (["plot", "/nonexistent/run"], ["does not exist"]),
 ])
@@ -104,3 +107,11 @@ def test_missing_and_corrupt_checkpoint(tmp_path, capsys):
     (run / "checkpoint.pt").unlink()
     expect_error(["eval", str(run)], capsys, "no checkpoint")
     expect_error(["eval", str(run), "--episodes", "0"], capsys, "--episodes")
+    expect_error(["eval", str(run), "--seed", "-1"], capsys, "--seed")
+
+
+def test_unusable_run_dir_and_config(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    expect_error(["train", "--run-dir", str(tmp_path / "file" / "run"), *SMALL], capsys, "run directory")
+    (tmp_path / "bad.yaml").write_bytes(b"\xff\xfe\x00bad")
+    expect_error(["train", "--config", str(tmp_path / "bad.yaml")], capsys, "config file")

@@ -90,6 +90,35 @@ def test_save_load_act_reproduces_final_evaluation(tmp_path):
         agent.act(np.zeros(3))
 
 
+def test_truncation_is_stored_as_non_terminal(tmp_path, monkeypatch):
+    """Time-limit truncations must be stored with terminated = 0 (bootstrapped), real terminations with 1."""
+    from statewise.buffer import ReplayBuffer
+
+    flags, original = [], ReplayBuffer.add
+
+    def recording_add(self, obs, act, rew, cost, next_obs, terminated):
+        flags.append((float(next_obs[0]), bool(terminated)))
+        return original(self, obs, act, rew, cost, next_obs, terminated)
+
+    monkeypatch.setattr(ReplayBuffer, "add", recording_add)
+    cfg = tiny_config(tmp_path / "r", "fac", env="_toy_envs:ToyCost-v0", steps=150)
+    cfg.max_episode_steps = 5  # every episode ends by truncation after 5 steps
+    statewise.train(cfg)
+    assert len(flags) == 150 and not any(term for _, term in flags)
+    assert sum(1 for t, _ in flags if t == 5.0) == 30  # 30 truncations happened, none stored as terminal
+    flags.clear()
+    cfg = tiny_config(tmp_path / "d", "fac", steps=300)  # the double integrator terminates beyond |x| = 10
+    statewise.train(cfg)
+    assert all(term == (abs(x) > 10.0) for x, term in flags)
+
+
+def test_train_does_not_modify_the_callers_config(tmp_path):
+    cfg = tiny_config(tmp_path / "r", "sac-alam", steps=120)
+    before = cfg.to_dict()
+    statewise.train(cfg)
+    assert cfg.to_dict() == before and cfg.multiplier.kind == "auto"
+
+
 def test_train_accepts_dict_and_yaml(tmp_path):
     cfg = tiny_config(tmp_path / "d", "sac-lag", steps=200)
     result = statewise.train(cfg.to_dict())

@@ -62,12 +62,12 @@ def load(run_dir: str | Path, device: str = "cpu") -> Agent:
     if not cfg_path.is_file():
         raise CheckpointError(f"{cfg_path} is missing; cannot rebuild the agent")
     cfg = Config.from_yaml(cfg_path).validate()
-    meta = ckpt["meta"]
-    sac = SAC(int(meta["obs_dim"]), int(meta["act_dim"]), cfg)
     try:
+        meta = ckpt["meta"]
+        sac = SAC(int(meta["obs_dim"]), int(meta["act_dim"]), cfg)
         sac.load_state_dict(ckpt["agent"])
         sac.load_optimizer_states(ckpt["optimizers"])
-    except (RuntimeError, KeyError, ValueError) as exc:
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint in {run_dir} does not match its config.yaml: {first[:200]}") from None
-    return Agent(sac.to(device), cfg, run_dir, int(meta["step"]))
+    return Agent(sac.to(device), cfg, run_dir, int(meta.get("step", 0)))

@@ -76,6 +76,8 @@ def eval_cmd(run_dir, episodes, seed, as_json) -> None:
 
     if episodes <= 0:
         raise StatewiseError(f"--episodes must be positive, got {episodes}")
+    if not 0 <= seed < 2**32 - episodes:
+        raise StatewiseError(f"--seed must be in [0, 2**32 - episodes), got {seed}")
     agent = load(run_dir)
     env = build_env(agent.config.env, agent.config.max_episode_steps)
     result = run_episodes(env, lambda o: agent.act(o), episodes, seed)

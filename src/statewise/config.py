@@ -141,7 +141,7 @@ class Config:
     final_eval_episodes: int = 50
     log_every: int = 1_000
     checkpoint_every: int = 0  # 0: only at the end
-    probe_size: int = 1_024  # fixed states, drawn from the buffer at start_steps, for λ statistics
+    probe_size: int = 1_024  # distinct states drawn from the buffer at start_steps (at most start_steps of them)
     progress: bool = True
     sac: SACConfig = field(default_factory=SACConfig)
     constraint: ConstraintConfig = field(default_factory=ConstraintConfig)
@@ -169,6 +169,8 @@ class Config:
             raise ConfigError(f"config file not found: {path}")
         try:
             data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(data, dict):
@@ -268,8 +270,17 @@ class Config:
                 raise ConfigError(f"{name} must be in (0, 1], got {self._get(name)}")
         if self.sac.start_steps < 0 or self.checkpoint_every < 0 or self.threads < 0 or self.max_episode_steps < 0:
             raise ConfigError("sac.start_steps, checkpoint_every, threads and max_episode_steps must be >= 0")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if not 0 <= self.seed < 2**32 - 2**21:  # numpy seeds must fit 32 bits (evaluation adds offsets)
+            raise ConfigError(f"seed must be in [0, 2**32 - 2**21), got {self.seed}")
+        if not isinstance(m.normalize_actor, bool):
+            raise ConfigError(f"multiplier.normalize_actor must be true, false or auto, got '{m.normalize_actor}'")
+        limits = {"threads": (self.threads, 1024), "multiplier.pid_d_delay": (m.pid_d_delay, 100_000),
+                  "multiplier.steps": (m.steps, 10_000), "probe_size": (self.probe_size, 1_000_000)}
+        limits.update({f"{n}.hidden": (max(self._get(f"{n}.hidden")), 65_536) for n in ("sac", "multiplier")})
+        for name, (value, top) in limits.items():
+            if value > top:
+                raise ConfigError(f"{name} = {value} is beyond the supported maximum {top}")
+
         if self.sac.start_steps < self.sac.batch_size:
             raise ConfigError("sac.start_steps must be at least sac.batch_size so the first batch can be drawn")
         if self.sac.buffer_size < self.sac.start_steps:

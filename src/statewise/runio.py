@@ -70,11 +70,13 @@ def create_run_dir(path: str | Path) -> Path:
     path = Path(path)
     if path.exists():
         raise RunDirError(f"run directory {path} already exists; choose another --run-dir (nothing was overwritten)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.mkdir()
     except FileExistsError:
-        raise RunDirError(f"run directory {path} already exists; choose another --run-dir") from None
+        raise RunDirError(f"run directory {path} already exists or its parent is a file; choose another --run-dir") from None
+    except OSError as exc:
+        raise RunDirError(f"cannot create run directory {path}: {exc.strerror or exc}") from None
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ def train(config: Config | dict | str | Path) -> TrainResult:
     elif isinstance(config, dict):
         cfg = Config.from_dict(config)
     else:
-        cfg = config
+        cfg = copy.deepcopy(config)  # the caller's object is left as it was (validate resolves 'auto')
     cfg.validate()
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
     if run_dir.exists():
@@ -135,9 +136,9 @@ def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: 
         else:
             obs = next_obs
 
-        if t == s.start_steps and agent.multiplier is not None:
+        if t == s.start_steps and agent.multiplier is not None:  # distinct states (no duplicates)
             gen = torch.Generator(device=device).manual_seed(cfg.seed + 7)
-            idx = torch.randint(0, len(buffer), (cfg.probe_size,), generator=gen, device=device)
+            idx = torch.randperm(len(buffer), generator=gen, device=device)[: cfg.probe_size]
             probe_obs = buffer.obs[idx].clone()
 
         log_now = t % cfg.log_every == 0
