@@ -329,6 +329,37 @@ def test_actor_loss_composition(algo, penalty, normalize):
     torch.testing.assert_close(stats["actor_loss"], per.mean(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("algo", ["sac-alam", "fac", "sac-lag"])
+def test_actor_parameter_gradient_matches_autograd_reference(algo):
+    """The actor step's gradient flows through Q and Q^c (g not detached) and not through λ."""
+    agent, buf = _agent(algo, **{"sac.lr_critic": 1e-12, "sac.grad_clip": 0.0})
+    if isinstance(agent.multiplier, NetworkMultiplier):
+        with torch.no_grad():
+            agent.multiplier.net.net[-1].weight.normal_(0, 1.0)
+    reference = copy.deepcopy(agent)
+    agent.actor.sample = _FixedSampler(agent.actor, 2)
+    reference.actor.sample = _FixedSampler(reference.actor, 2)
+    buf._indices = lambda n: torch.arange(8)
+    b = buf.sample(8)
+    alpha = math.exp(reference.log_alpha.item())
+    a, logp = reference.actor.sample(b.obs)
+    v = reference.critic(b.obs, a)
+    g = torch.maximum(v[2], v[3]) - 0.1
+    lam = reference.multiplier.value(b.obs)
+    if algo == "sac-alam":
+        per = alpha * logp - torch.minimum(v[0], v[1]) + torch.where(lam + g >= 0, lam * g + g * g / 2, -lam ** 2 / 2)
+    else:
+        per = alpha * logp - torch.minimum(v[0], v[1]) + lam * g
+        if algo == "sac-lag":
+            per = per / (1 + lam)
+    expected = torch.autograd.grad(per.mean(), list(reference.actor.parameters()), allow_unused=True)
+    agent.update(buf)
+    for p, e in zip(agent.actor.parameters(), expected):
+        got = p.grad if p.grad is not None else torch.zeros_like(p)
+        torch.testing.assert_close(got, e if e is not None else torch.zeros_like(p), rtol=1e-4, atol=1e-6)
+    assert any(e is not None and e.abs().sum() > 0 for e in expected)
+
+
 def test_actor_gradient_weights_cost_critic_by_effective_multiplier():
     """∂L_π/∂Q^c(s,ã) = [λ + ρ g]_+ / B for SAC-ALaM (and λ/B for the Lagrangian)."""
     g = torch.tensor([-2.0, -0.05, 0.3], requires_grad=True)
