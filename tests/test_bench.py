@@ -34,6 +34,8 @@ def test_grid_runs_skips_and_reports(tmp_path):
     text = path.read_text()
     assert "| metric | fac | sac-alam |" in text and "lambda auroc" in text and "λ total variation" in text
     assert (out / "DoubleIntegrator-v0" / "learning_curves.png").is_file()
+    assert (out / "DoubleIntegrator-v0" / "lambda_over_training.png").stat().st_size > 1000
+    assert "lambda_over_training.png" in text
 
 
 def test_plan_rejects_bad_input_before_running(tmp_path):

@@ -155,7 +155,7 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
 
 def report(out: Path, cost_limit: float = 0.0) -> Path:
     """Write ``OUT/report.md`` and one learning-curve figure per environment from a grid directory."""
-    from statewise.plots import learning_curves
+    from statewise.plots import lambda_over_training, learning_curves
 
     env_dirs = sorted(d for d in Path(out).iterdir() if d.is_dir()) if Path(out).is_dir() else []
     if not env_dirs:
@@ -190,6 +190,9 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
                     cells.append("–")
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
         lines += ["", f"![learning curves]({figure.relative_to(out)})", ""]
+        heat = lambda_over_training(runs, env_dir)
+        if heat is not None:
+            lines += [f"![λ over training]({heat.relative_to(out)})", ""]
     path = Path(out) / "report.md"
     runio.atomic_write(path, "\n".join(lines) + "\n")
     return path

@@ -127,6 +127,53 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path) -> Path | None:
     return _save(fig, out / "lambda_heatmap.png")
 
 
+def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> Path | None:
+    """λ(s) on the task plane at ``columns`` points in training (from the snapshots in probe.npz), one row per
+    algorithm with a multiplier network (its lowest seed), with the exact feasible boundary where known."""
+    import yaml
+
+    from statewise.evaluate import build_env
+    from statewise.train import LAMBDA_GRID_N
+
+    first: dict[str, tuple[int, Path]] = {}
+    for d in run_dirs:
+        cfg = yaml.safe_load((d / runio.CONFIG_FILE).read_text())
+        if cfg["multiplier"]["kind"] != "network" or not (d / runio.PROBE_FILE).is_file():
+            continue
+        if cfg["algo"] not in first or cfg["seed"] < first[cfg["algo"]][0]:
+            first[cfg["algo"]] = (cfg["seed"], d)
+    if not first:
+        return None
+    env_id = yaml.safe_load((next(iter(first.values()))[1] / runio.CONFIG_FILE).read_text())["env"]
+    env = build_env(env_id)
+    task = env.unwrapped
+    if not hasattr(task, "plane"):
+        env.close()
+        return None
+    plane = task.plane()
+    xs, ys, obs = plane.grid(LAMBDA_GRID_N)
+    feas = task.feasible(obs).reshape(LAMBDA_GRID_N, LAMBDA_GRID_N) if hasattr(task, "feasible") else None
+    env.close()
+    fig, axes = plt.subplots(len(first), columns, figsize=(3.6 * columns, 3.0 * len(first)), squeeze=False,
+                             layout="constrained")
+    for row, (algo, (seed, d)) in zip(axes, first.items()):
+        probe = np.load(d / runio.PROBE_FILE)
+        steps, grids = probe["grid_steps"], probe["grid_lam"]
+        picks = np.unique(np.linspace(0, len(steps) - 1, columns).round().astype(int))
+        vmax = float(grids[picks].max())
+        for ax, k in zip(row, picks):
+            im = ax.imshow(grids[k].reshape(LAMBDA_GRID_N, LAMBDA_GRID_N), origin="lower", aspect="auto",
+                           extent=(*plane.xlim, *plane.ylim), cmap="magma", vmin=0.0, vmax=vmax)
+            if feas is not None:
+                ax.contour(xs, ys, feas.astype(float), levels=[0.5], colors="lime", linewidths=1.0)
+            ax.set_title(f"{algo} s{seed}, step {int(steps[k])}", fontsize=9)
+        fig.colorbar(im, ax=list(row), label="λ(s)")
+        for ax in row[len(picks):]:
+            ax.axis("off")
+    fig.suptitle(f"λ(s) over training on {env_id}" + (" (green: exact feasible boundary)" if feas is not None else ""))
+    return _save(fig, out / "lambda_over_training.png")
+
+
 def plot_runs(run_dirs: list[Path], out: Path) -> list[Path]:
     for d in run_dirs:
         if not Path(d).is_dir():
