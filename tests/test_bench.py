@@ -35,7 +35,8 @@ def test_grid_runs_skips_and_reports(tmp_path):
     assert "| metric | fac | sac-alam |" in text and "lambda auroc" in text and "λ total variation" in text
     assert (out / "DoubleIntegrator-v0" / "learning_curves.png").is_file()
     assert (out / "DoubleIntegrator-v0" / "lambda_over_training.png").stat().st_size > 1000
-    assert "lambda_over_training.png" in text
+    assert "lambda_over_training.png" in text and "reliability.png" in text
+    assert (out / "DoubleIntegrator-v0" / "reliability.png").is_file()
 
 
 def test_plan_rejects_bad_input_before_running(tmp_path):

@@ -55,3 +55,21 @@ def test_neighbour_correlation_detects_propagation():
 def test_threshold_crossings():
     assert threshold_crossings([0, 30, 10, 40, 50, 5], limit=25) == 4
     assert threshold_crossings([1, 2, 3], limit=25) == 0
+
+
+def test_violation_within_horizon():
+    from statewise.metrics import violation_within
+
+    costs = [0, 0, 0, 1, 0, 0, 0, 0]
+    assert violation_within(costs, horizon=2).tolist() == [False, False, True, True, False, False, False, False]
+    assert violation_within(costs, horizon=4).tolist() == [True, True, True, True, False, False, False, False]
+    assert not violation_within([0, 0, 0], 10).any()
+
+
+def test_reliability_bins():
+    from statewise.metrics import reliability
+
+    scores = np.arange(10.0)
+    labels = np.array([0, 0, 0, 0, 0, 1, 0, 1, 1, 1])
+    mean_score, freq = reliability(scores, labels, bins=2)
+    assert mean_score.tolist() == [2.0, 7.0] and freq.tolist() == [0.0, 0.8]

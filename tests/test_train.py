@@ -47,6 +47,8 @@ def test_smoke_every_algorithm_on_every_task(tmp_path, algo, env):
         assert probe["lam"].shape == (len(probe["steps"]), 32)
         if env.endswith("DoubleIntegrator-v0"):
             assert 0.0 <= summary["calibration"]["lambda_auroc"] <= 1.0
+        mc = summary["mc_calibration"]
+        assert mc["states"] > 0 and len(mc["lambda_reliability"]["violation_freq"]) <= 10
 
 
 def test_same_seed_same_results(tmp_path):

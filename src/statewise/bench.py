@@ -139,6 +139,9 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
     for key, value in summary.get("calibration", {}).items():
         if key.endswith(("auroc", "auprc")):
             out[key.replace("_", " ")] = value
+    for key, value in summary.get("mc_calibration", {}).items():
+        if key.endswith("auroc"):
+            out[f"{key.replace('_', ' ')} vs violation within {summary['mc_calibration']['horizon']} steps"] = value
     probe_path = run_dir / runio.PROBE_FILE
     if probe_path.is_file():
         probe = np.load(probe_path)
@@ -155,7 +158,7 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
 
 def report(out: Path, cost_limit: float = 0.0) -> Path:
     """Write ``OUT/report.md`` and one learning-curve figure per environment from a grid directory."""
-    from statewise.plots import lambda_over_training, learning_curves
+    from statewise.plots import lambda_over_training, learning_curves, reliability_curves
 
     env_dirs = sorted(d for d in Path(out).iterdir() if d.is_dir()) if Path(out).is_dir() else []
     if not env_dirs:
@@ -190,9 +193,10 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
                     cells.append("–")
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
         lines += ["", f"![learning curves]({figure.relative_to(out)})", ""]
-        heat = lambda_over_training(runs, env_dir)
-        if heat is not None:
-            lines += [f"![λ over training]({heat.relative_to(out)})", ""]
+        for title, extra in (("λ over training", lambda_over_training(runs, env_dir)),
+                             ("reliability", reliability_curves(runs, env_dir))):
+            if extra is not None:
+                lines += [f"![{title}]({extra.relative_to(out)})", ""]
     path = Path(out) / "report.md"
     runio.atomic_write(path, "\n".join(lines) + "\n")
     return path

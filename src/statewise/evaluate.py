@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from statewise.errors import EnvError
-from statewise.metrics import auprc, auroc
+from statewise.metrics import auprc, auroc, reliability, violation_within
 
 
 def build_env(env_id: str, max_episode_steps: int = 0) -> gym.Env:
@@ -125,4 +125,30 @@ def calibration(env: gym.Env, lam_fn: Callable[[np.ndarray], np.ndarray],
     if cost_fn is not None:
         cost = cost_fn(obs)
         out.update(cost_value_auroc=auroc(cost, infeasible), cost_value_auprc=auprc(cost, infeasible))
+    return out
+
+
+def monte_carlo_calibration(env: gym.Env, policy: Policy, scores: dict[str, Callable[[np.ndarray], np.ndarray]],
+                            episodes: int, seed: int, horizon: int = 50, bins: int = 10) -> dict[str, Any]:
+    """Calibration without ground truth (ALGORITHM.md §10.4): roll out ``policy``, label every visited
+    state with y_H = 1[a violation within the next ``horizon`` steps], and score each risk function
+    (e.g. λ(s), Q^c(s, π(s))) by AUROC and by its reliability curve (violation frequency per quantile bin)."""
+    states, labels = [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        ep_states, ep_costs, done = [], [], False
+        while not done:
+            ep_states.append(obs)
+            obs, _, terminated, truncated, info = env.step(policy(obs))
+            ep_costs.append(float(info["cost"]))
+            done = terminated or truncated
+        states.append(np.asarray(ep_states, dtype=np.float32))
+        labels.append(violation_within(ep_costs, horizon))
+    obs_all, y = np.concatenate(states), np.concatenate(labels)
+    out: dict[str, Any] = {"horizon": horizon, "states": int(len(y)), "positive_fraction": float(y.mean())}
+    for name, fn in scores.items():
+        score = fn(obs_all)
+        mean_score, freq = reliability(score, y, bins)
+        out[f"{name}_auroc"] = auroc(score, y)
+        out[f"{name}_reliability"] = {"mean_score": mean_score.tolist(), "violation_freq": freq.tolist()}
     return out

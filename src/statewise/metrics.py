@@ -124,3 +124,26 @@ def threshold_crossings(values: np.ndarray, limit: float) -> int:
     """How many times a series (e.g. evaluation episode cost) crosses ``limit`` in either direction."""
     above = np.asarray(values, dtype=np.float64) > limit
     return int(np.count_nonzero(above[1:] != above[:-1]))
+
+
+def violation_within(costs: np.ndarray, horizon: int) -> np.ndarray:
+    """y_H(s_t) = 1[some c_t' > 0 for t' in [t, t + horizon)] along one episode's per-step costs
+    (c_t is the cost of the transition leaving s_t). ALGORITHM.md §10.4 Monte-Carlo ground truth."""
+    hit = np.asarray(costs, dtype=np.float64) > 0.0
+    out = np.zeros(len(hit), dtype=bool)
+    next_hit = np.inf  # index of the nearest violating step at or after t
+    for t in range(len(hit) - 1, -1, -1):
+        if hit[t]:
+            next_hit = t
+        out[t] = next_hit - t < horizon
+    return out
+
+
+def reliability(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Empirical positive frequency per score-quantile bin (bins of equal count, lowest scores first):
+    returns (mean score per bin, positive frequency per bin). A calibrated risk score increases."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels, dtype=np.float64).ravel()
+    order = np.argsort(scores, kind="mergesort")
+    groups = [g for g in np.array_split(order, bins) if len(g)]
+    return (np.array([scores[g].mean() for g in groups]), np.array([labels[g].mean() for g in groups]))

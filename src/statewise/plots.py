@@ -174,6 +174,37 @@ def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> P
     return _save(fig, out / "lambda_over_training.png")
 
 
+def reliability_curves(run_dirs: list[Path], out: Path) -> Path | None:
+    """Violation frequency within H steps per λ-quantile bin (Monte-Carlo, final policy), and the same for
+    Q^c as a reference; one line per algorithm, averaged over its seeds."""
+    import json
+
+    curves: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
+    horizon = None
+    for d in run_dirs:
+        summary = json.loads((d / runio.SUMMARY_FILE).read_text())
+        mc = summary.get("mc_calibration") or {}
+        for score in ("lambda", "cost_value"):
+            if f"{score}_reliability" in mc:
+                curves[score][summary["algo"]].append(mc[f"{score}_reliability"]["violation_freq"])
+                horizon = mc["horizon"]
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    for ax, (score, title) in zip(axes, (("lambda", "λ(s)"), ("cost_value", "Q^c(s, π(s)) (reference)"))):
+        for algo, series in curves[score].items():
+            n = min(len(c) for c in series)
+            freq = np.mean([c[:n] for c in series], axis=0)
+            ax.plot(np.arange(1, n + 1), freq, marker="o", label=f"{algo} (n={len(series)})")
+        ax.set_xlabel(f"{title} quantile bin (low → high)")
+        ax.set_ylabel(f"P(violation within {horizon} steps)")
+        ax.set_title(f"reliability of {title}")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, out / "reliability.png")
+
+
 def plot_runs(run_dirs: list[Path], out: Path) -> list[Path]:
     for d in run_dirs:
         if not Path(d).is_dir():

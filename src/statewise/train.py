@@ -17,7 +17,8 @@ from statewise import runio
 from statewise.buffer import ReplayBuffer
 from statewise.config import Config
 from statewise.errors import ConfigError, RunDirError
-from statewise.evaluate import build_env, calibration, check_cost_signal, run_episodes, torch_policy
+from statewise.evaluate import (
+    build_env, calibration, check_cost_signal, monte_carlo_calibration, run_episodes, torch_policy)
 from statewise.logger import RunLogger
 from statewise.sac import SAC
 
@@ -203,14 +204,18 @@ def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: 
 
     final = run_episodes(eval_env, torch_policy(agent, device), cfg.final_eval_episodes,
                          cfg.seed + FINAL_EVAL_SEED_OFFSET)
-    calib = {}
+    calib, mc_calib = {}, {}
     if agent.multiplier is not None:
-        calib = calibration(eval_env, _numpy_fn(agent.lam, device), _numpy_fn(agent.cost_value, device))
+        lam_fn, cost_fn = _numpy_fn(agent.lam, device), _numpy_fn(agent.cost_value, device)
+        calib = calibration(eval_env, lam_fn, cost_fn)
+        mc_calib = monte_carlo_calibration(eval_env, torch_policy(agent, device),
+                                           {"lambda": lam_fn, "cost_value": cost_fn}, cfg.final_eval_episodes,
+                                           cfg.seed + FINAL_EVAL_SEED_OFFSET)
     summary = {
         "algo": cfg.algo, "env": cfg.env, "seed": cfg.seed, "steps": cfg.steps,
         "wall_time_s": wall, "env_steps_per_s": cfg.steps / wall, "gradient_updates": agent.n_updates,
         "train_violation_ratio": (total_violations + window_violations) / cfg.steps,
-        "final_eval": final, "calibration": calib,
+        "final_eval": final, "calibration": calib, "mc_calibration": mc_calib,
     }
     runio.write_json(run_dir / runio.SUMMARY_FILE, summary)
     return summary
