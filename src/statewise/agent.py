@@ -20,8 +20,8 @@ class Agent:
     and return numpy arrays of matching leading shape.
     """
 
-    def __init__(self, sac: SAC, config: Config, run_dir: Path, step: int):
-        self.sac = sac.eval()
+    def __init__(self, sac: SAC, config: Config, run_dir: Path, step: int = 0):
+        self.sac = sac
         self.config = config
         self.run_dir = run_dir
         self.step = step
@@ -70,4 +70,4 @@ def load(run_dir: str | Path, device: str = "cpu") -> Agent:
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint in {run_dir} does not match its config.yaml: {first[:200]}") from None
-    return Agent(sac.to(device), cfg, run_dir, int(meta.get("step", 0)))
+    return Agent(sac.to(device).eval(), cfg, run_dir, int(meta.get("step", 0)))

@@ -112,16 +112,12 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True) -> li
 
 
 # ----------------------------------------------------------------------------------------- report
-def _read_csv(path: Path) -> dict[str, np.ndarray]:
-    from statewise.plots import read_csv
-
-    return read_csv(path)
-
-
 def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
     """Everything the report tabulates for one run (ALGORITHM.md §10)."""
+    from statewise.plots import read_csv
+
     summary = json.loads((run_dir / runio.SUMMARY_FILE).read_text())
-    ev = _read_csv(run_dir / runio.EVAL_CSV)
+    ev = read_csv(run_dir / runio.EVAL_CSV)
     out = {
         "return (last 10% of evals)": last_fraction_mean(ev["return"]),
         "episode cost (last 10%)": last_fraction_mean(ev["cost"]),

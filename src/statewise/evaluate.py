@@ -7,7 +7,6 @@ from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from statewise.errors import EnvError
 from statewise.metrics import auprc, auroc, reliability, violation_within
@@ -98,14 +97,6 @@ def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int) -> dict
         out["feasible_starts"] = float(len(feas))
         out["feasible_start_violation_prob"] = float(np.mean(feas)) if feas else float("nan")
     return out
-
-
-def torch_policy(agent: Any, device: torch.device, deterministic: bool = True) -> Policy:
-    def policy(obs: np.ndarray) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
-        return agent.act(obs_t, deterministic)[0].cpu().numpy()
-
-    return policy
 
 
 def calibration(env: gym.Env, lam_fn: Callable[[np.ndarray], np.ndarray],

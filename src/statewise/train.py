@@ -14,11 +14,12 @@ import torch
 from tqdm import tqdm
 
 from statewise import runio
+from statewise.agent import Agent
 from statewise.buffer import ReplayBuffer
 from statewise.config import Config
 from statewise.errors import ConfigError, RunDirError
 from statewise.evaluate import (
-    build_env, calibration, check_cost_signal, monte_carlo_calibration, run_episodes, torch_policy)
+    build_env, calibration, check_cost_signal, monte_carlo_calibration, run_episodes)
 from statewise.logger import RunLogger
 from statewise.sac import SAC
 
@@ -115,12 +116,16 @@ def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: 
 
     obs, _ = env.reset(seed=cfg.seed)
     env.action_space.seed(cfg.seed)
-    policy = torch_policy(agent, device, deterministic=False)
+    view = Agent(agent, cfg, run_dir)  # numpy-facing act / multiplier / cost_value, shared with statewise.load
+
+    def explore(o: np.ndarray) -> np.ndarray:
+        return view.act(o, deterministic=False)
+
     bar = tqdm(total=cfg.steps, disable=not cfg.progress, unit="step", dynamic_ncols=True, mininterval=0.5,
                desc=f"{cfg.algo} {cfg.env.split('/')[-1]} s{cfg.seed}")
     pending_bar = 0
     for t in range(1, cfg.steps + 1):
-        act = env.action_space.sample() if t <= s.start_steps else policy(obs)
+        act = env.action_space.sample() if t <= s.start_steps else explore(obs)
         next_obs, rew, terminated, truncated, info = env.step(act)
         cost = float(info["cost"])
         buffer.add(obs, act, float(rew) * s.reward_scale, signal.train_cost(cost) if signal else cost, next_obs,
@@ -177,7 +182,7 @@ def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: 
             bar.set_postfix(_postfix(last_row, last_eval), refresh=False)
 
         if t % cfg.eval_every == 0 or t == cfg.steps:
-            last_eval = run_episodes(eval_env, torch_policy(agent, device), cfg.eval_episodes,
+            last_eval = run_episodes(eval_env, view.act, cfg.eval_episodes,
                                      cfg.seed + EVAL_SEED_OFFSET)
             if plane_obs is not None and agent.multiplier is not None:
                 grid_history.append(agent.lam(plane_obs).cpu().numpy())
@@ -202,14 +207,13 @@ def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: 
             arrays.update(grid_steps=np.asarray(grid_steps), grid_lam=np.asarray(grid_history, dtype=np.float32))
         runio.atomic_save(arrays, run_dir / runio.PROBE_FILE, saver=lambda obj, fh: np.savez_compressed(fh, **obj))
 
-    final = run_episodes(eval_env, torch_policy(agent, device), cfg.final_eval_episodes,
+    final = run_episodes(eval_env, view.act, cfg.final_eval_episodes,
                          cfg.seed + FINAL_EVAL_SEED_OFFSET)
     calib, mc_calib = {}, {}
     if agent.multiplier is not None:
-        lam_fn, cost_fn = _numpy_fn(agent.lam, device), _numpy_fn(agent.cost_value, device)
-        calib = calibration(eval_env, lam_fn, cost_fn)
-        mc_calib = monte_carlo_calibration(eval_env, torch_policy(agent, device),
-                                           {"lambda": lam_fn, "cost_value": cost_fn}, cfg.final_eval_episodes,
+        calib = calibration(eval_env, view.multiplier, view.cost_value)
+        scores = {"lambda": view.multiplier, "cost_value": view.cost_value}
+        mc_calib = monte_carlo_calibration(eval_env, view.act, scores, cfg.final_eval_episodes,
                                            cfg.seed + FINAL_EVAL_SEED_OFFSET)
     summary = {
         "algo": cfg.algo, "env": cfg.env, "seed": cfg.seed, "steps": cfg.steps,
@@ -219,13 +223,6 @@ def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: 
     }
     runio.write_json(run_dir / runio.SUMMARY_FILE, summary)
     return summary
-
-
-def _numpy_fn(fn, device: torch.device):
-    def wrapped(obs: np.ndarray) -> np.ndarray:
-        return fn(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
-
-    return wrapped
 
 
 def _postfix(row: dict[str, float], last_eval: dict[str, float]) -> dict[str, str]:
