@@ -28,6 +28,32 @@ from statewise.metrics import (
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One column of a grid: an algorithm, optionally with its own overrides under its own label."""
+
+    label: str
+    algo: str
+    overrides: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, entry: "str | dict[str, Any] | Variant") -> "Variant":
+        """``"fac"``, or a mapping ``{label: fac-lr3e-4, algo: fac, set: [multiplier.lr=3e-4]}``."""
+        if isinstance(entry, Variant):
+            return entry
+        if isinstance(entry, str):
+            return cls(entry, entry)
+        if not isinstance(entry, dict) or "algo" not in entry:
+            raise StatewiseError(f"a grid variant is an algorithm name or a mapping with 'algo', got {entry!r}")
+        unknown = set(entry) - {"label", "algo", "set"}
+        if unknown:
+            raise StatewiseError(f"unknown key(s) in grid variant {entry!r}: {', '.join(sorted(unknown))}")
+        sets = entry.get("set") or []
+        if isinstance(sets, dict):
+            sets = [f"{k}={v}" for k, v in sets.items()]
+        return cls(str(entry.get("label") or entry["algo"]), str(entry["algo"]), tuple(str(x) for x in sets))
+
+
+@dataclass(frozen=True)
 class RunSpec:
     algo: str
     env: str
@@ -35,11 +61,13 @@ class RunSpec:
     steps: int
     run_dir: str
     config: str = ""  # YAML file with the shared settings ("" = defaults)
-    overrides: tuple[str, ...] = field(default_factory=tuple)
+    overrides: tuple[str, ...] = field(default_factory=tuple)  # shared, then the variant's own
+    label: str = ""
 
     def build(self) -> Config:
         cfg = Config.from_yaml(self.config) if self.config else Config()
         cfg.algo, cfg.env, cfg.seed, cfg.steps, cfg.run_dir = self.algo, self.env, self.seed, self.steps, self.run_dir
+        cfg.label = self.label
         cfg.progress, cfg.threads = False, 1  # one torch thread per worker process
         cfg.apply_overrides(list(self.overrides))
         return cfg.validate()
@@ -74,18 +102,56 @@ class LocalExecutor:
                 yield futures[fut], fut.result()
 
 
-def plan(algos: list[str], envs: list[str], seeds: list[int], steps: int, out: Path, config: str = "",
-         overrides: tuple[str, ...] = ()) -> list[RunSpec]:
+def plan(algos: list[str | dict[str, Any] | Variant], envs: list[str], seeds: list[int], steps: int, out: Path,
+         config: str = "", overrides: tuple[str, ...] = ()) -> list[RunSpec]:
+    """Every (env, variant, seed) cell as a RunSpec with its directory ``out/<env>/<label>-s<seed>``."""
+    variants = [Variant.parse(a) for a in algos]
+    labels = [v.label for v in variants]
+    if len(set(labels)) != len(labels):
+        raise StatewiseError(f"grid labels must be unique, got {', '.join(labels)}")
+    if len(set(seeds)) != len(seeds):
+        raise StatewiseError(f"grid seeds must be unique, got {seeds}")
     specs = []
     for env in envs:
         env_name = env.split("/")[-1].split(":")[-1]
-        for algo in algos:
+        for v in variants:
             for seed in seeds:
-                specs.append(RunSpec(algo, env, seed, steps, str(out / env_name / f"{algo}-s{seed}"), config,
-                                     tuple(overrides)))
+                specs.append(RunSpec(v.algo, env, seed, steps, str(out / env_name / f"{v.label}-s{seed}"), config,
+                                     tuple(overrides) + v.overrides, v.label))
     for spec in specs:  # fail on bad input before anything runs
         spec.build()
     return specs
+
+
+GRID_KEYS = {"algos", "envs", "seeds", "steps", "config", "set", "cost_limit"}
+
+
+def load_grid(path: str | Path) -> dict[str, Any]:
+    """A grid file (YAML): ``algos`` (names or variant mappings), ``envs``, ``seeds`` (list), ``steps``,
+    ``config`` (relative to the grid file), ``set`` (shared overrides), ``cost_limit``."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise StatewiseError(f"grid file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise StatewiseError(f"grid file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise StatewiseError(f"grid file {path} must hold a mapping")
+    unknown = set(data) - GRID_KEYS
+    if unknown:
+        raise StatewiseError(f"unknown key(s) in grid file {path}: {', '.join(sorted(unknown))}; "
+                             f"expected {', '.join(sorted(GRID_KEYS))}")
+    if "config" in data:
+        data["config"] = str((path.parent / data["config"]).resolve())
+    if "seeds" in data and not (isinstance(data["seeds"], list) and all(isinstance(x, int) for x in data["seeds"])):
+        raise StatewiseError(f"grid file {path}: seeds must be a list of integers")
+    for key in ("algos", "envs", "set"):
+        if key in data and not isinstance(data[key], list):
+            raise StatewiseError(f"grid file {path}: {key} must be a list")
+    return data
 
 
 def bench(specs: list[RunSpec], executor: Executor, progress: bool = True) -> list[dict[str, Any]]:
@@ -152,8 +218,62 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
     return out
 
 
+# The 2x2 ablation of ALGORITHM.md §7: (multiplier training, actor penalty) -> preset.
+ABLATION = {("dual ascent", "Lagrangian λ·g"): "fac", ("dual ascent", "augmented ψ_ρ"): "alam-no-dt",
+            ("regression to dual target", "Lagrangian λ·g"): "alam-no-qp",
+            ("regression to dual target", "augmented ψ_ρ"): "sac-alam"}
+ABLATION_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
+                    "violation prob from feasible starts (final)", "λ temporal std (last 20%)",
+                    "λ oscillations per 100 logs", "lambda auroc")
+
+
+def _cell(values: list[float]) -> str:
+    vals = [v for v in values if np.isfinite(v)]
+    if not vals:
+        return "–"
+    mean, half = mean_ci95(vals)
+    return f"{mean:.3g} ± {half:.2g}" if len(vals) > 1 else f"{mean:.3g}"
+
+
+def _ablation_table(by_label: dict[str, list[dict[str, float]]]) -> list[str]:
+    if not all(label in by_label for label in ABLATION.values()):
+        return []
+    lines = ["### Ablation (ALGORITHM.md §7)", "",
+             "fac = neither component, alam-no-dt = quadratic penalty only, alam-no-qp = dual-target regression "
+             "only, sac-alam = both.", "",
+             "| metric | multiplier training | Lagrangian λ·g | augmented ψ_ρ |", "|---|---|---|---|"]
+    for key in ABLATION_METRICS:
+        for rule in ("dual ascent", "regression to dual target"):
+            cells = [_cell([row.get(key, np.nan) for row in by_label[ABLATION[(rule, pen)]]])
+                     for pen in ("Lagrangian λ·g", "augmented ψ_ρ")]
+            lines.append(f"| {key} | {rule} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _speed_table(runs: list[Path]) -> list[str]:
+    import yaml
+
+    lines = ["### Speed of each run", "",
+             "| run | steps | wall time [s] | env steps/s | networks (actor/critics, λ) | device, threads | torch |",
+             "|---|---|---|---|---|---|---|"]
+    for run in runs:
+        summary = json.loads((run / runio.SUMMARY_FILE).read_text())
+        cfg = yaml.safe_load((run / runio.CONFIG_FILE).read_text())
+        versions_path = run / runio.VERSIONS_FILE
+        torch_version = json.loads(versions_path.read_text()).get("torch", "?") if versions_path.is_file() else "?"
+        nets = "x".join(map(str, cfg["sac"]["hidden"]))
+        if cfg["multiplier"]["kind"] == "network":
+            nets += ", " + "x".join(map(str, cfg["multiplier"]["hidden"]))
+        lines.append(f"| {run.name} | {summary['steps']} | {summary['wall_time_s']:.0f} | "
+                     f"{summary['env_steps_per_s']:.0f} | {nets} | {cfg['device']}, {cfg['threads']} | "
+                     f"{torch_version} |")
+    return lines + [""]
+
+
 def report(out: Path, cost_limit: float = 0.0) -> Path:
-    """Write ``OUT/report.md`` and one learning-curve figure per environment from a grid directory."""
+    """Write ``OUT/report.md`` with figures per environment from a grid directory: the metrics table
+    (mean ± 95% CI over seeds per variant), the §7 ablation table when its four variants ran, learning
+    curves, λ maps over training, reliability curves and the speed of every run."""
     from statewise.plots import lambda_over_training, learning_curves, reliability_curves
 
     env_dirs = sorted(d for d in Path(out).iterdir() if d.is_dir()) if Path(out).is_dir() else []
@@ -164,35 +284,32 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
         runs = sorted(d for d in env_dir.iterdir() if (d / runio.SUMMARY_FILE).is_file())
         if not runs:
             continue
-        by_algo: dict[str, list[dict[str, float]]] = {}
-        meta = {}
+        by_label: dict[str, list[dict[str, float]]] = {}
+        steps: dict[str, set[int]] = {}
         for run in runs:
             summary = json.loads((run / runio.SUMMARY_FILE).read_text())
-            by_algo.setdefault(summary["algo"], []).append(run_metrics(run, cost_limit))
-            meta[summary["algo"]] = summary["steps"]
+            label = summary.get("label", summary["algo"])
+            by_label.setdefault(label, []).append(run_metrics(run, cost_limit))
+            steps.setdefault(label, set()).add(summary["steps"])
         figure = learning_curves(runs, env_dir)
-        algos = list(by_algo)
-        keys = list(dict.fromkeys(k for rows in by_algo.values() for row in rows for k in row))
+        labels = list(by_label)
+        keys = list(dict.fromkeys(k for rows in by_label.values() for row in rows for k in row))
         lines += [f"## {env_dir.name}", "",
-                  f"{len(runs)} runs; steps per run: " + ", ".join(f"{a} {meta[a]}" for a in algos)
-                  + "; mean ± 95% CI over seeds (n per algorithm: "
-                  + ", ".join(f"{a} {len(by_algo[a])}" for a in algos) + ")", "",
-                  "| metric | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
+                  f"{len(runs)} runs; steps per run: "
+                  + ", ".join(f"{a} {'/'.join(map(str, sorted(steps[a])))}" for a in labels)
+                  + "; mean ± 95% CI (1.96·std/√n) over seeds (n per variant: "
+                  + ", ".join(f"{a} {len(by_label[a])}" for a in labels) + ")", "",
+                  "| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
         for key in keys:
-            cells = []
-            for algo in algos:
-                vals = [row[key] for row in by_algo[algo] if key in row and np.isfinite(row[key])]
-                if vals:
-                    mean, half = mean_ci95(vals)
-                    cells.append(f"{mean:.3g} ± {half:.2g}")
-                else:
-                    cells.append("–")
-            lines.append(f"| {key} | " + " | ".join(cells) + " |")
-        lines += ["", f"![learning curves]({figure.relative_to(out)})", ""]
+            lines.append(f"| {key} | " + " | ".join(_cell([row.get(key, np.nan) for row in by_label[a]])
+                                                 for a in labels) + " |")
+        lines += [""] + _ablation_table(by_label)
+        lines += [f"![learning curves]({figure.relative_to(out)})", ""]
         for title, extra in (("λ over training", lambda_over_training(runs, env_dir)),
                              ("reliability", reliability_curves(runs, env_dir))):
             if extra is not None:
                 lines += [f"![{title}]({extra.relative_to(out)})", ""]
+        lines += _speed_table(runs)
     path = Path(out) / "report.md"
     runio.atomic_write(path, "\n".join(lines) + "\n")
     return path

@@ -105,31 +105,50 @@ def plot(run_dirs, out) -> None:
 
 
 @cli.command("bench")
-@click.option("--algos", default="sac-lag,fac,sac-alam", show_default=True, help="Comma-separated algorithms.")
-@click.option("--envs", default="statewise/DoubleIntegrator-v0", show_default=True, help="Comma-separated env ids.")
-@click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds per cell.")
-@click.option("--first-seed", type=int, default=0, show_default=True,
-              help="Seeds are first-seed .. first-seed+seeds-1 (keep tuning and report seeds apart).")
-@click.option("--steps", type=int, required=True, help="Environment steps per run.")
+@click.option("--grid", "grid_path", type=click.Path(dir_okay=False), default=None,
+              help="YAML grid file (algos or labelled variants, envs, seeds, steps, config, set); "
+                   "the options below override it. See benchmarks/grids/.")
+@click.option("--algos", default=None, help="Comma-separated algorithms [default: sac-lag,fac,sac-alam].")
+@click.option("--envs", default=None, help="Comma-separated env ids [default: statewise/DoubleIntegrator-v0].")
+@click.option("--seeds", type=int, default=None, help="Number of seeds per cell [default: 3].")
+@click.option("--first-seed", type=int, default=None,
+              help="Seeds are first-seed .. first-seed+seeds-1 (keep tuning and report seeds apart) [default: 0].")
+@click.option("--steps", type=int, default=None, help="Environment steps per run (required without --grid).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Grid directory (reused to continue).")
 @click.option("--workers", type=int, default=None, help="Parallel runs [default: one per core].")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="YAML file of shared config keys.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Shared override (repeatable).")
-@click.option("--cost-limit", type=float, default=0.0, show_default=True,
-              help="Episode-cost level for counting threshold crossings in the report.")
-def bench_cmd(algos, envs, seeds, first_seed, steps, out, workers, config_path, overrides, cost_limit) -> None:
-    """Run a grid of algorithms x environments x seeds in parallel, then write OUT/report.md."""
+@click.option("--cost-limit", type=float, default=None,
+              help="Episode-cost level for counting threshold crossings in the report [default: 0].")
+def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, config_path, overrides,
+              cost_limit) -> None:
+    """Run a grid of algorithms (or labelled variants) x environments x seeds in parallel worker processes,
+    skipping runs already finished in OUT, then write OUT/report.md."""
     import os
 
-    from statewise.bench import LocalExecutor, bench, plan, report
+    from statewise.bench import LocalExecutor, bench, load_grid, plan, report
 
-    if seeds <= 0:
-        raise StatewiseError(f"--seeds must be positive, got {seeds}")
-    specs = plan(algos.split(","), envs.split(","), list(range(first_seed, first_seed + seeds)), steps, Path(out),
-                 config_path or "", tuple(overrides))
+    grid = load_grid(grid_path) if grid_path else {}
+    variants = algos.split(",") if algos else grid.get("algos", ["sac-lag", "fac", "sac-alam"])
+    env_ids = envs.split(",") if envs else grid.get("envs", ["statewise/DoubleIntegrator-v0"])
+    if seeds is not None or first_seed is not None or "seeds" not in grid:
+        n = 3 if seeds is None else seeds
+        if n <= 0:
+            raise StatewiseError(f"--seeds must be positive, got {n}")
+        seed_list = list(range(first_seed or 0, (first_seed or 0) + n))
+    else:
+        seed_list = grid["seeds"]
+    steps = steps if steps is not None else grid.get("steps")
+    if steps is None:
+        raise StatewiseError("--steps is required (or give steps in the --grid file)")
+    if workers is not None and workers <= 0:
+        raise StatewiseError(f"--workers must be positive, got {workers}")
+    specs = plan(variants, env_ids, seed_list, int(steps), Path(out), config_path or grid.get("config", ""),
+                 tuple(grid.get("set", [])) + tuple(overrides))
     bench(specs, LocalExecutor(workers or os.cpu_count() or 1))
-    click.echo(str(report(Path(out), cost_limit)))
+    limit = cost_limit if cost_limit is not None else float(grid.get("cost_limit", 0.0))
+    click.echo(str(report(Path(out), limit)))
 
 
 @cli.command("report")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -129,6 +130,7 @@ class MultiplierConfig:
 @dataclass
 class Config:
     algo: str = "sac-alam"
+    label: str = ""  # name of this variant in plots and reports (e.g. fac-lr3e-4); empty = the algorithm
     env: str = "statewise/DoubleIntegrator-v0"
     seed: int = 0
     steps: int = 100_000
@@ -208,6 +210,9 @@ class Config:
         if self.algo not in ALGORITHMS:
             raise ConfigError(f"unknown algorithm '{self.algo}'; choose from {', '.join(ALGORITHMS)}")
         kind, update, penalty, normalize = ALGORITHMS[self.algo]
+        self.label = self.label or self.algo
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", self.label):
+            raise ConfigError(f"label must be letters, digits and . _ + - (it names run directories), got '{self.label}'")
         m = self.multiplier
         m.kind = kind if m.kind == "auto" else m.kind
         m.update = update if m.update == "auto" else m.update

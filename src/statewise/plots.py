@@ -31,14 +31,14 @@ def read_csv(path: Path) -> dict[str, np.ndarray]:
 
 
 def _run_label(run_dir: Path) -> tuple[str, str]:
-    """(group label = algorithm, env) from the run's config.yaml."""
+    """(group label = the run's label, by default its algorithm; env) from the run's config.yaml."""
     import yaml
 
     cfg_path = run_dir / runio.CONFIG_FILE
     if not cfg_path.is_file():
         raise CheckpointError(f"{run_dir} is not a statewise run directory (no {runio.CONFIG_FILE})")
     cfg = yaml.safe_load(cfg_path.read_text())
-    return str(cfg.get("algo")), str(cfg.get("env"))
+    return str(cfg.get("label") or cfg.get("algo")), str(cfg.get("env"))
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -116,7 +116,7 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path) -> Path | None:
         if hasattr(task, "feasible"):
             feas = task.feasible(obs).reshape(HEATMAP_N, HEATMAP_N).astype(float)
             ax.contour(xs, ys, feas, levels=[0.5], colors="lime", linewidths=1.5)
-        ax.set_title(f"{agent.config.algo} seed {agent.config.seed}")
+        ax.set_title(f"{agent.config.label} seed {agent.config.seed}")
         ax.set_xlabel(plane.xlabel)
         ax.set_ylabel(plane.ylabel)
     for ax in list(axes.flat)[len(agents):]:
@@ -140,8 +140,9 @@ def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> P
         cfg = yaml.safe_load((d / runio.CONFIG_FILE).read_text())
         if cfg["multiplier"]["kind"] != "network" or not (d / runio.PROBE_FILE).is_file():
             continue
-        if cfg["algo"] not in first or cfg["seed"] < first[cfg["algo"]][0]:
-            first[cfg["algo"]] = (cfg["seed"], d)
+        label = cfg.get("label") or cfg["algo"]
+        if label not in first or cfg["seed"] < first[label][0]:
+            first[label] = (cfg["seed"], d)
     if not first:
         return None
     env_id = yaml.safe_load((next(iter(first.values()))[1] / runio.CONFIG_FILE).read_text())["env"]
@@ -186,7 +187,7 @@ def reliability_curves(run_dirs: list[Path], out: Path) -> Path | None:
         mc = summary.get("mc_calibration") or {}
         for score in ("lambda", "cost_value"):
             if f"{score}_reliability" in mc:
-                curves[score][summary["algo"]].append(mc[f"{score}_reliability"]["violation_freq"])
+                curves[score][summary.get("label", summary["algo"])].append(mc[f"{score}_reliability"]["violation_freq"])
                 horizon = mc["horizon"]
     if not curves:
         return None

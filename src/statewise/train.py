@@ -36,7 +36,7 @@ class TrainResult:
 
 def default_run_dir(cfg: Config) -> Path:
     env_name = cfg.env.split("/")[-1].split(":")[-1]
-    return Path("runs") / env_name / f"{cfg.algo}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path("runs") / env_name / f"{cfg.label}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def train(config: Config | dict | str | Path) -> TrainResult:
@@ -122,7 +122,7 @@ def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: 
         return view.act(o, deterministic=False)
 
     bar = tqdm(total=cfg.steps, disable=not cfg.progress, unit="step", dynamic_ncols=True, mininterval=0.5,
-               desc=f"{cfg.algo} {cfg.env.split('/')[-1]} s{cfg.seed}")
+               desc=f"{cfg.label} {cfg.env.split('/')[-1]} s{cfg.seed}")
     pending_bar = 0
     for t in range(1, cfg.steps + 1):
         act = env.action_space.sample() if t <= s.start_steps else explore(obs)
@@ -216,7 +216,7 @@ def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: 
         mc_calib = monte_carlo_calibration(eval_env, view.act, scores, cfg.final_eval_episodes,
                                            cfg.seed + FINAL_EVAL_SEED_OFFSET)
     summary = {
-        "algo": cfg.algo, "env": cfg.env, "seed": cfg.seed, "steps": cfg.steps,
+        "algo": cfg.algo, "label": cfg.label, "env": cfg.env, "seed": cfg.seed, "steps": cfg.steps,
         "wall_time_s": wall, "env_steps_per_s": cfg.steps / wall, "gradient_updates": agent.n_updates,
         "train_violation_ratio": (total_violations + window_violations) / cfg.steps,
         "final_eval": final, "calibration": calib, "mc_calibration": mc_calib,
