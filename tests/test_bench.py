@@ -2,7 +2,7 @@
 
 import pytest
 
-from statewise.bench import LocalExecutor, bench, plan, report
+from statewise.bench import LocalExecutor, bench, load_grid, plan, report
 from statewise.errors import StatewiseError
 
 
@@ -44,3 +44,46 @@ def test_plan_rejects_bad_input_before_running(tmp_path):
         plan(["nope"], ["statewise/DoubleIntegrator-v0"], [0], 100, tmp_path)
     with pytest.raises(StatewiseError, match="no benchmark runs"):
         report(tmp_path / "empty")
+
+
+def test_labelled_variants_get_their_own_dirs_overrides_and_report_columns(tmp_path):
+    out = tmp_path / "grid"
+    variants = ["fac", {"label": "fac-fast", "algo": "fac", "set": ["multiplier.lr=1e-3"]},
+                {"label": "sac-alam", "algo": "sac-alam"}, "alam-no-qp", "alam-no-dt"]
+    specs = plan(variants, ["statewise/DoubleIntegrator-v0"], [3], 150, out, overrides=TINY)
+    by_dir = {s.run_dir.split("/")[-1]: s for s in specs}
+    assert sorted(by_dir) == ["alam-no-dt-s3", "alam-no-qp-s3", "fac-fast-s3", "fac-s3", "sac-alam-s3"]
+    fast, plain = by_dir["fac-fast-s3"].build(), by_dir["fac-s3"].build()
+    assert (fast.label, fast.algo, fast.multiplier.lr) == ("fac-fast", "fac", 1e-3)
+    assert (plain.label, plain.multiplier.lr) == ("fac", 3e-5)
+    bench(specs, LocalExecutor(1), progress=False)
+    text = report(out).read_text()
+    header = "| metric | fac | fac-fast | sac-alam | alam-no-qp | alam-no-dt |"
+    assert text.count(header) == 2  # headline and all-metrics tables
+    assert "### Ablation" in text and "| training violation ratio | dual ascent |" in text
+    assert "| fac-fast-s3 | 150 |" in text  # speed table: one row per run
+
+
+def test_grid_file_and_bad_grids(tmp_path):
+    cfg = tmp_path / "base.yaml"
+    cfg.write_text("sac:\n  hidden: [8, 8]\n")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("config: base.yaml\nseeds: [7, 8]\nsteps: 100\n"
+                    "algos: [fac, {label: fac-k5, algo: fac, set: [multiplier.steps=5]}]\n")
+    data = load_grid(grid)
+    assert data["config"] == str(cfg.resolve()) and data["seeds"] == [7, 8]
+    specs = plan(data["algos"], ["statewise/DoubleIntegrator-v0"], data["seeds"], data["steps"], tmp_path / "o",
+                 data["config"])
+    assert [s.build().multiplier.steps for s in specs] == [1, 1, 5, 5]
+    assert specs[0].build().sac.hidden == [8, 8]
+    for text, match in (("seeds: 3\n", "seeds must be a list"), ("algo: [fac]\n", "unknown key"),
+                        ("algos: [{label: x}]\n", "mapping with 'algo'"), ("algos: fac\n", "algos must be a list")):
+        grid.write_text(text)
+        with pytest.raises(StatewiseError, match=match):
+            load_grid(grid)
+    with pytest.raises(StatewiseError, match="grid file not found"):
+        load_grid(tmp_path / "missing.yaml")
+    with pytest.raises(StatewiseError, match="labels must be unique"):
+        plan(["fac", {"label": "fac", "algo": "sac-alam"}], ["statewise/DoubleIntegrator-v0"], [0], 10, tmp_path)
+    with pytest.raises(StatewiseError, match="label must be"):
+        plan([{"label": "a/b", "algo": "fac"}], ["statewise/DoubleIntegrator-v0"], [0], 10, tmp_path)

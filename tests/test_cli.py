@@ -115,3 +115,23 @@ def test_unusable_run_dir_and_config(tmp_path, capsys):
     expect_error(["train", "--run-dir", str(tmp_path / "file" / "run"), *SMALL], capsys, "run directory")
     (tmp_path / "bad.yaml").write_bytes(b"\xff\xfe\x00bad")
     expect_error(["train", "--config", str(tmp_path / "bad.yaml")], capsys, "config file")
+
+
+def test_bench_grid_file_cli_overrides_and_errors(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("envs: [statewise/DoubleIntegrator-v0]\nseeds: [5]\nsteps: 120\n"
+                    "algos: [{label: fac-k2, algo: fac, set: [multiplier.steps=2]}]\n"
+                    "set: {sac.hidden: [8, 8], multiplier.hidden: [8, 8], sac.start_steps: 64, sac.batch_size: 32,\n"
+                    "      eval_every: 60, eval_episodes: 1, final_eval_episodes: 2, log_every: 30, probe_size: 16}\n")
+    out = tmp_path / "out"
+    main(["bench", "--grid", str(grid), "--out", str(out), "--workers", "1"])
+    assert (out / "DoubleIntegrator-v0" / "fac-k2-s5" / "summary.json").is_file()
+    assert "report.md" in capsys.readouterr().out
+    # command-line options override the file: --seeds/--first-seed replace its seed list
+    main(["bench", "--grid", str(grid), "--out", str(out), "--workers", "1", "--first-seed", "6", "--seeds", "1"])
+    assert (out / "DoubleIntegrator-v0" / "fac-k2-s6" / "summary.json").is_file()
+    capsys.readouterr()
+    expect_error(["bench", "--out", str(out)], capsys, "--steps is required")
+    expect_error(["bench", "--grid", str(tmp_path / "nope.yaml"), "--out", str(out)], capsys, "grid file not found")
+    expect_error(["bench", "--grid", str(grid), "--out", str(out), "--workers", "0"], capsys, "--workers")
+    expect_error(["bench", "--algos", "fac,nope", "--steps", "10", "--out", str(out)], capsys, "unknown algorithm")

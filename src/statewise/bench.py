@@ -20,11 +20,19 @@ import numpy as np
 from tqdm import tqdm
 
 from statewise import runio
-from statewise.config import Config
+from statewise.config import ALGORITHMS, Config
 from statewise.errors import StatewiseError
 from statewise.metrics import (
     last_fraction_mean, mean_ci95, neighbour_correlation, oscillation_count, temporal_std, threshold_crossings,
     total_variation)
+
+
+def _as_overrides(mapping: dict[str, Any]) -> list[str]:
+    """{key: value} -> ["key=value"] with the value written as YAML (so lists and numbers survive)."""
+    import yaml
+
+    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+            for k, v in mapping.items()]
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class Variant:
             raise StatewiseError(f"unknown key(s) in grid variant {entry!r}: {', '.join(sorted(unknown))}")
         sets = entry.get("set") or []
         if isinstance(sets, dict):
-            sets = [f"{k}={v}" for k, v in sets.items()]
+            sets = _as_overrides(sets)
         return cls(str(entry.get("label") or entry["algo"]), str(entry["algo"]), tuple(str(x) for x in sets))
 
 
@@ -128,7 +136,8 @@ GRID_KEYS = {"algos", "envs", "seeds", "steps", "config", "set", "cost_limit"}
 
 def load_grid(path: str | Path) -> dict[str, Any]:
     """A grid file (YAML): ``algos`` (names or variant mappings), ``envs``, ``seeds`` (list), ``steps``,
-    ``config`` (relative to the grid file), ``set`` (shared overrides), ``cost_limit``."""
+    ``config`` (relative to the grid file), ``set`` (shared overrides: a list of ``key=value`` or a mapping),
+    ``cost_limit``."""
     import yaml
 
     path = Path(path)
@@ -148,9 +157,13 @@ def load_grid(path: str | Path) -> dict[str, Any]:
         data["config"] = str((path.parent / data["config"]).resolve())
     if "seeds" in data and not (isinstance(data["seeds"], list) and all(isinstance(x, int) for x in data["seeds"])):
         raise StatewiseError(f"grid file {path}: seeds must be a list of integers")
+    if isinstance(data.get("set"), dict):  # {key: value} is the same as [key=value, ...]
+        data["set"] = _as_overrides(data["set"])
     for key in ("algos", "envs", "set"):
         if key in data and not isinstance(data[key], list):
             raise StatewiseError(f"grid file {path}: {key} must be a list")
+    if "algos" in data:
+        data["algos"] = [Variant.parse(entry) for entry in data["algos"]]
     return data
 
 
@@ -222,6 +235,10 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
 ABLATION = {("dual ascent", "Lagrangian λ·g"): "fac", ("dual ascent", "augmented ψ_ρ"): "alam-no-dt",
             ("regression to dual target", "Lagrangian λ·g"): "alam-no-qp",
             ("regression to dual target", "augmented ψ_ρ"): "sac-alam"}
+HEADLINE_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
+                    "violation prob from feasible starts (final)", "eval cost std (last 20%)",
+                    "λ temporal std (last 20%)", "λ oscillations per 100 logs", "lambda auroc", "cost value auroc",
+                    "wall time [s]")
 ABLATION_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
                     "violation prob from feasible starts (final)", "λ temporal std (last 20%)",
                     "λ oscillations per 100 logs", "lambda auroc")
@@ -286,24 +303,29 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
             continue
         by_label: dict[str, list[dict[str, float]]] = {}
         steps: dict[str, set[int]] = {}
+        order: dict[str, tuple[int, bool, str]] = {}
         for run in runs:
             summary = json.loads((run / runio.SUMMARY_FILE).read_text())
             label = summary.get("label", summary["algo"])
             by_label.setdefault(label, []).append(run_metrics(run, cost_limit))
             steps.setdefault(label, set()).add(summary["steps"])
+            order[label] = (list(ALGORITHMS).index(summary["algo"]), label != summary["algo"], label)
         figure = learning_curves(runs, env_dir)
-        labels = list(by_label)
+        labels = sorted(by_label, key=order.__getitem__)  # presets in ALGORITHMS order, each before its variants
         keys = list(dict.fromkeys(k for rows in by_label.values() for row in rows for k in row))
         lines += [f"## {env_dir.name}", "",
                   f"{len(runs)} runs; steps per run: "
                   + ", ".join(f"{a} {'/'.join(map(str, sorted(steps[a])))}" for a in labels)
                   + "; mean ± 95% CI (1.96·std/√n) over seeds (n per variant: "
-                  + ", ".join(f"{a} {len(by_label[a])}" for a in labels) + ")", "",
-                  "| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
-        for key in keys:
-            lines.append(f"| {key} | " + " | ".join(_cell([row.get(key, np.nan) for row in by_label[a]])
-                                                 for a in labels) + " |")
-        lines += [""] + _ablation_table(by_label)
+                  + ", ".join(f"{a} {len(by_label[a])}" for a in labels) + ")", ""]
+        headline = [k for k in HEADLINE_METRICS if k in keys]
+        for title, subset in (("Headline", headline), ("All metrics", keys)):
+            lines += [f"### {title}", "", "| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+            for key in subset:
+                lines.append(f"| {key} | " + " | ".join(_cell([row.get(key, np.nan) for row in by_label[a]])
+                                                     for a in labels) + " |")
+            lines.append("")
+        lines += _ablation_table(by_label)
         lines += [f"![learning curves]({figure.relative_to(out)})", ""]
         for title, extra in (("λ over training", lambda_over_training(runs, env_dir)),
                              ("reliability", reliability_curves(runs, env_dir))):
