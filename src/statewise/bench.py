@@ -183,7 +183,8 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True) -> li
     for spec, summary in executor.run(run_spec, todo):
         done.append(summary)
         fe = summary["final_eval"]
-        bar.set_postfix_str(f"{spec.algo} {spec.env.split('/')[-1]} s{spec.seed}: return {fe['return']:.2f} "
+        name = f"{spec.label or spec.algo} {spec.env.split('/')[-1]} s{spec.seed}"
+        bar.set_postfix_str(f"{name}: return {fe['return']:.2f} "
                             f"cost {fe['cost']:.2f}")
         bar.update(1)
     bar.close()
@@ -211,6 +212,9 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
     }
     if "feasible_start_violation_prob" in summary["final_eval"]:
         out["violation prob from feasible starts (final)"] = summary["final_eval"]["feasible_start_violation_prob"]
+    if "feasible_start_violation_prob" in ev:  # state-wise safety switching on and off between evaluations
+        flips = threshold_crossings(ev["feasible_start_violation_prob"], 0.0)
+        out["feasible-start safety flips (evals)"] = float(flips)
     for key, value in summary.get("calibration", {}).items():
         if key.endswith(("auroc", "auprc")):
             out[key.replace("_", " ")] = value
@@ -236,9 +240,9 @@ ABLATION = {("dual ascent", "Lagrangian λ·g"): "fac", ("dual ascent", "augment
             ("regression to dual target", "Lagrangian λ·g"): "alam-no-qp",
             ("regression to dual target", "augmented ψ_ρ"): "sac-alam"}
 HEADLINE_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
-                    "violation prob from feasible starts (final)", "eval cost std (last 20%)",
-                    "λ temporal std (last 20%)", "λ oscillations per 100 logs", "lambda auroc", "cost value auroc",
-                    "wall time [s]")
+                    "violation prob from feasible starts (final)", "feasible-start safety flips (evals)",
+                    "eval cost std (last 20%)", "λ temporal std (last 20%)", "λ oscillations per 100 logs",
+                    "lambda auroc", "cost value auroc", "wall time [s]")
 ABLATION_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
                     "violation prob from feasible starts (final)", "λ temporal std (last 20%)",
                     "λ oscillations per 100 logs", "lambda auroc")

@@ -212,7 +212,8 @@ class Config:
         kind, update, penalty, normalize = ALGORITHMS[self.algo]
         self.label = self.label or self.algo
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", self.label):
-            raise ConfigError(f"label must be letters, digits and . _ + - (it names run directories), got '{self.label}'")
+            raise ConfigError(f"label must be letters, digits and . _ + - (it names run directories), "
+                              f"got '{self.label}'")
         m = self.multiplier
         m.kind = kind if m.kind == "auto" else m.kind
         m.update = update if m.update == "auto" else m.update

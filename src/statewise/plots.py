@@ -187,7 +187,8 @@ def reliability_curves(run_dirs: list[Path], out: Path) -> Path | None:
         mc = summary.get("mc_calibration") or {}
         for score in ("lambda", "cost_value"):
             if f"{score}_reliability" in mc:
-                curves[score][summary.get("label", summary["algo"])].append(mc[f"{score}_reliability"]["violation_freq"])
+                label = summary.get("label", summary["algo"])
+                curves[score][label].append(mc[f"{score}_reliability"]["violation_freq"])
                 horizon = mc["horizon"]
     if not curves:
         return None
