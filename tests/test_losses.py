@@ -132,6 +132,29 @@ def test_network_updates_move_lambda_the_right_way():
         assert m.value(obs).mean() < mid, rule
 
 
+def test_dual_ascent_anti_windup_stops_pushing_only_above_the_cap():
+    """Projected dual ascent: where λ_ξ(s) ≥ λ_max and g > 0 the ascent term is dropped; elsewhere it is
+    FAC's −mean λ·g. With λ ≡ 0.2 (zero last layer), d(−mean λ g)/d bias = −σ(z)·mean(g), σ(z) = 1 − e^−0.2."""
+    obs = torch.randn(6, 3)
+    g = torch.tensor([0.5, -0.5, 0.5, -0.7, 0.2, 0.0])
+    sig = 1 - math.exp(-0.2)
+
+    def bias_grad(lam_max: float, anti: bool) -> float:
+        m = _network_multiplier("dual-ascent", lam_max=lam_max, anti_windup=anti, grad_clip=0.0)
+        with torch.no_grad():
+            m.net.net[-1].weight.zero_()
+            m.net.net[-1].bias.fill_(math.log(math.expm1(0.2)))
+        m.update(obs, g)
+        return m.net.net[-1].bias.grad.item()
+
+    plain = -sig * g.mean().item()
+    assert bias_grad(1.0, False) == pytest.approx(plain, rel=1e-5)
+    assert bias_grad(1.0, True) == pytest.approx(plain, rel=1e-5)  # below the cap: unchanged
+    assert bias_grad(0.1, False) == pytest.approx(plain, rel=1e-5)  # FAC as published: winds up
+    kept = torch.where(g > 0, torch.zeros_like(g), g)  # at the cap: only g < 0 may pull λ down
+    assert bias_grad(0.1, True) == pytest.approx(-sig * kept.mean().item(), rel=1e-5)
+
+
 def test_regression_target_lag_uses_polyak_average():
     m = _network_multiplier("regression", target_tau=0.25)
     prev0 = [p.clone() for p in m.prev.parameters()]

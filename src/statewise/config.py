@@ -117,6 +117,9 @@ class MultiplierConfig:
     target_tau: float = 1.0  # λ_prev <- (1-τ) λ_prev + τ λ after each update; 1 = hard copy
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     grad_clip: float = 3.0  # FAC: lam_gradient_clip_norm = 3; 0 disables
+    # dual ascent on a network: drop the ascent term where λ_ξ(s) is already at λ_max and g > 0 (projected
+    # dual ascent). Off = FAC as published: the raw output can wind up far above the cap (README, "Findings").
+    anti_windup: bool = False
     # PID-Lagrangian gains (kind=pid). K_I is the integral (dual-ascent) step on the batch-mean residual;
     # K_P = 100 K_I follows ALGORITHM.md §4.3's sweep K_P/K_I ∈ {10, 100, 1000} (to be tuned).
     pid_kp: float = 1e-2

@@ -102,6 +102,7 @@ class NetworkMultiplier(nn.Module):
     """State-wise multiplier network λ_ξ(s) (softplus head, clamped to [0, λ_max] when used).
 
     ``dual-ascent`` (FAC, ALGORITHM.md §4.4):   L(ξ) = −mean_B[ λ_ξ(s) · sg(g(s, ã)) ]
+                                               (anti_windup: g set to 0 where λ_ξ(s) ≥ λ_max and g > 0)
     ``regression``  (ALaM, ALGORITHM.md §6.4):  λ̂(s) = clip( λ_prev(s) + ρ_λ · g(s, ã), 0, λ_max )
                                                L(ξ) = mean_B[ (λ_ξ(s) − sg(λ̂(s)))² ]
     where λ_prev is the previous dual iterate: a frozen copy moved towards λ_ξ after each round
@@ -116,6 +117,7 @@ class NetworkMultiplier(nn.Module):
         self.rho_lambda = float(cfg.rho_lambda)
         self.target_tau = cfg.target_tau
         self.grad_clip = cfg.grad_clip
+        self.anti_windup = cfg.anti_windup
         self.net = MultiplierNet(obs_dim, cfg.hidden, cfg.lam_init, activation)
         self.prev: MultiplierNet | None = None
         if self.rule == "regression":
@@ -139,7 +141,10 @@ class NetworkMultiplier(nn.Module):
             target = self.dual_target(obs, g)
             loss = F.mse_loss(lam, target)
         else:
-            loss = -(lam * g.detach()).mean()
+            g = g.detach()
+            if self.anti_windup:  # projected dual ascent: no push above the cap
+                g = torch.where((lam.detach() >= self.lam_max) & (g > 0), torch.zeros_like(g), g)
+            loss = -(lam * g).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip > 0:
