@@ -185,6 +185,7 @@ def test_pid_multiplier_matches_hand_computation():
                            pid_ema_p=0.5, pid_ema_d=0.5, pid_d_delay=2)
     m = PIDMultiplier(cfg)
     integral, p, d, hist, expected = 0.1, 0.0, 0.0, [], []
+    values = []
     for g in [1.0, 1.0, -1.0, 4.0, -4.0, -4.0]:
         integral = max(0.0, integral + 0.5 * g)
         p = 0.5 * p + 0.5 * g
@@ -193,7 +194,10 @@ def test_pid_multiplier_matches_hand_computation():
         hist.append(d)
         expected.append(min(5.0, max(0.0, p + integral + 2.0 * max(0.0, d - old))))
         m.update(torch.zeros(4, 3), torch.full((4,), g))
-        assert m.value(torch.zeros(2, 3)).tolist() == pytest.approx([expected[-1]] * 2, abs=1e-6)
+        values.append(m.value(torch.zeros(2, 3)))
+        assert values[-1].tolist() == pytest.approx([expected[-1]] * 2, abs=1e-6)
+    # values handed out earlier are snapshots, not views of the λ that update() changes in place
+    assert [v[0].item() for v in values] == pytest.approx(expected, abs=1e-6)
     assert expected[3] == 5.0 and expected[-1] == 0.0  # both projections were exercised
     # its whole state is in the state dict (checkpointed with the agent)
     clone = PIDMultiplier(cfg)

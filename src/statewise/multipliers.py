@@ -78,7 +78,7 @@ class PIDMultiplier(nn.Module):
         self.register_buffer("count", torch.tensor(0))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.lam.expand(obs.shape[0])
+        return self.lam.clone().expand(obs.shape[0])  # a copy: update() changes self.lam in place
 
     @torch.no_grad()
     def update(self, obs: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
