@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from statewise import runio
-from statewise.config import ALGORITHMS, Config
+from statewise.config import Config, variant_order
 from statewise.errors import StatewiseError
 from statewise.metrics import (
     last_fraction_mean, mean_ci95, neighbour_correlation, oscillation_count, temporal_std, threshold_crossings,
@@ -205,7 +205,7 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
         "training violation ratio": summary["train_violation_ratio"],
         "final return (final eval)": summary["final_eval"]["return"],
         "final cost (final eval)": summary["final_eval"]["cost"],
-        "eval cost std (last 20%)": float(np.std(ev["cost"][-max(2, int(np.ceil(0.2 * len(ev["cost"])))):])),
+        "eval cost std (last 20%)": temporal_std(ev["cost"][:, None]),
         "eval cost threshold crossings": float(threshold_crossings(ev["cost"], cost_limit)),
         "wall time [s]": summary["wall_time_s"],
         "env steps/s": summary["env_steps_per_s"],
@@ -313,9 +313,9 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
             label = summary.get("label", summary["algo"])
             by_label.setdefault(label, []).append(run_metrics(run, cost_limit))
             steps.setdefault(label, set()).add(summary["steps"])
-            order[label] = (list(ALGORITHMS).index(summary["algo"]), label != summary["algo"], label)
+            order[label] = variant_order(summary["algo"], label)
         figure = learning_curves(runs, env_dir)
-        labels = sorted(by_label, key=order.__getitem__)  # presets in ALGORITHMS order, each before its variants
+        labels = sorted(by_label, key=order.__getitem__)
         keys = list(dict.fromkeys(k for rows in by_label.values() for row in rows for k in row))
         lines += [f"## {env_dir.name}", "",
                   f"{len(runs)} runs; steps per run: "

@@ -50,6 +50,11 @@ ALGORITHMS: dict[str, tuple[str, str, str, bool]] = {
     "alam-no-qp": ("network", "regression", "lagrangian", False),
     "alam-no-dt": ("network", "dual-ascent", "augmented", False),
 }
+def variant_order(algo: str, label: str) -> tuple[int, bool, str]:
+    """Sort key for report columns and figure rows: presets in ALGORITHMS order, each before its variants."""
+    return list(ALGORITHMS).index(algo), label != algo, label
+
+
 # Default multiplier learning rates. Adam moves a scalar λ by about ±lr per update, a λ network by
 # about lr per parameter; on the double integrator (tuning seed 100) 3e-4 made network multipliers
 # rise to the cap long before the cost critic had settled, 3e-5 did not (README, "Findings").

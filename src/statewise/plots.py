@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from statewise import runio  # noqa: E402
-from statewise.config import ALGORITHMS  # noqa: E402
+from statewise.config import variant_order  # noqa: E402
 from statewise.errors import CheckpointError  # noqa: E402
 
 HEATMAP_N = 101
@@ -137,18 +137,18 @@ def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> P
     from statewise.train import LAMBDA_GRID_N
 
     first: dict[str, tuple[int, Path]] = {}
-    rank: dict[str, tuple[int, str]] = {}
+    rank: dict[str, tuple[int, bool, str]] = {}
     for d in run_dirs:
         cfg = yaml.safe_load((d / runio.CONFIG_FILE).read_text())
         if cfg["multiplier"]["kind"] != "network" or not (d / runio.PROBE_FILE).is_file():
             continue
         label = cfg.get("label") or cfg["algo"]
-        rank[label] = (list(ALGORITHMS).index(cfg["algo"]), label)
+        rank[label] = variant_order(cfg["algo"], label)
         if label not in first or cfg["seed"] < first[label][0]:
             first[label] = (cfg["seed"], d)
     if not first:
         return None
-    first = {label: first[label] for label in sorted(first, key=rank.__getitem__)}  # fac, sac-alam, ablations
+    first = {label: first[label] for label in sorted(first, key=rank.__getitem__)}
     env_id = yaml.safe_load((next(iter(first.values()))[1] / runio.CONFIG_FILE).read_text())["env"]
     env = build_env(env_id)
     task = env.unwrapped
