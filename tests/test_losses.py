@@ -3,6 +3,7 @@
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -219,8 +220,9 @@ def test_cost_value_backup_and_binary_cost():
     sig = CostValue(ConstraintConfig(threshold=0.1, gamma_c=0.9))
     y = sig.backup(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([2.0, 2.0, 2.0]), torch.tensor([0.0, 0.0, 1.0]))
     torch.testing.assert_close(y, torch.tensor([1.0 + 0.9 * 2.0, 0.9 * 2.0, 1.0]))
-    assert sig.train_cost(0.3) == 1.0 and sig.train_cost(0.0) == 0.0
-    assert CostValue(ConstraintConfig(binary_cost=False)).train_cost(0.3) == pytest.approx(0.3)
+    np.testing.assert_array_equal(sig.train_cost(np.array([0.3, 0.0, 2.0])), [1.0, 0.0, 1.0])
+    np.testing.assert_allclose(CostValue(ConstraintConfig(binary_cost=False)).train_cost(np.array([0.3, 0.0])),
+                               [0.3, 0.0])
     torch.testing.assert_close(sig.residual(torch.tensor([0.1, 1.0])), torch.tensor([0.0, 0.9]))
 
 
@@ -278,8 +280,8 @@ def _agent(algo: str, **sets) -> tuple[SAC, ReplayBuffer]:
     buf = ReplayBuffer(3, 2, 8, "cpu", seed=0)
     gen = torch.Generator().manual_seed(1)
     for i in range(8):
-        buf.add(torch.randn(3, generator=gen).numpy(), (torch.rand(2, generator=gen) * 2 - 1).numpy(),
-                float(i), float(i % 2), torch.randn(3, generator=gen).numpy(), terminated=(i % 3 == 0))
+        buf.add(torch.randn(1, 3, generator=gen).numpy(), (torch.rand(1, 2, generator=gen) * 2 - 1).numpy(),
+                [float(i)], [float(i % 2)], torch.randn(1, 3, generator=gen).numpy(), [float(i % 3 == 0)])
     return agent, buf
 
 

@@ -41,19 +41,19 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs: np.ndarray, act: np.ndarray, rew: float, cost: float, next_obs: np.ndarray,
-            terminated: bool) -> None:
-        """Store one transition. The five scalars/vectors are written with one host-to-device copy."""
-        i = self.pos
-        self.obs[i] = torch.as_tensor(obs, dtype=torch.float32)
-        self.act[i] = torch.as_tensor(act, dtype=torch.float32)
-        self.next_obs[i] = torch.as_tensor(next_obs, dtype=torch.float32)
-        scalars = torch.tensor([rew, cost, float(terminated)], dtype=torch.float32)
+    def add(self, obs: np.ndarray, act: np.ndarray, rew: np.ndarray, cost: np.ndarray, next_obs: np.ndarray,
+            terminated: np.ndarray) -> None:
+        """Store a batch of N transitions (leading dimension N on every argument; N <= capacity), overwriting
+        the oldest ones once the buffer is full. One host-to-device copy per field."""
+        n = len(rew)
+        idx = (self.pos + torch.arange(n)) % self.capacity
         if self.device.type != "cpu":
-            scalars = scalars.to(self.device, non_blocking=True)
-        self.rew[i], self.cost[i], self.terminated[i] = scalars
-        self.pos = (i + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
+            idx = idx.to(self.device)
+        for store, value in ((self.obs, obs), (self.act, act), (self.rew, rew), (self.cost, cost),
+                             (self.next_obs, next_obs), (self.terminated, terminated)):
+            store[idx] = torch.as_tensor(np.asarray(value), dtype=torch.float32).to(self.device, non_blocking=True)
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
 
     def _indices(self, batch_size: int) -> torch.Tensor:
         return torch.randint(0, self.size, (batch_size,), generator=self.generator, device=self.device)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from statewise.config import ALGORITHMS, Config
+from statewise.config import ALGORITHMS, VECTOR_MODES, Config
 from statewise.errors import StatewiseError
 
 ALGO_HELP = "Algorithm: " + ", ".join(ALGORITHMS) + "."
@@ -28,7 +28,7 @@ TRAIN_HELP = f"""Train an agent and write a run directory (metrics, TensorBoard,
 Algorithms: {", ".join(ALGORITHMS)}
 Built-in environments: statewise/DoubleIntegrator-v0, statewise/PointHazard-v0
 
-Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device < --set.
+Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device/--num-envs/--vector-mode < --set.
 """
 
 
@@ -42,15 +42,21 @@ Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one config key, e.g. --set multiplier.rho=10 (repeatable).")
 @click.option("--run-dir", default=None, help="New directory for this run (must not exist).")
-@click.option("--device", default=None, help="cpu or cuda.")
+@click.option("--device", default=None, help="cpu or cuda (the whole update and the replay buffer on the GPU).")
+@click.option("--num-envs", type=int, default=None,
+              help="Environments collecting at once [default: 1]; sac.update_ratio stays per transition.")
+@click.option("--vector-mode", type=click.Choice(VECTOR_MODES), default=None,
+              help="How several environments step: sync (in turn, this process) or async (one process each) "
+                   "[default: single for one environment, sync for several].")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def train(algo, env_id, steps, seed, config_path, overrides, run_dir, device, no_progress) -> None:
+def train(algo, env_id, steps, seed, config_path, overrides, run_dir, device, num_envs, vector_mode,
+          no_progress) -> None:
     from statewise.plots import plot_runs
     from statewise.train import train as run_training
 
     cfg = Config.from_yaml(config_path) if config_path else Config()
     for key, value in (("algo", algo), ("env", env_id), ("steps", steps), ("seed", seed), ("run_dir", run_dir),
-                       ("device", device)):
+                       ("device", device), ("num_envs", num_envs), ("vector_mode", vector_mode)):
         if value is not None:
             cfg.set(key, value)
     if no_progress:

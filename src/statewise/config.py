@@ -65,6 +65,7 @@ PENALTIES = ("lagrangian", "augmented")
 SIGNALS = ("cvf",)
 ACTIVATIONS = ("relu", "elu", "tanh")
 DEVICES = ("cpu", "cuda")
+VECTOR_MODES = ("single", "sync", "async")
 
 
 @dataclass
@@ -78,7 +79,9 @@ class SACConfig:
     batch_size: int = 256
     buffer_size: int = 1_000_000
     start_steps: int = 10_000  # uniformly random actions, no updates, before this many env steps
-    updates_per_step: int = 1  # gradient steps per collected transition
+    # gradient steps per collected transition (not per vector step), so results compare across num_envs;
+    # fractional ratios accumulate (0.25 = one update every 4 transitions)
+    update_ratio: float = 1.0
     lr_actor: float = 3e-4
     lr_critic: float = 3e-4
     lr_alpha: float = 3e-4
@@ -143,6 +146,8 @@ class Config:
     seed: int = 0
     steps: int = 100_000
     max_episode_steps: int = 0  # 0: the environment's registered time limit
+    num_envs: int = 1  # environments collecting at once (statewise.collect)
+    vector_mode: str = "auto"  # single | sync | async; auto = single for one env, sync for several
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     run_dir: str = ""  # empty: runs/<env>/<algo>-s<seed>-<time>
@@ -258,7 +263,13 @@ class Config:
         _positive("steps", self.steps)
         _positive("sac.batch_size", self.sac.batch_size)
         _positive("sac.buffer_size", self.sac.buffer_size)
-        _positive("sac.updates_per_step", self.sac.updates_per_step)
+        _positive("sac.update_ratio", self.sac.update_ratio)
+        _positive("num_envs", self.num_envs)
+        if self.vector_mode == "auto":
+            self.vector_mode = "single" if self.num_envs == 1 else "sync"
+        _choice("vector_mode", self.vector_mode, VECTOR_MODES)
+        if self.vector_mode == "single" and self.num_envs != 1:
+            raise ConfigError(f"vector_mode single steps one environment; num_envs={self.num_envs} needs sync or async")
         _positive("eval_every", self.eval_every)
         _positive("eval_episodes", self.eval_episodes)
         _positive("final_eval_episodes", self.final_eval_episodes)
@@ -288,7 +299,7 @@ class Config:
             raise ConfigError(f"seed must be in [0, 2**32 - 2**21), got {self.seed}")
         if not isinstance(m.normalize_actor, bool):
             raise ConfigError(f"multiplier.normalize_actor must be true, false or auto, got '{m.normalize_actor}'")
-        limits = {"threads": (self.threads, 1024), "multiplier.pid_d_delay": (m.pid_d_delay, 100_000),
+        limits = {"threads": (self.threads, 1024), "num_envs": (self.num_envs, 1024), "multiplier.pid_d_delay": (m.pid_d_delay, 100_000),
                   "multiplier.steps": (m.steps, 10_000), "probe_size": (self.probe_size, 1_000_000)}
         limits.update({f"{n}.hidden": (max(self._get(f"{n}.hidden")), 65_536) for n in ("sac", "multiplier")})
         for name, (value, top) in limits.items():
@@ -297,8 +308,8 @@ class Config:
 
         if self.sac.start_steps < self.sac.batch_size:
             raise ConfigError("sac.start_steps must be at least sac.batch_size so the first batch can be drawn")
-        if self.sac.buffer_size < self.sac.start_steps:
-            raise ConfigError("sac.buffer_size must be at least sac.start_steps")
+        if self.sac.buffer_size < max(self.sac.start_steps, self.num_envs):
+            raise ConfigError("sac.buffer_size must be at least sac.start_steps and num_envs")
         if self.sac.grad_clip < 0 or m.grad_clip < 0:
             raise ConfigError("grad_clip values must be >= 0 (0 disables clipping)")
         if not (0.0 < self.constraint.threshold < 1.0 / (1.0 - self.constraint.gamma_c)):

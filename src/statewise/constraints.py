@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from statewise.config import ConstraintConfig
@@ -18,8 +19,8 @@ from statewise.config import ConstraintConfig
 class ConstraintSignal(Protocol):
     threshold: float
 
-    def train_cost(self, raw_cost: float) -> float:
-        """The cost stored in the replay buffer for one raw environment cost."""
+    def train_cost(self, raw_cost: np.ndarray) -> np.ndarray:
+        """The costs stored in the replay buffer for a batch of raw environment costs."""
 
     def aggregate(self, twins: torch.Tensor) -> torch.Tensor:
         """One value from the twin cost critics' outputs (2, B) -> (B,)."""
@@ -44,8 +45,9 @@ class CostValue:
         self.binary = cfg.binary_cost
         self.twin = cfg.twin_aggregate
 
-    def train_cost(self, raw_cost: float) -> float:
-        return float(raw_cost > 0.0) if self.binary else float(raw_cost)
+    def train_cost(self, raw_cost: np.ndarray) -> np.ndarray:
+        cost = np.asarray(raw_cost, dtype=np.float64)
+        return (cost > 0.0).astype(np.float64) if self.binary else cost
 
     def aggregate(self, twins: torch.Tensor) -> torch.Tensor:
         """``max`` (pessimistic, ALGORITHM.md §1) or ``mean`` of the twin cost critics."""

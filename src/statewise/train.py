@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import functools
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from tqdm import tqdm
 from statewise import runio
 from statewise.agent import Agent
 from statewise.buffer import ReplayBuffer
+from statewise.collect import Collector, make_collector
 from statewise.config import Config
 from statewise.errors import ConfigError, RunDirError
 from statewise.evaluate import (
@@ -67,30 +70,33 @@ def train(config: Config | dict | str | Path) -> TrainResult:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    env = build_env(cfg.env, cfg.max_episode_steps)
     eval_env = build_env(cfg.env, cfg.max_episode_steps)
-    check_cost_signal(env, cfg.seed)  # fails loudly (EnvError) before the run directory is created
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    check_cost_signal(eval_env, cfg.seed)  # fails loudly (EnvError) before the run directory is created
+    collector = make_collector(functools.partial(build_env, cfg.env, cfg.max_episode_steps), cfg.num_envs,
+                               cfg.vector_mode)
+    obs_dim = collector.single_observation_space.shape[0]
+    act_dim = collector.single_action_space.shape[0]
 
-    agent = SAC(obs_dim, act_dim, cfg).to(device)
-    buffer = ReplayBuffer(obs_dim, act_dim, min(cfg.sac.buffer_size, cfg.steps), device, cfg.seed)
-
-    run_dir = runio.create_run_dir(run_dir)
-    cfg.run_dir = str(run_dir)
-    runio.atomic_write(run_dir / runio.CONFIG_FILE, cfg.to_yaml())
-    runio.write_json(run_dir / runio.VERSIONS_FILE, runio.versions())
-    logger = RunLogger(run_dir, runio.TRAIN_CSV, runio.EVAL_CSV)
     try:
-        summary = _loop(cfg, env, eval_env, agent, buffer, logger, run_dir, device, obs_dim, act_dim)
+        agent = SAC(obs_dim, act_dim, cfg).to(device)
+        buffer = ReplayBuffer(obs_dim, act_dim, min(cfg.sac.buffer_size, cfg.steps + cfg.num_envs), device, cfg.seed)
+        run_dir = runio.create_run_dir(run_dir)
+        cfg.run_dir = str(run_dir)
+        runio.atomic_write(run_dir / runio.CONFIG_FILE, cfg.to_yaml())
+        runio.write_json(run_dir / runio.VERSIONS_FILE, runio.versions())
+        logger = RunLogger(run_dir, runio.TRAIN_CSV, runio.EVAL_CSV)
+        try:
+            summary = _loop(cfg, collector, eval_env, agent, buffer, logger, run_dir, device, obs_dim, act_dim)
+        finally:
+            logger.close()
     finally:
-        logger.close()
-        env.close()
+        collector.close()
         eval_env.close()
     return TrainResult(run_dir, summary)
 
 
-def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: RunLogger, run_dir: Path,
-          device: torch.device, obs_dim: int, act_dim: int) -> dict[str, Any]:
+def _loop(cfg: Config, collector: Collector, eval_env, agent: SAC, buffer: ReplayBuffer, logger: RunLogger,
+          run_dir: Path, device: torch.device, obs_dim: int, act_dim: int) -> dict[str, Any]:
     s = cfg.sac
     signal = agent.signal
     task = eval_env.unwrapped
@@ -104,54 +110,59 @@ def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: 
     grid_history: list[np.ndarray] = []
     grid_steps: list[int] = []
 
+    n = collector.num_envs
     ep_returns: deque[float] = deque(maxlen=10)
     ep_costs: deque[float] = deque(maxlen=10)
     window_steps = window_violations = 0
     total_violations = 0
-    ep_ret = ep_cost = 0.0
+    ep_ret, ep_cost = np.zeros(n), np.zeros(n)
     last_eval: dict[str, float] = {}
     last_row: dict[str, float] = {}
     last_log_time, last_log_step, last_updates = time.perf_counter(), 0, 0
     start_time = last_log_time
 
-    obs, _ = env.reset(seed=cfg.seed)
-    env.action_space.seed(cfg.seed)
+    obs = collector.reset(cfg.seed)
+    random_actions = collector.single_action_space
+    random_actions.seed(cfg.seed)
     view = Agent(agent, cfg, run_dir)  # numpy-facing act / multiplier / cost_value, shared with statewise.load
-
-    def explore(o: np.ndarray) -> np.ndarray:
-        return view.act(o, deterministic=False)
 
     bar = tqdm(total=cfg.steps, disable=not cfg.progress, unit="step", dynamic_ncols=True, mininterval=0.5,
                desc=f"{cfg.label} {cfg.env.split('/')[-1]} s{cfg.seed}")
     pending_bar = 0
-    for t in range(1, cfg.steps + 1):
-        act = env.action_space.sample() if t <= s.start_steps else explore(obs)
-        next_obs, rew, terminated, truncated, info = env.step(act)
-        cost = float(info["cost"])
-        buffer.add(obs, act, float(rew) * s.reward_scale, signal.train_cost(cost) if signal else cost, next_obs,
-                   terminated)
-        ep_ret += float(rew)
-        ep_cost += cost
-        window_steps += 1
-        window_violations += cost > 0.0
-        if terminated or truncated:
-            ep_returns.append(ep_ret)
-            ep_costs.append(ep_cost)
-            ep_ret = ep_cost = 0.0
-            obs, _ = env.reset()
+    t = updates_done = 0  # t counts collected transitions (env steps over all environments)
+    while t < cfg.steps:
+        prev, t = t, t + n
+        if t <= s.start_steps:
+            act = np.stack([random_actions.sample() for _ in range(n)])
         else:
-            obs = next_obs
+            act = view.act(obs, deterministic=False)
+        step = collector.step(act)
+        cost = step.cost
+        buffer.add(obs, act, step.reward * s.reward_scale, signal.train_cost(cost) if signal else cost,
+                   step.next_obs, step.terminated)
+        ep_ret += step.reward
+        ep_cost += cost
+        window_steps += n
+        window_violations += int(np.count_nonzero(cost > 0.0))
+        for i in np.flatnonzero(step.done):
+            ep_returns.append(float(ep_ret[i]))
+            ep_costs.append(float(ep_cost[i]))
+            ep_ret[i] = ep_cost[i] = 0.0
+        obs = step.obs
 
-        if t == s.start_steps and agent.multiplier is not None:  # distinct states (no duplicates)
+        if _crossed(prev, t, s.start_steps) and agent.multiplier is not None:  # distinct states (no duplicates)
             gen = torch.Generator(device=device).manual_seed(cfg.seed + 7)
             idx = torch.randperm(len(buffer), generator=gen, device=device)[: cfg.probe_size]
             probe_obs = buffer.obs[idx].clone()
 
-        log_now = t % cfg.log_every == 0
+        log_now = _crossed(prev, t, cfg.log_every, every=True)
         stats: dict[str, torch.Tensor] = {}
         if t > s.start_steps:
-            for k in range(s.updates_per_step):
-                out = agent.update(buffer, log=log_now and k == s.updates_per_step - 1)
+            # the update ratio is per collected transition: N environments earn N times the updates per step
+            due = math.floor((t - s.start_steps) * s.update_ratio + 1e-9)
+            todo, updates_done = due - updates_done, due
+            for k in range(todo):
+                out = agent.update(buffer, log=log_now and k == todo - 1)
                 if out:
                     stats.update(out)
 
@@ -181,7 +192,7 @@ def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: 
             last_row = row
             bar.set_postfix(_postfix(last_row, last_eval), refresh=False)
 
-        if t % cfg.eval_every == 0 or t == cfg.steps:
+        if _crossed(prev, t, cfg.eval_every, every=True) or t >= cfg.steps:
             last_eval = run_episodes(eval_env, view.act, cfg.eval_episodes,
                                      cfg.seed + EVAL_SEED_OFFSET)
             if plane_obs is not None and agent.multiplier is not None:
@@ -190,16 +201,16 @@ def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: 
             logger.log("eval", t, last_eval)
             bar.set_postfix(_postfix(last_row, last_eval), refresh=False)
 
-        if cfg.checkpoint_every and t % cfg.checkpoint_every == 0:
+        if cfg.checkpoint_every and _crossed(prev, t, cfg.checkpoint_every, every=True):
             save_checkpoint(run_dir, agent, t, obs_dim, act_dim)
-        pending_bar += 1
-        if pending_bar >= 100 or t == cfg.steps:
+        pending_bar += n
+        if pending_bar >= 100 or t >= cfg.steps:
             bar.update(pending_bar)
             pending_bar = 0
     bar.close()
     wall = time.perf_counter() - start_time
 
-    save_checkpoint(run_dir, agent, cfg.steps, obs_dim, act_dim)
+    save_checkpoint(run_dir, agent, t, obs_dim, act_dim)
     if probe_obs is not None:
         arrays = dict(obs=probe_obs.cpu().numpy(), steps=np.asarray(probe_steps),
                       lam=np.asarray(probe_history, dtype=np.float32))
@@ -216,13 +227,18 @@ def _loop(cfg: Config, env, eval_env, agent: SAC, buffer: ReplayBuffer, logger: 
         mc_calib = monte_carlo_calibration(eval_env, view.act, scores, cfg.final_eval_episodes,
                                            cfg.seed + FINAL_EVAL_SEED_OFFSET)
     summary = {
-        "algo": cfg.algo, "label": cfg.label, "env": cfg.env, "seed": cfg.seed, "steps": cfg.steps,
-        "wall_time_s": wall, "env_steps_per_s": cfg.steps / wall, "gradient_updates": agent.n_updates,
-        "train_violation_ratio": (total_violations + window_violations) / cfg.steps,
+        "algo": cfg.algo, "label": cfg.label, "env": cfg.env, "seed": cfg.seed, "steps": t, "num_envs": n,
+        "wall_time_s": wall, "env_steps_per_s": t / wall, "gradient_updates": agent.n_updates,
+        "train_violation_ratio": (total_violations + window_violations) / t,
         "final_eval": final, "calibration": calib, "mc_calibration": mc_calib,
     }
     runio.write_json(run_dir / runio.SUMMARY_FILE, summary)
     return summary
+
+
+def _crossed(prev: int, t: int, mark: int, every: bool = False) -> bool:
+    """Whether the step counter passed ``mark`` (or, with ``every``, a multiple of it) going from prev to t."""
+    return t // mark > prev // mark if every else prev < mark <= t
 
 
 def _postfix(row: dict[str, float], last_eval: dict[str, float]) -> dict[str, str]:

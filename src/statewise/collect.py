@@ -1,0 +1,155 @@
+"""Collecting transitions from one environment or from N at once (``num_envs``, ``vector_mode``).
+
+The training loop sees one interface, :class:`Collector`: ``reset(seed)`` and ``step(actions)`` on batches
+of N rows. Three implementations share it:
+
+* ``single``: one environment stepped directly (no vector machinery; the default for N = 1);
+* ``sync``: gymnasium's ``SyncVectorEnv``, N environments stepped in turn in this process;
+* ``async``: gymnasium's ``AsyncVectorEnv``, one worker process per environment (for slow simulators).
+
+Every environment is wrapped in :class:`SelfReset`, which resets it *inside* the step that ended an episode and
+reports the end through ``info`` instead of through ``terminated``/``truncated``. Gymnasium's vector envs then
+never autoreset. We do this because their autoreset protocol changed between gymnasium 0.29 (which the
+Safety-Gymnasium extra needs) and 1.x (same-step vs next-step resets, ``final_observation`` vs ``final_obs``),
+and because on an autoreset they replace the step's ``info`` by the reset's, which would lose the cost of the
+final step. With :class:`SelfReset` each transition keeps its true final observation and its cost on every
+gymnasium version, and a reset happens in exactly the order the single-environment path uses, so N = 1 gives
+identical transitions in all three modes (tests/test_collect.py).
+
+Seeds: ``reset(seed)`` seeds environment i with ``seed + i`` (gymnasium's vector convention); later resets
+continue each environment's own random stream.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+
+from statewise.config import VECTOR_MODES
+from statewise.errors import ConfigError
+
+_END = "statewise_episode_end"  # info keys written by SelfReset
+_TERMINATED = "statewise_terminated"
+_FINAL_OBS = "statewise_final_obs"
+
+
+class SelfReset(gym.Wrapper):
+    """Resets the environment in the step that ends an episode; the step then returns the *reset*
+    observation with ``terminated = truncated = False`` and puts the real flags and the final observation
+    in ``info`` (``statewise_episode_end``, ``statewise_terminated``, ``statewise_final_obs``)."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info = dict(info)
+        info[_END] = bool(terminated or truncated)
+        info[_TERMINATED] = bool(terminated)
+        if info[_END]:
+            info[_FINAL_OBS] = obs
+            obs, _ = self.env.reset()
+        return obs, reward, False, False, info
+
+
+@dataclass
+class Transitions:
+    """One step of N environments. ``next_obs`` is the true successor (the final observation where an episode
+    ended); ``obs`` is what to act on next (the reset observation there)."""
+
+    next_obs: np.ndarray  # (N, obs_dim)
+    reward: np.ndarray  # (N,) float64
+    cost: np.ndarray  # (N,) float64, raw environment cost
+    terminated: np.ndarray  # (N,) bool: a true end (no bootstrap)
+    done: np.ndarray  # (N,) bool: terminated or truncated
+    obs: np.ndarray  # (N, obs_dim)
+
+
+class Collector:
+    """Steps N environments with a batch of actions; see the module docstring."""
+
+    num_envs: int
+    single_observation_space: gym.spaces.Box
+    single_action_space: gym.spaces.Box
+
+    def reset(self, seed: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def step(self, actions: np.ndarray) -> Transitions:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SingleCollector(Collector):
+    """One environment, no vector env: the reference path that N = 1 in the vector modes must reproduce."""
+
+    def __init__(self, env: gym.Env):
+        self.env = SelfReset(env)
+        self.num_envs = 1
+        self.single_observation_space = env.observation_space
+        self.single_action_space = env.action_space
+
+    def reset(self, seed: int) -> np.ndarray:
+        obs, _ = self.env.reset(seed=seed)
+        return np.asarray(obs)[None]
+
+    def step(self, actions: np.ndarray) -> Transitions:
+        obs, reward, _, _, info = self.env.step(actions[0])
+        end = info[_END]
+        return Transitions(
+            next_obs=np.asarray(info[_FINAL_OBS] if end else obs)[None], reward=np.array([float(reward)]),
+            cost=np.array([float(info["cost"])]), terminated=np.array([info[_TERMINATED]]), done=np.array([end]),
+            obs=np.asarray(obs)[None])
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class VectorCollector(Collector):
+    """N environments in gymnasium's ``SyncVectorEnv`` or ``AsyncVectorEnv``."""
+
+    def __init__(self, make: Callable[[], gym.Env], num_envs: int, mode: str):
+        fns = [functools.partial(_self_resetting, make) for _ in range(num_envs)]
+        self.venv = gym.vector.AsyncVectorEnv(fns) if mode == "async" else gym.vector.SyncVectorEnv(fns)
+        self.num_envs = num_envs
+        self.single_observation_space = self.venv.single_observation_space
+        self.single_action_space = self.venv.single_action_space
+
+    def reset(self, seed: int) -> np.ndarray:
+        obs, _ = self.venv.reset(seed=seed)
+        return obs
+
+    def step(self, actions: np.ndarray) -> Transitions:
+        obs, reward, _, _, info = self.venv.step(actions)
+        # gymnasium merges per-env info dicts into arrays (and a boolean mask "_key" per key); every env of ours
+        # reports cost and the end flags on every step, final observations only where an episode ended
+        done = np.asarray(info[_END], dtype=bool)
+        next_obs = np.array(obs, copy=True)
+        for i in np.flatnonzero(done):
+            next_obs[i] = info[_FINAL_OBS][i]
+        return Transitions(next_obs=next_obs, reward=np.asarray(reward, dtype=np.float64),
+                           cost=np.asarray(info["cost"], dtype=np.float64),
+                           terminated=np.asarray(info[_TERMINATED], dtype=bool), done=done, obs=obs)
+
+    def close(self) -> None:
+        self.venv.close()
+
+
+def _self_resetting(make: Callable[[], gym.Env]) -> gym.Env:
+    return SelfReset(make())
+
+
+def make_collector(make: Callable[[], gym.Env], num_envs: int, mode: str) -> Collector:
+    """Build the collector for ``mode`` (single | sync | async). ``make`` builds one environment; for
+    ``async`` it must be picklable (a module-level function or a ``functools.partial`` of one)."""
+    if mode not in VECTOR_MODES:
+        raise ConfigError(f"unknown vector_mode '{mode}'; choose from {', '.join(VECTOR_MODES)}")
+    if mode == "single":
+        if num_envs != 1:
+            raise ConfigError(f"vector_mode 'single' steps one environment; num_envs={num_envs} needs sync or async")
+        return SingleCollector(make())
+    return VectorCollector(make, num_envs, mode)
+
