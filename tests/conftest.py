@@ -1,6 +1,29 @@
+import importlib.util
+import os
+
+import gymnasium
 import pytest
 
 from statewise import Config
+
+_GYMNASIUM_1 = int(gymnasium.__version__.split(".")[0]) >= 1
+# marker -> (usable here?, what is missing)
+EXTRAS = {
+    "mujoco": (_GYMNASIUM_1 and importlib.util.find_spec("mujoco") is not None, "mujoco with gymnasium >= 1.0"),
+    "video": (importlib.util.find_spec("imageio_ffmpeg") is not None, "imageio-ffmpeg"),
+    "safety_gymnasium": (not _GYMNASIUM_1 and importlib.util.find_spec("safety_gymnasium") is not None,
+                         "safety-gymnasium with gymnasium 0.29"),
+}
+
+
+def pytest_runtest_setup(item):
+    """Tests marked with an extra are skipped where it is not installed, except in CI (CI=true), which must
+    exercise every extra it selects: there a missing extra fails the test instead of skipping it silently."""
+    for marker, (usable, missing) in EXTRAS.items():
+        if item.get_closest_marker(marker) and not usable:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"CI selected a '{marker}' test but {missing} is not installed")
+            pytest.skip(f"needs {missing}")
 
 TASKS = ["statewise/DoubleIntegrator-v0", "statewise/PointHazard-v0"]
 

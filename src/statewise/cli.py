@@ -75,16 +75,33 @@ def train(algo, env_id, steps, seed, config_path, overrides, run_dir, device, nu
 @click.option("--episodes", type=int, default=20, show_default=True, help="Deterministic evaluation episodes.")
 @click.option("--seed", type=int, default=12345, show_default=True, help="Seed of the first episode's reset.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-def eval_cmd(run_dir, episodes, seed, as_json) -> None:
-    """Evaluate a trained run: return, cost and violation rate of deterministic episodes."""
-    from statewise.agent import load
-    from statewise.evaluate import build_env, calibration, run_episodes
+@click.option("--video", is_flag=True,
+              help="Also record the first --video-episodes episodes to MP4, headless (needs the video extra).")
+@click.option("--video-episodes", type=int, default=1, show_default=True, help="Episodes to record with --video.")
+@click.option("--video-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the MP4s go [default: RUN_DIR/videos]; existing files are never overwritten.")
+def eval_cmd(run_dir, episodes, seed, as_json, video, video_episodes, video_dir) -> None:
+    """Evaluate a trained run: return, cost and violation rate of deterministic episodes (and, with --video,
+    MP4s of them)."""
+    from statewise import video as videos
 
     if episodes <= 0:
         raise StatewiseError(f"--episodes must be positive, got {episodes}")
     if not 0 <= seed < 2**32 - episodes:
         raise StatewiseError(f"--seed must be in [0, 2**32 - episodes), got {seed}")
+    if video and not 0 < video_episodes <= episodes:
+        raise StatewiseError(f"--video-episodes must be in [1, --episodes={episodes}], got {video_episodes}")
+    if video:
+        videos.use_headless_gl()  # before anything imports MuJoCo
+    from statewise.agent import load
+    from statewise.evaluate import build_env, calibration, run_episodes
+
     agent = load(run_dir)
+    if video:
+        out = Path(video_dir) if video_dir else Path(run_dir) / "videos"
+        for path in videos.record(agent.config.env, agent.config.max_episode_steps, agent.act, out,
+                                  video_episodes, seed):
+            click.echo(f"video: {path}", err=as_json)
     env = build_env(agent.config.env, agent.config.max_episode_steps)
     result = run_episodes(env, lambda o: agent.act(o), episodes, seed)
     calib = calibration(env, agent.multiplier, agent.cost_value) if agent.config.constrained else {}

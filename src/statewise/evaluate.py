@@ -12,13 +12,15 @@ from statewise.errors import EnvError
 from statewise.metrics import auprc, auroc, reliability, violation_within
 
 
-def build_env(env_id: str, max_episode_steps: int = 0) -> gym.Env:
+def build_env(env_id: str, max_episode_steps: int = 0, **kwargs: Any) -> gym.Env:
     """Make an environment and check it is usable: a time limit (the registered one, or
     ``max_episode_steps`` > 0), flat Box observations, Box actions (rescaled to [-1, 1] so the tanh
-    policy covers the whole range) with finite bounds."""
+    policy covers the whole range) with finite bounds. ``kwargs`` go to the environment (e.g. render_mode)."""
     from statewise.envs import make_env
 
-    env = make_env(env_id, **({"max_episode_steps": max_episode_steps} if max_episode_steps > 0 else {}))
+    if max_episode_steps > 0:
+        kwargs["max_episode_steps"] = max_episode_steps
+    env = make_env(env_id, **kwargs)
     if not _has_time_limit(env):
         env.close()
         raise EnvError(f"environment '{env_id}' has no time limit, so episodes may never end; "

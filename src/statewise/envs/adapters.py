@@ -14,6 +14,7 @@ an environment reports no cost or a non-finite one.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import math
@@ -23,7 +24,9 @@ import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
 
 import statewise.envs  # noqa: F401  (registers the built-in envs)
+from statewise.envs import safety_gymnasium
 from statewise.envs.base import BUILTIN_ENVS
+from statewise.envs.velocity import VELOCITY_TASKS
 from statewise.errors import EnvError
 
 
@@ -86,7 +89,7 @@ class CostSignalCheck(gym.Wrapper):
 
 def _suggestion(name: str) -> str:
     """' Did you mean ...?' for a close built-in id (preferred) or registered id, else ''."""
-    for candidates in (BUILTIN_ENVS, tuple(gym.registry.keys())):
+    for candidates in (BUILTIN_ENVS + tuple(VELOCITY_TASKS) + safety_gymnasium.SUITE, tuple(gym.registry.keys())):
         lowered = {c.lower(): c for c in candidates}
         match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
         if match:
@@ -105,10 +108,17 @@ def _resolve_spec(env_id: str) -> EnvSpec:
     name = env_id
     if ":" in env_id:
         module, name = env_id.split(":", 1)
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            raise EnvError(f"cannot import module '{module}' for environment '{env_id}': {e}") from None
+        if module == "safety_gymnasium":
+            safety_gymnasium.load()
+        else:
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise EnvError(f"cannot import module '{module}' for environment '{env_id}': {e}") from None
+    if safety_gymnasium.is_safety_gymnasium_id(name):
+        safety_gymnasium.check_supported(name)
+        if name not in gym.registry:
+            safety_gymnasium.load()  # registers the suite's ids, or says how to install it
     spec = gym.registry.get(name)
     if spec is None:
         raise EnvError(f"unknown environment id '{env_id}'.{_suggestion(name)}")
@@ -130,14 +140,15 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
 
     We cannot let ``gymnasium.make`` add ``TimeLimit``/``PassiveEnvChecker`` itself: both
     unpack five step values and would crash on Safety-Gymnasium-style 6-tuples. So we ask
-    gymnasium for the bare env (``max_episode_steps=-1, disable_env_checker=True``), add
-    the adapter (a no-op for 5-tuples), and then add those wrappers ourselves on top.
+    gymnasium for the bare env (a copy of the spec without a time limit, and
+    ``disable_env_checker=True``; this works on gymnasium 0.29 and 1.x alike), add the adapter
+    (a no-op for 5-tuples), and then add those wrappers ourselves on top.
     """
     spec = _resolve_spec(env_id)
     max_steps = kwargs.pop("max_episode_steps", None)
     disable_checker = kwargs.pop("disable_env_checker", None)
     try:
-        env = gym.make(spec, max_episode_steps=-1, disable_env_checker=True, **kwargs)
+        env = gym.make(dataclasses.replace(spec, max_episode_steps=None), disable_env_checker=True, **kwargs)
     except TypeError as e:
         if "unexpected keyword argument" in str(e):
             raise EnvError(f"environment '{env_id}' does not accept these arguments {sorted(kwargs)}: {e}") from None

@@ -1,0 +1,106 @@
+"""Headless evaluation videos: ``statewise eval RUN_DIR --video`` (MP4 via imageio-ffmpeg, the ``video`` extra).
+
+Frames come from the environment's ``render_mode="rgb_array"``: the built-in tasks draw them with numpy (no
+display, no OpenGL); MuJoCo tasks (``statewise/*Velocity-v0``, Safety-Gymnasium) render offscreen through
+OpenGL, for which MuJoCo needs a headless backend chosen *before* it is imported: ``MUJOCO_GL=egl`` (EGL, e.g.
+Mesa's libEGL, software or GPU) or ``MUJOCO_GL=osmesa``. :func:`use_headless_gl` picks EGL when nothing is set
+and there is no display; when rendering still fails, :func:`record` says so in one line and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from statewise.errors import StatewiseError
+
+VIDEO_INSTALL = 'pip install -e ".[video]"  (or: pip install "statewise[video]")'
+
+
+def use_headless_gl() -> None:
+    """Select MuJoCo's EGL backend when no backend is chosen and there is no display. Must run before MuJoCo is
+    imported (it reads MUJOCO_GL once); a no-op when MUJOCO_GL is set or a display exists."""
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY") and "mujoco" not in sys.modules:
+        os.environ["MUJOCO_GL"] = "egl"
+
+
+def video_paths(out_dir: Path, seed: int, episodes: int) -> list[Path]:
+    """The files :func:`record` writes, one per episode: ``episode-seed<reset seed>.mp4``."""
+    return [out_dir / f"episode-seed{seed + i}.mp4" for i in range(episodes)]
+
+
+def record(env_id: str, max_episode_steps: int, policy: Callable[[np.ndarray], np.ndarray], out_dir: Path,
+           episodes: int, seed: int) -> list[Path]:
+    """Roll out ``policy`` for ``episodes`` episodes (reset seeds seed, seed+1, ..., the same episodes that
+    :func:`statewise.evaluate.run_episodes` evaluates) and write one MP4 per episode into ``out_dir``.
+
+    Refuses (one-line :class:`StatewiseError`) when a file exists, when imageio-ffmpeg is missing, or when the
+    environment cannot render offscreen. Each file is written under a temporary name and renamed when complete.
+    """
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise StatewiseError(f"--video needs imageio-ffmpeg (the video extra): {VIDEO_INSTALL}") from None
+    from statewise.evaluate import build_env
+
+    paths = video_paths(out_dir, seed, episodes)
+    existing = [p for p in paths if p.exists()]
+    if existing:
+        raise StatewiseError(f"{existing[0]} already exists; choose another --video-dir or --seed "
+                             "(nothing was overwritten)")
+    env = build_env(env_id, max_episode_steps, render_mode="rgb_array")
+    try:
+        fps = int(env.metadata.get("render_fps") or 30)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for i, path in enumerate(paths):
+            obs, _ = env.reset(seed=seed + i)
+            frames = [_frame(env, env_id)]
+            done = False
+            while not done:
+                obs, _, terminated, truncated, _ = env.step(policy(obs))
+                frames.append(_frame(env, env_id))
+                done = terminated or truncated
+            _write_mp4(imageio_ffmpeg, frames, fps, path)
+    finally:
+        env.close()
+    return paths
+
+
+def _frame(env, env_id: str) -> np.ndarray:
+    try:
+        frame = env.render()
+    except Exception as exc:  # OpenGL context failures surface as many exception types
+        backend = os.environ.get("MUJOCO_GL", "(unset)")
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise StatewiseError(
+            f"'{env_id}' cannot render offscreen (MUJOCO_GL={backend}: {first}); a headless OpenGL backend is "
+            "needed: install EGL (Debian: libegl1) and set MUJOCO_GL=egl, or OSMesa (libosmesa6) and set "
+            "MUJOCO_GL=osmesa") from None
+    if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] in (3, 4)):
+        raise StatewiseError(f"'{env_id}' has no rgb_array rendering (render() returned "
+                             f"{type(frame).__name__}); no video can be recorded")
+    return frame
+
+
+def _write_mp4(imageio_ffmpeg, frames: list[np.ndarray], fps: int, path: Path) -> None:
+    """H.264 MP4 (yuv420p, so frames are padded to even sizes), written atomically."""
+    h, w = frames[0].shape[:2]
+    hh, ww = h + h % 2, w + w % 2
+    tmp = path.with_name(path.name + ".tmp")
+    writer = imageio_ffmpeg.write_frames(str(tmp), (ww, hh), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+                                         macro_block_size=1, output_params=["-f", "mp4"], ffmpeg_log_level="error")
+    try:
+        writer.send(None)  # start ffmpeg
+        for frame in frames:
+            rgb = np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
+            if (hh, ww) != (h, w):
+                rgb = np.pad(rgb, ((0, hh - h), (0, ww - w), (0, 0)))
+            writer.send(rgb)
+        writer.close()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

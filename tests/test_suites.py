@@ -1,0 +1,207 @@
+"""The benchmark suites: velocity-constrained MuJoCo locomotion (statewise[mujoco], gymnasium 1.x) and
+Safety-Gymnasium (its own virtual environment, gymnasium 0.29). Each adapter is checked against the raw
+environment it wraps, and each suite gets a smoke training run through the vectorised collector.
+
+Run the Safety-Gymnasium part in its environment with ``python -m pytest -m safety_gymnasium`` (README)."""
+
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import statewise
+from statewise.envs import VELOCITY_TASKS, make_env
+from statewise.envs import safety_gymnasium as sg
+from statewise.errors import EnvError
+
+
+def _rollout(env, actions, seed):
+    """Reset with ``seed`` and step through ``actions`` until the episode ends; returns the step tuples."""
+    first = env.reset(seed=seed)[0]
+    out = []
+    for a in actions:
+        out.append(env.step(a))
+        if out[-1][-3] or out[-1][-2]:  # terminated or truncated (5- and 6-tuples alike)
+            break
+    return first, out
+
+
+def _actions(space, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(space.low, space.high, (n,) + space.shape).astype(space.dtype)
+
+
+def _smoke(tmp_path, env_id, num_envs, mode):
+    cfg = statewise.Config(algo="sac-alam", env=env_id, steps=240, seed=1, run_dir=str(tmp_path / "run"),
+                           progress=False, eval_every=240, eval_episodes=1, final_eval_episodes=1, log_every=60,
+                           probe_size=16, threads=1, max_episode_steps=60, num_envs=num_envs, vector_mode=mode)
+    cfg.sac.hidden = cfg.multiplier.hidden = [16, 16]
+    cfg.sac.batch_size = cfg.sac.start_steps = 32
+    summary = statewise.train(cfg).summary
+    assert summary["steps"] == 240 and summary["gradient_updates"] == 240 - 32
+    assert np.isfinite(summary["final_eval"]["return"]) and summary["mc_calibration"]["states"] > 0
+    return summary
+
+
+# ------------------------------------------------------------------------------------------- velocity
+
+
+def test_velocity_tasks_are_the_six_robots_with_safety_gymnasium_v1_thresholds():
+    assert {k: v[1] for k, v in VELOCITY_TASKS.items()} == {
+        "statewise/HalfCheetahVelocity-v0": 3.2096, "statewise/HopperVelocity-v0": 0.7402,
+        "statewise/Walker2dVelocity-v0": 2.3415, "statewise/AntVelocity-v0": 2.6222,
+        "statewise/SwimmerVelocity-v0": 0.2282, "statewise/HumanoidVelocity-v0": 1.4149}
+    assert all(gym.registry[k].max_episode_steps == 1000 for k in VELOCITY_TASKS)
+
+
+def test_velocity_task_without_mujoco_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mujoco", None)  # import mujoco now raises ImportError
+    with pytest.raises(EnvError, match=r"need MuJoCo.*\[mujoco\]"):
+        make_env("statewise/HalfCheetahVelocity-v0")
+
+
+@pytest.mark.mujoco
+@pytest.mark.parametrize("env_id, planar", [("statewise/HalfCheetahVelocity-v0", False),
+                                            ("statewise/AntVelocity-v0", True)])
+def test_velocity_cost_against_the_raw_gymnasium_env(env_id, planar):
+    """Same seed and actions as gymnasium's own env: identical observations, rewards and ends; the cost is
+    1[speed > threshold] with speed = x velocity (or planar speed) from the raw env's info. A low threshold
+    makes both cost values occur."""
+    base, _, _ = VELOCITY_TASKS[env_id]
+    threshold = 0.3
+    ours = make_env(env_id, threshold=threshold)
+    raw = gym.make(base)
+    actions = _actions(raw.action_space, 150)
+    first, got = _rollout(ours, actions, seed=4)
+    first_raw, want = _rollout(raw, actions, seed=4)
+    np.testing.assert_array_equal(first, first_raw)
+    assert len(got) == len(want)
+    costs = []
+    for (o, r, term, trunc, info), (o_raw, r_raw, term_raw, trunc_raw, info_raw) in zip(got, want):
+        np.testing.assert_array_equal(o, o_raw)
+        assert (r, term, trunc) == (r_raw, term_raw, trunc_raw)
+        vx = info_raw["x_velocity"]
+        speed = np.hypot(vx, info_raw["y_velocity"]) if planar else vx
+        assert info["speed"] == pytest.approx(speed) and info["cost"] == float(speed > threshold)
+        assert info["constraint"] == pytest.approx(speed - threshold)
+        costs.append(info["cost"])
+    assert 0.0 in costs and 1.0 in costs
+
+
+@pytest.mark.mujoco
+def test_velocity_smoke_training_vectorised(tmp_path):
+    """Hopper terminates when it falls: exercises terminations inside a vector env of MuJoCo tasks."""
+    _smoke(tmp_path, "statewise/HopperVelocity-v0", num_envs=2, mode="sync")
+
+
+# ------------------------------------------------------------------------------------ Safety-Gymnasium
+
+
+def test_safety_gymnasium_ids_are_recognised():
+    assert all(sg.is_safety_gymnasium_id(i) for i in sg.SUITE)
+    assert not sg.is_safety_gymnasium_id("statewise/HalfCheetahVelocity-v0")
+    assert not sg.is_safety_gymnasium_id("HalfCheetah-v5")
+
+
+def test_safety_gymnasium_missing_says_how_to_install(monkeypatch):
+    monkeypatch.delitem(sys.modules, "safety_gymnasium", raising=False)
+    monkeypatch.setattr(sg.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(EnvError, match=r"not installed.*--no-deps safety-gymnasium==1\.0\.0"):
+        sg.load()
+
+
+def test_safety_gymnasium_id_without_the_extra_fails_in_one_line(tmp_path, capsys):
+    if "SafetyPointGoal1-v0" in gym.registry:
+        pytest.skip("Safety-Gymnasium is installed here")
+    from statewise.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--env", "SafetyPointGoal1-v0", "--steps", "100", "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "pip install" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_ndarray_dataclass_defaults_workaround_is_scoped():
+    import dataclasses
+
+    original = dataclasses._get_field
+    with sg._ndarray_defaults_as_factories():
+        @dataclasses.dataclass
+        class Geom:
+            color: np.ndarray = np.array([1.0, 0.0])
+
+    assert dataclasses._get_field is original  # restored
+    a, b = Geom(), Geom()
+    np.testing.assert_array_equal(a.color, [1.0, 0.0])
+    a.color[0] = 5.0
+    assert b.color[0] == 1.0  # each instance owns its copy
+    if sys.version_info >= (3, 11):
+        with pytest.raises(ValueError, match="mutable default"):
+            @dataclasses.dataclass
+            class Plain:
+                color: np.ndarray = np.array([1.0])
+
+
+@pytest.mark.safety_gymnasium
+@pytest.mark.parametrize("env_id", sg.SUITE)
+def test_safety_gymnasium_adapter_against_the_raw_env(env_id):
+    """statewise's env and safety_gymnasium.make's env, same seed and actions: same observations, rewards, ends,
+    and info['cost'] equal to the raw 6-tuple's cost; the suite's time limit (1000 steps, 500 for Circle) is kept."""
+    safety_gymnasium = sg.load()
+    if env_id in sg.UNSUPPORTED:
+        with pytest.raises(EnvError, match="cannot run with MuJoCo 3.*statewise/SwimmerVelocity-v0"):
+            make_env(env_id)
+        with pytest.raises(ValueError, match="collision"):  # the reason given is the real one
+            safety_gymnasium.make(env_id)
+        return
+    ours = make_env(env_id)
+    raw = safety_gymnasium.make(env_id)
+    actions = _actions(raw.action_space, 40)
+    first, got = _rollout(ours, actions, seed=7)
+    first_raw, want = _rollout(raw, actions, seed=7)
+    np.testing.assert_array_equal(first, first_raw)
+    assert len(got) == len(want) > 0
+    for (o, r, term, trunc, info), (o_raw, r_raw, c_raw, term_raw, trunc_raw, _) in zip(got, want):
+        np.testing.assert_array_equal(o, o_raw)
+        assert (r, term, trunc) == (r_raw, term_raw, trunc_raw)
+        assert isinstance(info["cost"], float) and info["cost"] == float(c_raw)
+    assert ours.get_wrapper_attr("_max_episode_steps") == raw.get_wrapper_attr("_max_episode_steps") in (500, 1000)
+
+
+@pytest.mark.safety_gymnasium
+@pytest.mark.parametrize("env_id", list(VELOCITY_TASKS))
+def test_velocity_cost_definition_equals_safety_gymnasium(env_id):
+    """Our VelocityCost on gymnasium 0.29's v4 robot reproduces Safety-Gymnasium's v1 velocity task step by step:
+    same threshold, same speed measure (x or planar), same cost. Random actions barely move the robots, so the
+    threshold is set on both sides to the median speed of the rollout, which makes both cost values occur."""
+    from statewise.envs.velocity import VelocityCost
+
+    safety_gymnasium = sg.load()
+    base, threshold, planar = VELOCITY_TASKS[env_id]
+    robot = base.split("-")[0]
+    if f"Safety{robot}Velocity-v1" in sg.UNSUPPORTED:  # cannot be built here: compare with its source instead
+        import inspect
+        import importlib
+
+        module = importlib.import_module(f"safety_gymnasium.tasks.safe_velocity.safety_{robot.lower()}_velocity_v1")
+        assert f"self._velocity_threshold = {threshold}" in inspect.getsource(module)
+        assert "cost = float(x_velocity > self._velocity_threshold)" in inspect.getsource(module) and not planar
+        return
+    reference = safety_gymnasium.make(f"Safety{robot}Velocity-v1")
+    assert reference.unwrapped._velocity_threshold == threshold
+    ours = VelocityCost(gym.make(f"{robot}-v4"), threshold, planar)
+    actions = _actions(ours.action_space, 120)
+    ours.threshold = reference.unwrapped._velocity_threshold = float(
+        np.median([step[-1]["speed"] for step in _rollout(ours, actions, seed=3)[1]]))
+    _, want = _rollout(reference, actions, seed=3)
+    _, got = _rollout(ours, actions, seed=3)
+    assert [g[-1]["cost"] for g in got] == [w[2] for w in want[: len(got)]]
+    assert {g[-1]["cost"] for g in got} == {0.0, 1.0}
+
+
+@pytest.mark.safety_gymnasium
+@pytest.mark.parametrize("num_envs, mode", [(1, "single"), (2, "async")])
+def test_safety_gymnasium_smoke_training(tmp_path, num_envs, mode):
+    _smoke(tmp_path, "SafetyPointGoal1-v0", num_envs, mode)
