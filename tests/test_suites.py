@@ -205,3 +205,83 @@ def test_velocity_cost_definition_equals_safety_gymnasium(env_id):
 @pytest.mark.parametrize("num_envs, mode", [(1, "single"), (2, "async")])
 def test_safety_gymnasium_smoke_training(tmp_path, num_envs, mode):
     _smoke(tmp_path, "SafetyPointGoal1-v0", num_envs, mode)
+
+
+# ------------------------------------------------------------------------------------------------ video
+
+
+def _mp4_frames(path):
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    return meta, [np.frombuffer(f, np.uint8) for f in reader]
+
+
+@pytest.mark.video
+def test_eval_video_of_a_builtin_task(tmp_path, tiny, capsys):
+    """Built-in tasks draw their frames with numpy: no display or OpenGL needed. One MP4 per episode, one frame
+    per step plus the reset; a second call refuses to overwrite them."""
+    from statewise.cli import main
+
+    run = statewise.train(tiny(tmp_path / "r", "sac-alam", env="statewise/PointHazard-v0", steps=200)).run_dir
+    main(["eval", str(run), "--episodes", "2", "--video", "--video-episodes", "2", "--seed", "5"])
+    paths = [run / "videos" / f"episode-seed{s}.mp4" for s in (5, 6)]
+    assert [f"video: {p}" for p in paths] == capsys.readouterr().out.splitlines()[:2]
+    env = statewise.envs.make_env("statewise/PointHazard-v0", render_mode="rgb_array")
+    env.reset(seed=5)
+    h, w = env.render().shape[:2]
+    meta, frames = _mp4_frames(paths[0])
+    assert tuple(meta["size"]) == (w + w % 2, h + h % 2) and meta["fps"] == env.metadata["render_fps"]
+    agent = statewise.load(run)
+    length = statewise.evaluate.run_episodes(env, agent.act, 1, 5)["length"]
+    assert len(frames) == length + 1 and not np.array_equal(frames[0], frames[-1])
+    before = paths[0].stat().st_mtime_ns
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", str(run), "--video", "--seed", "5"])
+    assert exc.value.code == 2 and "already exists" in capsys.readouterr().err
+    assert paths[0].stat().st_mtime_ns == before and not list((run / "videos").glob("*.tmp"))
+
+
+@pytest.mark.video
+def test_eval_video_of_an_env_that_cannot_render(tmp_path, tiny, capsys):
+    from statewise.cli import main
+
+    cfg = tiny(tmp_path / "r", "sac-lag", env="_toy_envs:ToyCost-v0", steps=150)
+    cfg.max_episode_steps = 10
+    run = statewise.train(cfg).run_dir
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", str(run), "--video"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "render_mode" in err
+
+
+def _eval_video_subprocess(run, out, **env_vars):
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    env.update(env_vars)
+    return subprocess.run([sys.executable, "-m", "statewise.cli", "eval", str(run), "--episodes", "1", "--video",
+                           "--video-dir", str(out)], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.mujoco
+@pytest.mark.video
+def test_eval_video_of_a_mujoco_task_headless(tmp_path, tiny):
+    """No display, no MUJOCO_GL: statewise picks MuJoCo's EGL backend. With a backend that is not installed
+    (OSMesa here), it says so in one line and how to fix it."""
+    import ctypes.util
+
+    cfg = tiny(tmp_path / "r", "sac-lag", env="statewise/HalfCheetahVelocity-v0", steps=150)
+    cfg.max_episode_steps = 30
+    run = statewise.train(cfg).run_dir
+    done = _eval_video_subprocess(run, tmp_path / "egl")
+    assert done.returncode == 0, done.stderr
+    meta, frames = _mp4_frames(tmp_path / "egl" / "episode-seed12345.mp4")
+    assert len(frames) == 31 and np.mean(frames[0]) > 10  # a real picture, not a black frame
+    if ctypes.util.find_library("OSMesa") is None:
+        failed = _eval_video_subprocess(run, tmp_path / "osmesa", MUJOCO_GL="osmesa")
+        err = [line for line in failed.stderr.splitlines() if line.startswith("statewise: error")]
+        assert failed.returncode == 2 and len(err) == 1 and "cannot render offscreen" in err[0]
+        assert not (tmp_path / "osmesa" / "episode-seed12345.mp4").exists()

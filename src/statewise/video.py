@@ -52,7 +52,12 @@ def record(env_id: str, max_episode_steps: int, policy: Callable[[np.ndarray], n
     if existing:
         raise StatewiseError(f"{existing[0]} already exists; choose another --video-dir or --seed "
                              "(nothing was overwritten)")
-    env = build_env(env_id, max_episode_steps, render_mode="rgb_array")
+    try:  # MuJoCo environments open their OpenGL context when made with a render mode
+        env = build_env(env_id, max_episode_steps, render_mode="rgb_array")
+    except StatewiseError:
+        raise
+    except Exception as exc:  # OpenGL failures surface as many exception types
+        raise _no_backend(env_id, exc) from None
     try:
         fps = int(env.metadata.get("render_fps") or 30)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -73,17 +78,21 @@ def record(env_id: str, max_episode_steps: int, policy: Callable[[np.ndarray], n
 def _frame(env, env_id: str) -> np.ndarray:
     try:
         frame = env.render()
-    except Exception as exc:  # OpenGL context failures surface as many exception types
-        backend = os.environ.get("MUJOCO_GL", "(unset)")
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise StatewiseError(
-            f"'{env_id}' cannot render offscreen (MUJOCO_GL={backend}: {first}); a headless OpenGL backend is "
-            "needed: install EGL (Debian: libegl1) and set MUJOCO_GL=egl, or OSMesa (libosmesa6) and set "
-            "MUJOCO_GL=osmesa") from None
+    except Exception as exc:
+        raise _no_backend(env_id, exc) from None
     if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] in (3, 4)):
         raise StatewiseError(f"'{env_id}' has no rgb_array rendering (render() returned "
                              f"{type(frame).__name__}); no video can be recorded")
     return frame
+
+
+def _no_backend(env_id: str, exc: Exception) -> StatewiseError:
+    backend = os.environ.get("MUJOCO_GL", "(unset)")
+    first = (str(exc).strip().splitlines() or [""])[0][:160]
+    return StatewiseError(
+        f"'{env_id}' cannot render offscreen (MUJOCO_GL={backend}: {type(exc).__name__}: {first}); a headless "
+        "OpenGL backend is needed: install EGL (Debian: libegl1) and set MUJOCO_GL=egl, or OSMesa (libosmesa6) "
+        "and set MUJOCO_GL=osmesa")
 
 
 def _write_mp4(imageio_ffmpeg, frames: list[np.ndarray], fps: int, path: Path) -> None:
