@@ -12,8 +12,10 @@ from statewise.config import ALGORITHMS, VECTOR_MODES, Config
 from statewise.errors import StatewiseError
 
 ALGO_HELP = "Algorithm: " + ", ".join(ALGORITHMS) + "."
-ENV_HELP = ("Environment id: statewise/DoubleIntegrator-v0, statewise/PointHazard-v0, or any Gymnasium id "
-            "whose env reports info['cost'] ('module:Name-v0' imports the module first).")
+ENV_HELP = ("Environment id: statewise/DoubleIntegrator-v0, statewise/PointHazard-v0, "
+            "statewise/<Robot>Velocity-v0 (mujoco extra), a Safety-Gymnasium id such as SafetyPointGoal1-v0 "
+            "(its extra), or any Gymnasium id whose env reports info['cost'] ('module:Name-v0' imports the module "
+            "first).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,6 +29,8 @@ TRAIN_HELP = f"""Train an agent and write a run directory (metrics, TensorBoard,
 \b
 Algorithms: {", ".join(ALGORITHMS)}
 Built-in environments: statewise/DoubleIntegrator-v0, statewise/PointHazard-v0
+Velocity-constrained MuJoCo (mujoco extra): statewise/{{HalfCheetah,Hopper,Walker2d,Ant,Swimmer,Humanoid}}Velocity-v0
+Safety-Gymnasium (its own extra): SafetyPointGoal1-v0, SafetyCarGoal1-v0, SafetyHalfCheetahVelocity-v1, ...
 
 Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device/--num-envs/--vector-mode < --set.
 """
