@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
@@ -70,14 +71,16 @@ def train(config: Config | dict | str | Path) -> TrainResult:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    eval_env = build_env(cfg.env, cfg.max_episode_steps)
-    check_cost_signal(eval_env, cfg.seed)  # fails loudly (EnvError) before the run directory is created
-    collector = make_collector(functools.partial(build_env, cfg.env, cfg.max_episode_steps), cfg.num_envs,
-                               cfg.vector_mode)
-    obs_dim = collector.single_observation_space.shape[0]
-    act_dim = collector.single_action_space.shape[0]
+    with contextlib.ExitStack() as cleanup:  # closes what was opened, in reverse order, on any exit
+        eval_env = build_env(cfg.env, cfg.max_episode_steps)
+        cleanup.callback(eval_env.close)
+        check_cost_signal(eval_env, cfg.seed)  # fails loudly (EnvError) before the run directory is created
+        collector = make_collector(functools.partial(build_env, cfg.env, cfg.max_episode_steps), cfg.num_envs,
+                                   cfg.vector_mode)
+        cleanup.callback(collector.close)
+        obs_dim = collector.single_observation_space.shape[0]
+        act_dim = collector.single_action_space.shape[0]
 
-    try:
         agent = SAC(obs_dim, act_dim, cfg).to(device)
         buffer = ReplayBuffer(obs_dim, act_dim, min(cfg.sac.buffer_size, cfg.steps + cfg.num_envs), device, cfg.seed)
         run_dir = runio.create_run_dir(run_dir)
@@ -85,13 +88,8 @@ def train(config: Config | dict | str | Path) -> TrainResult:
         runio.atomic_write(run_dir / runio.CONFIG_FILE, cfg.to_yaml())
         runio.write_json(run_dir / runio.VERSIONS_FILE, runio.versions())
         logger = RunLogger(run_dir, runio.TRAIN_CSV, runio.EVAL_CSV)
-        try:
-            summary = _loop(cfg, collector, eval_env, agent, buffer, logger, run_dir, device, obs_dim, act_dim)
-        finally:
-            logger.close()
-    finally:
-        collector.close()
-        eval_env.close()
+        cleanup.callback(logger.close)
+        summary = _loop(cfg, collector, eval_env, agent, buffer, logger, run_dir, device, obs_dim, act_dim)
     return TrainResult(run_dir, summary)
 
 
