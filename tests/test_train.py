@@ -11,7 +11,7 @@ import yaml
 import statewise
 from statewise import ALGORITHMS
 from statewise.evaluate import build_env, calibration, run_episodes
-from statewise.train import FINAL_EVAL_SEED_OFFSET
+from statewise.training import FINAL_EVAL_SEED_OFFSET
 
 from conftest import TASKS, tiny_config
 

@@ -10,9 +10,23 @@ Python API::
 
 __version__ = "0.1.0"
 
-from statewise.agent import Agent, load  # noqa: E402
 from statewise.config import ALGORITHMS, Config  # noqa: E402
 from statewise.errors import StatewiseError  # noqa: E402
-from statewise.train import TrainResult, train  # noqa: E402
+
+# train / load pull in torch and gymnasium, and gymnasium 0.29 imports MuJoCo through its plugins; they are loaded
+# on first use so that the command line can choose MuJoCo's headless OpenGL backend first (statewise.video).
+# (The training module is statewise.training, not statewise.train: a submodule import would bind its name on the
+# package and hide the function.)
+_LAZY = {"Agent": "statewise.agent", "load": "statewise.agent", "TrainResult": "statewise.training",
+         "train": "statewise.training"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'statewise' has no attribute '{name}'")
+
 
 __all__ = ["ALGORITHMS", "Agent", "Config", "StatewiseError", "TrainResult", "load", "train", "__version__"]

@@ -83,7 +83,7 @@ class RunSpec:
 
 def run_spec(spec: RunSpec) -> dict[str, Any]:
     """Train one grid cell (in a worker process) and return its summary."""
-    from statewise.train import train
+    from statewise.training import train
 
     return train(spec.build()).summary
 

@@ -56,7 +56,7 @@ Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device
 def train(algo, env_id, steps, seed, config_path, overrides, run_dir, device, num_envs, vector_mode,
           no_progress) -> None:
     from statewise.plots import plot_runs
-    from statewise.train import train as run_training
+    from statewise.training import train as run_training
 
     cfg = Config.from_yaml(config_path) if config_path else Config()
     for key, value in (("algo", algo), ("env", env_id), ("steps", steps), ("seed", seed), ("run_dir", run_dir),

@@ -134,7 +134,7 @@ def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> P
     import yaml
 
     from statewise.evaluate import build_env
-    from statewise.train import LAMBDA_GRID_N
+    from statewise.training import LAMBDA_GRID_N
 
     first: dict[str, tuple[int, Path]] = {}
     rank: dict[str, tuple[int, bool, str]] = {}

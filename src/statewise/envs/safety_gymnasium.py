@@ -23,6 +23,8 @@ Why it takes three steps (measured in ../shared/DEPENDENCIES.md):
   defaults (``color: np.array = COLOR['hazard']``), which Python 3.11 rejects as mutable defaults.
   :func:`load` works around it while the package is imported (:func:`_ndarray_defaults_as_factories`).
 
+* gymnasium 0.29's renderer draws markers with MuJoCo 2's field layout, which crashes MuJoCo 3 when a frame
+  is rendered; :func:`_drop_render_markers` turns the decorative markers off.
 * ``SafetySwimmerVelocity-v1`` cannot run with MuJoCo 3: gymnasium 0.29's ``swimmer.xml`` sets
   ``<option collision="predefined">``, an attribute MuJoCo 3.0 removed, and MuJoCo 2.3.3 (its pin) has
   no wheel for current numpy. :func:`check_supported` refuses it with a pointer to
@@ -93,11 +95,27 @@ def load() -> ModuleType:
                        f"{gymnasium.__version__}; install it in a virtual environment of its own: {INSTALL}")
     try:
         with _ndarray_defaults_as_factories():
-            return importlib.import_module("safety_gymnasium")
+            module = importlib.import_module("safety_gymnasium")
     except ModuleNotFoundError as exc:
         missing = exc.name or "?"
         what = "is not installed" if missing.startswith("safety_gymnasium") else f"needs '{missing}'"
         raise EnvError(f"Safety-Gymnasium {what}; install the extra: {INSTALL}") from None
+    _drop_render_markers()
+    return module
+
+
+def _drop_render_markers() -> None:
+    """Turn off the decorative markers of gymnasium 0.29's MuJoCo renderer.
+
+    Safety-Gymnasium draws lidar, cost and velocity indicators as markers; gymnasium 0.29 writes them into
+    MuJoCo's ``mjvGeom`` with the field layout of MuJoCo 2 (``texid``, ``texuniform``...), and with MuJoCo 3.17
+    rendering a frame with a marker crashes the process (segmentation fault, measured on SafetyPointGoal1-v0 and
+    SafetyHalfCheetahVelocity-v1). Frames are rendered without them; nothing else uses markers in that
+    environment, and training never renders.
+    """
+    from gymnasium.envs.mujoco import mujoco_rendering
+
+    mujoco_rendering.BaseRender.add_marker = lambda self, **marker_params: None
 
 
 @contextlib.contextmanager
