@@ -2,7 +2,7 @@
 
 For each environment and each (mode, N): environment steps per second of collection alone (random actions through
 ``statewise.collect``, no policy, no learning), and of training (SAC-ALaM, [64, 64] networks, batch 256, one
-gradient step per collected transition unless stated, evaluation excluded as far as possible).
+gradient step per collected transition unless stated, one torch thread, evaluation excluded as far as possible).
 
     python benchmarks/collection_throughput.py                          # statewise/HopperVelocity-v0
     python benchmarks/collection_throughput.py SafetyPointGoal1-v0      # in the Safety-Gymnasium venv
@@ -45,7 +45,7 @@ def training_rates(env_id: str, mode: str, n: int, ratio: float, out: Path) -> t
     """(env steps/s, gradient updates/s) over the whole training loop, random phase included."""
     cfg = statewise.Config(algo="sac-alam", env=env_id, steps=TRAIN_STEPS, seed=0, num_envs=n, vector_mode=mode,
                            run_dir=str(out / f"{mode}-{n}-{ratio}"), progress=False, eval_every=10 * TRAIN_STEPS,
-                           eval_episodes=1, final_eval_episodes=1, max_episode_steps=200, log_every=500)
+                           eval_episodes=1, final_eval_episodes=1, max_episode_steps=200, log_every=500, threads=1)
     cfg.sac.hidden = cfg.multiplier.hidden = [64, 64]
     cfg.sac.start_steps, cfg.sac.update_ratio = START_STEPS, ratio
     summary = statewise.train(cfg).summary
