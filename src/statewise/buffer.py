@@ -46,9 +46,10 @@ class ReplayBuffer:
         """Store a batch of N transitions (leading dimension N on every argument; N <= capacity), overwriting
         the oldest ones once the buffer is full. One host-to-device copy per field."""
         n = len(rew)
-        idx = (self.pos + torch.arange(n)) % self.capacity
-        if self.device.type != "cpu":
-            idx = idx.to(self.device)
+        if self.pos + n <= self.capacity:  # the usual case: one contiguous slice, no index tensor
+            idx = slice(self.pos, self.pos + n)
+        else:
+            idx = ((self.pos + torch.arange(n)) % self.capacity).to(self.device)
         for store, value in ((self.obs, obs), (self.act, act), (self.rew, rew), (self.cost, cost),
                              (self.next_obs, next_obs), (self.terminated, terminated)):
             store[idx] = torch.as_tensor(np.asarray(value), dtype=torch.float32).to(self.device, non_blocking=True)

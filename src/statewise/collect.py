@@ -29,8 +29,6 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
-from statewise.config import VECTOR_MODES
-from statewise.errors import ConfigError
 
 _END = "statewise_episode_end"  # info keys written by SelfReset
 _TERMINATED = "statewise_terminated"
@@ -127,9 +125,11 @@ class VectorCollector(Collector):
         # gymnasium merges per-env info dicts into arrays (and a boolean mask "_key" per key); every env of ours
         # reports cost and the end flags on every step, final observations only where an episode ended
         done = np.asarray(info[_END], dtype=bool)
-        next_obs = np.array(obs, copy=True)
-        for i in np.flatnonzero(done):
-            next_obs[i] = info[_FINAL_OBS][i]
+        next_obs = obs
+        if done.any():
+            next_obs = np.array(obs, copy=True)
+            for i in np.flatnonzero(done):
+                next_obs[i] = info[_FINAL_OBS][i]
         return Transitions(next_obs=next_obs, reward=np.asarray(reward, dtype=np.float64),
                            cost=np.asarray(info["cost"], dtype=np.float64),
                            terminated=np.asarray(info[_TERMINATED], dtype=bool), done=done, obs=obs)
@@ -143,13 +143,10 @@ def _self_resetting(make: Callable[[], gym.Env]) -> gym.Env:
 
 
 def make_collector(make: Callable[[], gym.Env], num_envs: int, mode: str) -> Collector:
-    """Build the collector for ``mode`` (single | sync | async). ``make`` builds one environment; for
-    ``async`` it must be picklable (a module-level function or a ``functools.partial`` of one)."""
-    if mode not in VECTOR_MODES:
-        raise ConfigError(f"unknown vector_mode '{mode}'; choose from {', '.join(VECTOR_MODES)}")
+    """Build the collector for ``mode`` (single | sync | async, as validated by :class:`statewise.Config`).
+    ``make`` builds one environment; for ``async`` it must be picklable (a module-level function or a
+    ``functools.partial`` of one)."""
     if mode == "single":
-        if num_envs != 1:
-            raise ConfigError(f"vector_mode 'single' steps one environment; num_envs={num_envs} needs sync or async")
         return SingleCollector(make())
     return VectorCollector(make, num_envs, mode)
 

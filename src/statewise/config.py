@@ -50,6 +50,8 @@ ALGORITHMS: dict[str, tuple[str, str, str, bool]] = {
     "alam-no-qp": ("network", "regression", "lagrangian", False),
     "alam-no-dt": ("network", "dual-ascent", "augmented", False),
 }
+
+
 def variant_order(algo: str, label: str) -> tuple[int, bool, str]:
     """Sort key for report columns and figure rows: presets in ALGORITHMS order, each before its variants."""
     return list(ALGORITHMS).index(algo), label != algo, label
@@ -299,8 +301,9 @@ class Config:
             raise ConfigError(f"seed must be in [0, 2**32 - 2**21), got {self.seed}")
         if not isinstance(m.normalize_actor, bool):
             raise ConfigError(f"multiplier.normalize_actor must be true, false or auto, got '{m.normalize_actor}'")
-        limits = {"threads": (self.threads, 1024), "num_envs": (self.num_envs, 1024), "multiplier.pid_d_delay": (m.pid_d_delay, 100_000),
-                  "multiplier.steps": (m.steps, 10_000), "probe_size": (self.probe_size, 1_000_000)}
+        limits = {"threads": (self.threads, 1024), "num_envs": (self.num_envs, 1024),
+                  "multiplier.pid_d_delay": (m.pid_d_delay, 100_000), "multiplier.steps": (m.steps, 10_000),
+                  "probe_size": (self.probe_size, 1_000_000)}
         limits.update({f"{n}.hidden": (max(self._get(f"{n}.hidden")), 65_536) for n in ("sac", "multiplier")})
         for name, (value, top) in limits.items():
             if value > top:

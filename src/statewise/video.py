@@ -62,14 +62,7 @@ def record(env_id: str, max_episode_steps: int, policy: Callable[[np.ndarray], n
         fps = int(env.metadata.get("render_fps") or 30)
         out_dir.mkdir(parents=True, exist_ok=True)
         for i, path in enumerate(paths):
-            obs, _ = env.reset(seed=seed + i)
-            frames = [_frame(env, env_id)]
-            done = False
-            while not done:
-                obs, _, terminated, truncated, _ = env.step(policy(obs))
-                frames.append(_frame(env, env_id))
-                done = terminated or truncated
-            _write_mp4(imageio_ffmpeg, frames, fps, path)
+            _record_episode(imageio_ffmpeg, env, env_id, policy, seed + i, fps, path)
     finally:
         env.close()
     return paths
@@ -95,21 +88,30 @@ def _no_backend(env_id: str, exc: Exception) -> StatewiseError:
         "and set MUJOCO_GL=osmesa")
 
 
-def _write_mp4(imageio_ffmpeg, frames: list[np.ndarray], fps: int, path: Path) -> None:
-    """H.264 MP4 (yuv420p, so frames are padded to even sizes), written atomically."""
-    h, w = frames[0].shape[:2]
-    hh, ww = h + h % 2, w + w % 2
+def _record_episode(imageio_ffmpeg, env, env_id: str, policy: Callable[[np.ndarray], np.ndarray], seed: int,
+                    fps: int, path: Path) -> None:
+    """One episode to an H.264 MP4 (yuv420p, so frames are padded to even sizes). Frames go to ffmpeg as they
+    are rendered (a 1000-step MuJoCo episode would be ~0.7 GB held in memory); the file is written under a
+    temporary name and renamed when complete."""
+    obs, _ = env.reset(seed=seed)
+    frame = _frame(env, env_id)
+    h, w = frame.shape[:2]
+    pad = ((0, h % 2), (0, w % 2), (0, 0))
     tmp = path.with_name(path.name + ".tmp")
-    writer = imageio_ffmpeg.write_frames(str(tmp), (ww, hh), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-                                         macro_block_size=1, output_params=["-f", "mp4"], ffmpeg_log_level="error")
+    writer = imageio_ffmpeg.write_frames(str(tmp), (w + w % 2, h + h % 2), fps=fps, codec="libx264",
+                                         pix_fmt_out="yuv420p", macro_block_size=1, output_params=["-f", "mp4"],
+                                         ffmpeg_log_level="error")
     try:
-        writer.send(None)  # start ffmpeg
-        for frame in frames:
-            rgb = np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
-            if (hh, ww) != (h, w):
-                rgb = np.pad(rgb, ((0, hh - h), (0, ww - w), (0, 0)))
-            writer.send(rgb)
-        writer.close()
+        try:
+            writer.send(None)  # start ffmpeg
+            writer.send(np.pad(frame[..., :3].astype(np.uint8), pad))
+            done = False
+            while not done:
+                obs, _, terminated, truncated, _ = env.step(policy(obs))
+                done = terminated or truncated
+                writer.send(np.pad(_frame(env, env_id)[..., :3].astype(np.uint8), pad))
+        finally:
+            writer.close()
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
