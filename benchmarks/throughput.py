@@ -27,7 +27,7 @@ from statewise.buffer import ReplayBuffer
 from statewise.sac import SAC
 
 ALGOS = ["sac", "sac-lag", "fac", "sac-alam"]
-# (label, hidden, batch, obs_dim, act_dim): the ALGORITHM.md default size at a Safety-Gymnasium-like
+# (label, hidden, batch, obs_dim, act_dim): the library's default size at a Safety-Gymnasium-like
 # shape (PointGoal1: 60-d observation, 2-d action), and the small size the built-in tasks use.
 SIZES = [("256x256", [256, 256], 256, 60, 2), ("64x64", [64, 64], 256, 2, 1)]
 

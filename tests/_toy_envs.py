@@ -48,7 +48,23 @@ class ToyNoCostEnv(_Counter):
         return self._obs(), 1.0, False, False, {}
 
 
+class ToyEarlyCostEnv(_Counter):
+    """Costs 1 on each of the first ``early`` steps of its life (across resets), then 0."""
+
+    early = 100
+
+    def __init__(self):
+        super().__init__()
+        self.lifetime = 0
+
+    def step(self, action):
+        self.t += 1
+        self.lifetime += 1
+        return self._obs(), 1.0, False, False, {"cost": float(self.lifetime <= self.early)}
+
+
 _ENVS = {
+    "ToyEarlyCost-v0": ("ToyEarlyCostEnv", 50),
     "ToyCost-v0": ("ToyCostEnv", None),
     "ToySafetyGym-v0": ("ToySafetyGymEnv", 5),
     "ToyNoCost-v0": ("ToyNoCostEnv", None),

@@ -87,3 +87,13 @@ def test_grid_file_and_bad_grids(tmp_path):
         plan(["fac", {"label": "fac", "algo": "sac-alam"}], ["statewise/DoubleIntegrator-v0"], [0], 10, tmp_path)
     with pytest.raises(StatewiseError, match="label must be"):
         plan([{"label": "a/b", "algo": "fac"}], ["statewise/DoubleIntegrator-v0"], [0], 10, tmp_path)
+
+
+def test_report_cells_count_non_finite_runs_and_use_student_t():
+    from statewise.bench import _cell
+
+    # three seeds, one diverged: its NaN is counted and shown, the mean is over the finite two (t with 1 dof)
+    cell = _cell([1.0, float("nan"), 3.0])
+    assert cell == f"2 ± {12.706 * 2 ** 0.5 / 2 ** 0.5:.2g} [1 of 3 non-finite]"
+    assert _cell([float("inf"), float("nan")]) == "– [2 of 2 non-finite]"
+    assert _cell([1.0, 2.0, 3.0]) == f"2 ± {4.303 / 3 ** 0.5:.2g}"

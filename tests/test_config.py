@@ -45,6 +45,11 @@ def test_round_trip_through_yaml(tmp_path):
     ("sac.hidden=[0]", "positive layer widths"),
     ("sac.gamma=1.0", "sac.gamma"),
     ("constraint.twin_aggregate=min", "twin_aggregate"),
+    ("constraint.twin_target=min", "twin_target"),
+    ("constraint.tau=0", "constraint.tau"),
+    ("constraint.tau=fast", "expects float"),
+    ("multiplier.steps=many", "multiplier.steps must be a number or 'auto'"),
+    ("value_bias=maybe", "expects bool"),
     ("multiplier.update=regression", None),  # fine for sac-alam
     ("multiplier.lam_init=200", "lam_init"),
     ("sac.start_steps=10", "start_steps"),
@@ -69,3 +74,16 @@ def test_inconsistent_multiplier_choices():
     cfg.apply_overrides(["multiplier.kind=none"])
     with pytest.raises(ConfigError, match="only for sac"):
         cfg.validate()
+
+
+@pytest.mark.parametrize("algo, lr, steps", [("sac-alam", 3e-4, 10), ("alam-no-qp", 3e-4, 10), ("fac", 3e-5, 1),
+                                             ("alam-no-dt", 3e-5, 1), ("sac-lag", 3e-4, 1), ("sac-pid-lag", 3e-4, 1)])
+def test_multiplier_budget_follows_the_update_rule(algo, lr, steps):
+    """Regression to the dual target gets a critic's lr and K_λ = 10 steps; dual ascent on a network keeps the small
+    dual step; explicit values always win."""
+    cfg = Config(algo=algo).validate()
+    assert (cfg.multiplier.lr, cfg.multiplier.steps) == (lr, steps)
+    assert (cfg.constraint.twin_aggregate, cfg.constraint.twin_target, cfg.constraint.tau) == ("mean", "mean", 0.05)
+    explicit = Config(algo=algo)
+    explicit.apply_overrides(["multiplier.lr=1e-3", "multiplier.steps=2"])
+    assert (explicit.validate().multiplier.lr, explicit.multiplier.steps) == (1e-3, 2)

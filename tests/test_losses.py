@@ -1,4 +1,4 @@
-"""Every loss, target and update rule of ALGORITHM.md against hand-computed values or autograd."""
+"""Every loss, target and update rule of docs/algorithm.md against hand-computed values or autograd."""
 
 import copy
 import math
@@ -103,7 +103,7 @@ def test_dual_target_fixed_point_is_complementary_slackness():
 
 
 def test_regression_gradient_is_scaled_dual_ascent_when_unclipped():
-    """ALGORITHM.md §6.4 caveat: with λ_prev = λ_ξ and no clipping, ∇ regression = 2ρ_λ ∇ dual ascent."""
+    """docs/algorithm.md §5: with λ_prev = λ_ξ and no clipping, ∇ regression = 2ρ_λ ∇ dual ascent."""
     reg = _network_multiplier("regression", rho_lambda=0.5)
     reg.prev.load_state_dict(reg.net.state_dict())
     obs = torch.randn(8, 3)
@@ -211,7 +211,12 @@ def test_pid_multiplier_matches_hand_computation():
 # ------------------------------------------------------------------------- cost value backup (§2.2)
 def test_twin_cost_aggregation():
     twins = torch.tensor([[1.0, 4.0], [3.0, 2.0]])
-    torch.testing.assert_close(CostValue(ConstraintConfig()).aggregate(twins), torch.tensor([3.0, 4.0]))
+    pessimistic = CostValue(ConstraintConfig(twin_aggregate="max", twin_target="max"))
+    torch.testing.assert_close(pessimistic.aggregate(twins), torch.tensor([3.0, 4.0]))
+    torch.testing.assert_close(pessimistic.target_value(twins), torch.tensor([3.0, 4.0]))
+    split = CostValue(ConstraintConfig(twin_aggregate="max", twin_target="mean"))  # the risk estimate stays max
+    torch.testing.assert_close(split.aggregate(twins), torch.tensor([3.0, 4.0]))
+    torch.testing.assert_close(split.target_value(twins), torch.tensor([2.0, 3.0]))
     mean = CostValue(ConstraintConfig(twin_aggregate="mean")).aggregate(twins)
     torch.testing.assert_close(mean, torch.tensor([2.0, 3.0]))
 
@@ -300,9 +305,10 @@ class _FixedSampler:
         return a, logp + bias.sum() * 0.0
 
 
-@pytest.mark.parametrize("algo", ["sac", "sac-alam", "sac-lag"])
-def test_critic_targets_bootstrap_on_truncation_not_termination(algo):
-    agent, buf = _agent(algo)
+@pytest.mark.parametrize("algo, twin_target", [("sac", "mean"), ("sac-alam", "mean"), ("sac-alam", "max"),
+                                               ("sac-lag", "mean")])
+def test_critic_targets_bootstrap_on_truncation_not_termination(algo, twin_target):
+    agent, buf = _agent(algo, **{"constraint.twin_target": twin_target})
     agent.actor.sample = _FixedSampler(agent.actor, 2)
     # sample the whole buffer in order
     buf._indices = lambda n: torch.arange(8)
@@ -315,7 +321,8 @@ def test_critic_targets_bootstrap_on_truncation_not_termination(algo):
         v = agent.critic(b.obs, b.act)
         expected_q = ((v[0] - y) ** 2).mean() + ((v[1] - y) ** 2).mean()
         if agent.constrained:
-            yc = b.cost + 0.9 * (1 - b.terminated) * torch.maximum(tv[2], tv[3])
+            next_c = torch.maximum(tv[2], tv[3]) if twin_target == "max" else 0.5 * (tv[2] + tv[3])
+            yc = b.cost + 0.9 * (1 - b.terminated) * next_c
             expected_c = ((v[2] - yc) ** 2).mean() + ((v[3] - yc) ** 2).mean()
     stats = agent.update(buf, log=True)
     torch.testing.assert_close(stats["reward_critic_loss"], expected_q)
@@ -344,7 +351,7 @@ def test_actor_loss_composition(algo, penalty, normalize):
         v = agent.critic(b.obs, a)
         per = alpha * logp - torch.minimum(v[0], v[1])
         if penalty:
-            g = torch.maximum(v[2], v[3]) - 0.1
+            g = 0.5 * (v[2] + v[3]) - 0.1  # the twins' mean (constraint.twin_aggregate default)
             lam = agent.multiplier.value(b.obs)
             if penalty == "augmented":
                 eff = torch.relu(lam + 1.0 * g)
@@ -373,7 +380,7 @@ def test_actor_parameter_gradient_matches_autograd_reference(algo):
     alpha = math.exp(reference.log_alpha.item())
     a, logp = reference.actor.sample(b.obs)
     v = reference.critic(b.obs, a)
-    g = torch.maximum(v[2], v[3]) - 0.1
+    g = 0.5 * (v[2] + v[3]) - 0.1  # the twins' mean (constraint.twin_aggregate default)
     lam = reference.multiplier.value(b.obs)
     if algo == "sac-alam":
         per = alpha * logp - torch.minimum(v[0], v[1]) + torch.where(lam + g >= 0, lam * g + g * g / 2, -lam ** 2 / 2)
@@ -411,11 +418,20 @@ def test_temperature_loss_direction():
 
 
 def test_polyak_update():
-    agent, buf = _agent("sac-alam", **{"sac.tau": 0.25})
+    agent, buf = _agent("sac-alam", **{"sac.tau": 0.25, "constraint.tau": 0.25})
     target0 = [p.clone() for p in agent.critic_target.parameters()]
     agent.update(buf)
     for t, t0, p in zip(agent.critic_target.parameters(), target0, agent.critic.parameters()):
         torch.testing.assert_close(t, 0.75 * t0 + 0.25 * p.detach())
+
+
+def test_polyak_rate_of_cost_critics_is_their_own():
+    agent, buf = _agent("sac-alam", **{"sac.tau": 0.25, "constraint.tau": 0.5})
+    target0 = [p.clone() for p in agent.critic_target.parameters()]
+    agent.update(buf)
+    for t, t0, p in zip(agent.critic_target.parameters(), target0, agent.critic.parameters()):
+        torch.testing.assert_close(t[:2], 0.75 * t0[:2] + 0.25 * p.detach()[:2])  # reward twins
+        torch.testing.assert_close(t[2:], 0.5 * t0[2:] + 0.5 * p.detach()[2:])  # cost twins
 
 
 def test_multiplier_updated_every_period():
@@ -429,3 +445,38 @@ def test_multiplier_updated_every_period():
     # λ_prev followed λ_ξ (hard copy)
     for p_prev, p in zip(agent.multiplier.prev.parameters(), agent.multiplier.net.parameters()):
         torch.testing.assert_close(p_prev, p.detach())
+
+
+def test_member_group_clipping_matches_torch_per_group():
+    from statewise.sac import clip_grad_norm_by_members
+
+    gen = torch.Generator().manual_seed(3)
+    params = [torch.nn.Parameter(torch.zeros(4, 3, 5)), torch.nn.Parameter(torch.zeros(4, 1, 5))]
+    for p, scale in zip(params, (30.0, 0.01)):
+        p.grad = torch.randn(p.shape, generator=gen) * scale
+    reference = []
+    for group in (slice(0, 2), slice(2, 4)):  # torch's own clipping on each group's slices alone
+        sliced = [torch.nn.Parameter(p.detach()[group].clone()) for p in params]
+        for s, p in zip(sliced, params):
+            s.grad = p.grad[group].clone()
+        torch.nn.utils.clip_grad_norm_(sliced, 1.0)
+        reference.append([s.grad for s in sliced])
+    clip_grad_norm_by_members(params, [slice(0, 2), slice(2, 4)], 1.0)
+    for gi, group in enumerate((slice(0, 2), slice(2, 4))):
+        for p, ref in zip(params, reference[gi]):
+            torch.testing.assert_close(p.grad[group], ref)
+
+
+def test_cost_critic_update_does_not_depend_on_reward_scale():
+    """Reward and cost twins are clipped separately: with the actor frozen, a reward scale large enough to trigger
+    the reward critics' clipping leaves the cost critics' trajectory bit-for-bit unchanged."""
+    finals = []
+    for scale in (1.0, 1e4):
+        agent, buf = _agent("sac-alam", **{"sac.reward_scale": 1.0, "sac.lr_actor": 1e-30, "sac.grad_clip": 1.0})
+        buf.rew.mul_(scale)
+        torch.manual_seed(5)
+        for _ in range(4):
+            agent.update(buf)
+        finals.append([p.detach()[2:].clone() for p in agent.critic.parameters()])
+    for a, b in zip(*finals):
+        assert torch.equal(a, b)

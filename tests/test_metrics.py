@@ -28,8 +28,20 @@ def test_auprc_hand_cases():
 def test_final_performance_and_ci():
     assert last_fraction_mean(np.arange(20), 0.1) == pytest.approx(18.5)  # last 2 of 20
     assert last_fraction_mean([3.0, 5.0], 0.1) == 5.0  # at least one point
+    # Student's t, not the normal quantile: n = 3 -> t_{0.975, 2} = 4.303
     mean, half = mean_ci95([1.0, 2.0, 3.0])
-    assert mean == 2.0 and half == pytest.approx(1.96 * 1.0 / np.sqrt(3))
+    assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / np.sqrt(3))
+    mean, half = mean_ci95([1.0, 3.0, 2.0, 6.0, 3.0])  # n = 5: std 1.871 -> 2.776 * 1.871 / sqrt(5)
+    assert half == pytest.approx(2.776 * np.std([1, 3, 2, 6, 3], ddof=1) / np.sqrt(5))
+    assert mean_ci95([4.0]) == (4.0, 0.0)
+
+
+def test_t_quantile_beyond_the_table():
+    from statewise.metrics import t_quantile_975
+
+    # reference values of Student's t 0.975 quantile (statistical tables): df 40, 60, 120 -> 2.021, 2.000, 1.980
+    for df, ref in ((30, 2.042), (40, 2.021), (60, 2.000), (120, 1.980)):
+        assert t_quantile_975(df) == pytest.approx(ref, abs=1.5e-3)
 
 
 def test_stability_metrics():
@@ -41,6 +53,10 @@ def test_stability_metrics():
     # a monotone ramp with tiny jitter below the dead band does not oscillate
     ramp = np.linspace(0, 10, 50)[:, None] + 1e-4 * (-1) ** np.arange(50)[:, None]
     assert oscillation_count(ramp) == 0.0
+    # the dead band is per state: one state saturating at 100 must not hide another state's flips of size 0.5
+    # (a global band of 1% of the whole range, 1.0, would count zero flips for state 0)
+    flip = np.c_[0.5 * (np.arange(9) % 2), np.linspace(0.0, 100.0, 9)]
+    assert oscillation_count(flip) == pytest.approx((7 * 100.0 / 8 + 0.0) / 2)
 
 
 def test_neighbour_correlation_detects_propagation():
@@ -73,3 +89,16 @@ def test_reliability_bins():
     labels = np.array([0, 0, 0, 0, 0, 1, 0, 1, 1, 1])
     mean_score, freq = reliability(scores, labels, bins=2)
     assert mean_score.tolist() == [2.0, 7.0] and freq.tolist() == [0.0, 0.8]
+
+
+def test_reliability_keeps_ties_in_one_bin():
+    from statewise.metrics import reliability
+
+    # a constant score (a scalar λ) cannot rank states: one bin, not a curve drawn by visit order
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    mean_score, freq = reliability(np.full(10, 3.0), labels, bins=5)
+    assert mean_score.tolist() == [3.0] and freq.tolist() == [0.5]
+    # two tie groups of sizes 3 and 7 never share or split a bin
+    scores = np.r_[np.zeros(3), np.ones(7)]
+    mean_score, freq = reliability(scores, np.r_[0, 0, 1, np.ones(7)], bins=4)
+    assert mean_score.tolist() == [0.0, 1.0] and freq.tolist() == pytest.approx([1 / 3, 1.0])

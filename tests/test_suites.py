@@ -237,7 +237,7 @@ def test_eval_video_of_a_builtin_task(tmp_path, tiny, capsys):
     meta, frames = _mp4_frames(paths[0])
     assert tuple(meta["size"]) == (w + w % 2, h + h % 2) and meta["fps"] == env.metadata["render_fps"]
     agent = statewise.load(run)
-    length = run_episodes(env, agent.act, 1, 5)["length"]
+    length = run_episodes(env, agent.act, [5])["length"]
     assert len(frames) == length + 1 and not np.array_equal(frames[0], frames[-1])
     before = paths[0].stat().st_mtime_ns
     with pytest.raises(SystemExit) as exc:

@@ -10,8 +10,7 @@ import yaml
 
 import statewise
 from statewise import ALGORITHMS
-from statewise.evaluate import build_env, calibration, run_episodes
-from statewise.training import FINAL_EVAL_SEED_OFFSET
+from statewise.evaluate import build_env, calibration, episode_seeds, run_episodes
 
 from conftest import TASKS, tiny_config
 
@@ -79,7 +78,7 @@ def test_save_load_act_reproduces_final_evaluation(tmp_path):
     result = statewise.train(tiny_config(tmp_path / "run", "sac-alam"))
     agent = statewise.load(result.run_dir)
     env = build_env(agent.config.env, agent.config.max_episode_steps)
-    again = run_episodes(env, agent.act, 3, agent.config.seed + FINAL_EVAL_SEED_OFFSET)
+    again = run_episodes(env, agent.act, episode_seeds(agent.config.seed, "final", 3))
     assert again == result.summary["final_eval"]  # the same actions as the agent had in memory
     calib = calibration(env, agent.multiplier, agent.cost_value)
     assert calib == result.summary["calibration"]  # the same multipliers
@@ -142,3 +141,27 @@ def test_env_without_time_limit_is_refused(tmp_path):
     with pytest.raises(statewise.StatewiseError, match="no time limit"):
         statewise.train(cfg)
     assert not (tmp_path / "r").exists()
+
+
+def test_training_violation_ratio_excludes_the_warm_up(tmp_path):
+    # every violation happens in the first 100 transitions, which are exactly the random warm-up
+    cfg = tiny_config(tmp_path / "r", "sac-lag", "_toy_envs:ToyEarlyCost-v0")
+    summary = statewise.train(cfg).summary
+    assert summary["train_violation_ratio"] == 0.0
+    assert summary["train_violation_ratio_total"] == pytest.approx(100 / 300)
+
+
+def test_training_seeds_never_share_evaluation_starts():
+    """Each training seed evaluates from its own starts: no reset seed is shared between training seeds 0-99 or
+    between a seed's periodic and final evaluations (contiguous offsets shared 16 of 20 starts across seeds 0-4)."""
+    seen: dict[int, tuple[int, str]] = {}
+    for seed in range(100):
+        for purpose, n in (("eval", 20), ("final", 50)):
+            for reset_seed in episode_seeds(seed, purpose, n):
+                assert reset_seed not in seen, (seed, purpose, seen.get(reset_seed))
+                seen[reset_seed] = (seed, purpose)
+    assert episode_seeds(7, "eval", 5) == episode_seeds(7, "eval", 20)[:5]  # more episodes extend, never reshuffle
+    # and so the starts themselves differ: the double integrator's initial states of seeds 0 and 1
+    env = build_env("statewise/DoubleIntegrator-v0")
+    starts = [{tuple(env.reset(seed=s)[0]) for s in episode_seeds(seed, "eval", 20)} for seed in (0, 1)]
+    assert not starts[0] & starts[1]

@@ -193,7 +193,7 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True) -> li
 
 # ----------------------------------------------------------------------------------------- report
 def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
-    """Everything the report tabulates for one run (ALGORITHM.md §10)."""
+    """Everything the report tabulates for one run (docs/algorithm.md §7)."""
     from statewise.plots import read_csv
 
     summary = json.loads((run_dir / runio.SUMMARY_FILE).read_text())
@@ -202,7 +202,7 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
         "return (last 10% of evals)": last_fraction_mean(ev["return"]),
         "episode cost (last 10%)": last_fraction_mean(ev["cost"]),
         "eval episode violation prob (last 10%)": last_fraction_mean(ev["episode_violation_prob"]),
-        "training violation ratio": summary["train_violation_ratio"],
+        "training violation ratio": summary["train_violation_ratio"],  # after the random warm-up
         "final return (final eval)": summary["final_eval"]["return"],
         "final cost (final eval)": summary["final_eval"]["cost"],
         "eval cost std (last 20%)": temporal_std(ev["cost"][:, None]),
@@ -218,6 +218,14 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
     for key, value in summary.get("calibration", {}).items():
         if key.endswith(("auroc", "auprc")):
             out[key.replace("_", " ")] = value
+    if "lambda_max_slack1" in summary.get("calibration", {}):
+        out["max λ on states with ≥ 1 m slack"] = summary["calibration"]["lambda_max_slack1"]
+    bias = summary.get("value_bias", {})  # the last measurement (statewise.diagnostics)
+    for states in ("feasible", "replay"):
+        if f"{states}_qc_bias_median" in bias:
+            out[f"Q^c − Monte-Carlo, median, {states} states (final)"] = bias[f"{states}_qc_bias_median"]
+        if f"{states}_q_bias_median" in bias:
+            out[f"Q − Monte-Carlo, median, {states} states (final)"] = bias[f"{states}_q_bias_median"]
     for key, value in summary.get("mc_calibration", {}).items():
         if key.endswith("auroc"):
             out[f"{key.replace('_', ' ')} vs violation within {summary['mc_calibration']['horizon']} steps"] = value
@@ -235,31 +243,36 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
     return out
 
 
-# The 2x2 ablation of ALGORITHM.md §7: (multiplier training, actor penalty) -> preset.
+# The 2x2 ablation (docs/algorithm.md §6): (multiplier training, actor penalty) -> preset.
 ABLATION = {("dual ascent", "Lagrangian λ·g"): "fac", ("dual ascent", "augmented ψ_ρ"): "alam-no-dt",
             ("regression to dual target", "Lagrangian λ·g"): "alam-no-qp",
             ("regression to dual target", "augmented ψ_ρ"): "sac-alam"}
 HEADLINE_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
                     "violation prob from feasible starts (final)", "feasible-start safety flips (evals)",
                     "eval cost std (last 20%)", "λ temporal std (last 20%)", "λ oscillations per 100 logs",
-                    "lambda auroc", "cost value auroc", "wall time [s]")
+                    "lambda auroc", "cost value auroc", "max λ on states with ≥ 1 m slack",
+                    "Q^c − Monte-Carlo, median, feasible states (final)", "wall time [s]")
 ABLATION_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
                     "violation prob from feasible starts (final)", "λ temporal std (last 20%)",
                     "λ oscillations per 100 logs", "lambda auroc")
 
 
 def _cell(values: list[float]) -> str:
+    """Mean ± Student-t 95% half-width over the finite values; non-finite ones are counted and shown, never
+    silently dropped ("1.2 ± 0.4 [1 of 3 non-finite]")."""
     vals = [v for v in values if np.isfinite(v)]
+    bad = len(values) - len(vals)
+    note = f" [{bad} of {len(values)} non-finite]" if bad else ""
     if not vals:
-        return "–"
+        return "–" + note
     mean, half = mean_ci95(vals)
-    return f"{mean:.3g} ± {half:.2g}" if len(vals) > 1 else f"{mean:.3g}"
+    return (f"{mean:.3g} ± {half:.2g}" if len(vals) > 1 else f"{mean:.3g}") + note
 
 
 def _ablation_table(by_label: dict[str, list[dict[str, float]]]) -> list[str]:
     if not all(label in by_label for label in ABLATION.values()):
         return []
-    lines = ["### Ablation (ALGORITHM.md §7)", "",
+    lines = ["### Ablation (docs/algorithm.md §6)", "",
              "fac = neither component, alam-no-dt = quadratic penalty only, alam-no-qp = dual-target regression "
              "only, sac-alam = both.", "",
              "| metric | multiplier training | Lagrangian λ·g | augmented ψ_ρ |", "|---|---|---|---|"]
@@ -293,9 +306,9 @@ def _speed_table(runs: list[Path]) -> list[str]:
 
 def report(out: Path, cost_limit: float = 0.0) -> Path:
     """Write ``OUT/report.md`` with figures per environment from a grid directory: the metrics table
-    (mean ± 95% CI over seeds per variant), the §7 ablation table when its four variants ran, learning
+    (mean ± 95% CI over seeds per variant), the ablation table (docs/algorithm.md §6) when its four variants ran, learning
     curves, λ maps over training, reliability curves and the speed of every run."""
-    from statewise.plots import lambda_over_training, learning_curves, reliability_curves
+    from statewise.plots import lambda_over_training, learning_curves, reliability_curves, value_bias_curves
 
     env_dirs = sorted(d for d in Path(out).iterdir() if d.is_dir()) if Path(out).is_dir() else []
     if not env_dirs:
@@ -320,7 +333,7 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
         lines += [f"## {env_dir.name}", "",
                   f"{len(runs)} runs; steps per run: "
                   + ", ".join(f"{a} {'/'.join(map(str, sorted(steps[a])))}" for a in labels)
-                  + "; mean ± 95% CI (1.96·std/√n) over seeds (n per variant: "
+                  + "; mean ± 95% CI (Student's t, t·std/√n) over seeds (n per variant: "
                   + ", ".join(f"{a} {len(by_label[a])}" for a in labels) + ")", ""]
         headline = [k for k in HEADLINE_METRICS if k in keys]
         for title, subset in (("Headline", headline), ("All metrics", keys)):
@@ -332,7 +345,8 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
         lines += _ablation_table(by_label)
         lines += [f"![learning curves]({figure.relative_to(out)})", ""]
         for title, extra in (("λ over training", lambda_over_training(runs, env_dir)),
-                             ("reliability", reliability_curves(runs, env_dir))):
+                             ("reliability", reliability_curves(runs, env_dir)),
+                             ("critic estimates against Monte-Carlo truth", value_bias_curves(runs, env_dir))):
             if extra is not None:
                 lines += [f"![{title}]({extra.relative_to(out)})", ""]
         lines += _speed_table(runs)

@@ -107,7 +107,7 @@ def eval_cmd(run_dir, episodes, seed, as_json, video, video_episodes, video_dir)
                                   video_episodes, seed):
             click.echo(f"video: {path}", err=as_json)
     env = build_env(agent.config.env, agent.config.max_episode_steps)
-    result = run_episodes(env, lambda o: agent.act(o), episodes, seed)
+    result = run_episodes(env, lambda o: agent.act(o), range(seed, seed + episodes))
     calib = calibration(env, agent.multiplier, agent.cost_value) if agent.config.constrained else {}
     if as_json:
         click.echo(json.dumps({"episodes": episodes, **result, "calibration": calib}, indent=2))

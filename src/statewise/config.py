@@ -5,19 +5,19 @@ dataclass defaults < ``--config file.yaml`` < explicit CLI flags (``--algo``, ``
 ``--set key=value``. After :meth:`Config.validate` every ``"auto"`` value is resolved, so the
 ``config.yaml`` in the run directory says exactly which values ran.
 
-Algorithms are presets of the multiplier block (ALGORITHM.md §4, §6, §7):
+Algorithms are presets of the multiplier block (docs/algorithm.md §6):
 
 ============  ==========  =============  ==========  =================================
 algo          multiplier  update         penalty     notes
 ============  ==========  =============  ==========  =================================
-sac           none        -              -           unconstrained (§4.1)
-sac-lag       scalar      dual-ascent    lagrangian  actor loss normalised by 1+λ (§4.2a)
-sac-pid-lag   pid         pid            lagrangian  PID-controlled scalar λ, normalised (§4.3)
-sac-al        scalar      dual-ascent    augmented   scalar augmented Lagrangian (§4.6)
-fac           network     dual-ascent    lagrangian  Feasible Actor-Critic (§4.4)
-sac-alam      network     regression     augmented   SAC-ALaM (§6)
-alam-no-qp    network     regression     lagrangian  ablation: no quadratic penalty (§7)
-alam-no-dt    network     dual-ascent    augmented   ablation: no dual-target regression (§7)
+sac           none        -              -           unconstrained
+sac-lag       scalar      dual-ascent    lagrangian  actor loss normalised by 1+λ
+sac-pid-lag   pid         pid            lagrangian  PID-controlled scalar λ, normalised
+sac-al        scalar      dual-ascent    augmented   scalar augmented Lagrangian
+fac           network     dual-ascent    lagrangian  Feasible Actor-Critic
+sac-alam      network     regression     augmented   SAC-ALaM
+alam-no-qp    network     regression     lagrangian  ablation: no quadratic penalty
+alam-no-dt    network     dual-ascent    augmented   ablation: no dual-target regression
 ============  ==========  =============  ==========  =================================
 
 "w/o both" is ``fac``: the presets differ only in the two switches, so
@@ -57,10 +57,12 @@ def variant_order(algo: str, label: str) -> tuple[int, bool, str]:
     return list(ALGORITHMS).index(algo), label != algo, label
 
 
-# Default multiplier learning rates. Adam moves a scalar λ by about ±lr per update, a λ network by
-# about lr per parameter; on the double integrator (tuning seed 100) 3e-4 made network multipliers
-# rise to the cap long before the cost critic had settled, 3e-5 did not (README, "Findings").
+# Default multiplier learning rates. Adam moves each parameter by about lr per step whatever the gradient's scale, so
+# for dual ascent the lr is the dual step: on a λ network, 1e-3 wound it up to the cap in every state (README, "Same
+# dual step") and 3e-5 did not. Regression to the dual target fits a clipped target, as a critic fits its Bellman
+# target, so it takes a critic's lr and K_λ = 10 steps per update (README, "Why λ kept rising").
 SCALAR_LR, NETWORK_LR = 3e-4, 3e-5
+REGRESSION_STEPS = 10
 MULTIPLIER_KINDS = ("none", "scalar", "pid", "network")
 UPDATE_RULES = ("dual-ascent", "regression", "pid")
 PENALTIES = ("lagrangian", "augmented")
@@ -72,7 +74,7 @@ VECTOR_MODES = ("single", "sync", "async")
 
 @dataclass
 class SACConfig:
-    """The shared soft actor-critic backbone (ALGORITHM.md §3, §9)."""
+    """The shared soft actor-critic backbone (docs/algorithm.md §3)."""
 
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "relu"
@@ -95,7 +97,7 @@ class SACConfig:
 
 @dataclass
 class ConstraintConfig:
-    """The constraint signal g(s, a) = Q^c(s, a) - d (ALGORITHM.md §2.2).
+    """The constraint signal g(s, a) = Q^c(s, a) - d (docs/algorithm.md §2).
 
     ``cvf``: Q^c is the discounted sum of future (binary) costs, gamma_c-discounted; the state-wise
     constraint is Q^c(s, π(s)) <= threshold in every state. With binary costs and gamma_c = 0.99 the
@@ -106,12 +108,21 @@ class ConstraintConfig:
     threshold: float = 0.1
     gamma_c: float = 0.99
     binary_cost: bool = True  # train on c = 1[c_env > 0]
-    twin_aggregate: str = "max"  # how the twin cost critics combine: max (pessimistic) or mean
+    # How the twin cost critics combine: into the risk estimate Q^c(s, a) that forms g, and at (s', a') inside the
+    # Bellman target. mean (default) or max (pessimistic). A max inside the bootstrap compounds the twins'
+    # disagreement into a positive bias of about 0.56 σ / (1 − γ_c): on the double integrator, Q^c ≈ 0.65 on states
+    # whose true value is 0, which kept every network λ rising (README, "Why λ kept rising").
+    twin_aggregate: str = "mean"
+    twin_target: str = "mean"
+    # Polyak rate of the cost critics' targets (the reward critics use sac.tau). A bootstrapped error decays at about
+    # τ (1 − γ_c) per step; 0.05 lets the cost critic forget the violations of an earlier, riskier policy in ~700
+    # steps instead of ~7,000 at 0.005.
+    tau: float = 0.05
 
 
 @dataclass
 class MultiplierConfig:
-    """How λ is represented and trained (ALGORITHM.md §4, §6, §7). ``auto`` = the algorithm's preset."""
+    """How λ is represented and trained (docs/algorithm.md §5, §6). ``auto`` = the algorithm's preset."""
 
     kind: str = "auto"  # none | scalar | network
     update: str = "auto"  # dual-ascent | regression
@@ -121,9 +132,13 @@ class MultiplierConfig:
     rho_lambda: float | str = "auto"  # dual step ρ_λ of the regression target; auto = ρ
     lam_max: float = 100.0
     lam_init: float = 0.1  # initial λ (scalar value, or softplus output of the network)
-    lr: float | str = "auto"  # Adam lr; auto = 3e-4 for a scalar λ, 3e-5 for a λ network (see README)
+    # Adam lr; auto = 3e-4 for a scalar λ and for regression to the dual target, 3e-5 for dual ascent on a λ network
+    # (whose step is the dual step: larger ones wind the network up, README "Same dual step")
+    lr: float | str = "auto"
     period: int = 10  # m_λ: gradient steps between multiplier updates
-    steps: int = 1  # K_λ: optimiser steps per multiplier update
+    # K_λ: optimiser steps per multiplier update; auto = 10 for regression (fit the dual target, like a critic fits
+    # its Bellman target), 1 for dual ascent and PID
+    steps: int | str = "auto"
     target_tau: float = 1.0  # λ_prev <- (1-τ) λ_prev + τ λ after each update; 1 = hard copy
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     grad_clip: float = 3.0  # FAC: lam_gradient_clip_norm = 3; 0 disables
@@ -131,7 +146,7 @@ class MultiplierConfig:
     # dual ascent). Off = FAC as published: the raw output can wind up far above the cap (README, "Findings").
     anti_windup: bool = False
     # PID-Lagrangian gains (kind=pid). K_I is the integral (dual-ascent) step on the batch-mean residual;
-    # K_P = 100 K_I follows ALGORITHM.md §4.3's sweep K_P/K_I ∈ {10, 100, 1000} (to be tuned).
+    # K_P = 100 K_I is the middle of a K_P/K_I ∈ {10, 100, 1000} sweep (untuned).
     pid_kp: float = 1e-2
     pid_ki: float = 1e-4
     pid_kd: float = 0.0
@@ -159,6 +174,9 @@ class Config:
     log_every: int = 1_000
     checkpoint_every: int = 0  # 0: only at the end
     probe_size: int = 1_024  # distinct states drawn from the buffer at start_steps (at most start_steps of them)
+    # at every evaluation, the critics against Monte-Carlo truth on replay and exactly feasible states
+    # (value_bias.csv; statewise.diagnostics). Needs a task with batched dynamics (the double integrator).
+    value_bias: bool = False
     progress: bool = True
     sac: SACConfig = field(default_factory=SACConfig)
     constraint: ConstraintConfig = field(default_factory=ConstraintConfig)
@@ -236,8 +254,10 @@ class Config:
         m.normalize_actor = normalize if m.normalize_actor == "auto" else m.normalize_actor
         m.rho_lambda = m.rho if m.rho_lambda == "auto" else m.rho_lambda
         if m.lr == "auto":
-            m.lr = NETWORK_LR if m.kind == "network" else SCALAR_LR  # (unused by pid)
-        for name in ("sac.target_entropy", "multiplier.lr", "multiplier.rho_lambda"):
+            m.lr = NETWORK_LR if (m.kind, m.update) == ("network", "dual-ascent") else SCALAR_LR  # (unused by pid)
+        if m.steps == "auto":
+            m.steps = REGRESSION_STEPS if m.update == "regression" else 1
+        for name in ("sac.target_entropy", "multiplier.lr", "multiplier.rho_lambda", "multiplier.steps"):
             if isinstance(self._get(name), str) and self._get(name) != "auto":
                 raise ConfigError(f"{name} must be a number or 'auto', got '{self._get(name)}'")
         if self.sac.target_entropy != "auto" and not isinstance(self.sac.target_entropy, (int, float)):
@@ -259,6 +279,7 @@ class Config:
                 raise ConfigError("multiplier.kind=pid goes with multiplier.update=pid (and only with it)")
         _choice("constraint.signal", self.constraint.signal, SIGNALS)
         _choice("constraint.twin_aggregate", self.constraint.twin_aggregate, ("max", "mean"))
+        _choice("constraint.twin_target", self.constraint.twin_target, ("max", "mean"))
         _choice("sac.activation", self.sac.activation, ACTIVATIONS)
         _choice("device", self.device, DEVICES)
 
@@ -292,7 +313,7 @@ class Config:
         for name in ("sac.gamma", "constraint.gamma_c"):
             if not 0.0 <= self._get(name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {self._get(name)}")
-        for name in ("sac.tau", "multiplier.target_tau"):
+        for name in ("sac.tau", "constraint.tau", "multiplier.target_tau"):
             if not 0.0 < self._get(name) <= 1.0:
                 raise ConfigError(f"{name} must be in (0, 1], got {self._get(name)}")
         if self.sac.start_steps < 0 or self.checkpoint_every < 0 or self.threads < 0 or self.max_episode_steps < 0:

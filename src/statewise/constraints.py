@@ -1,5 +1,5 @@
 """Constraint signals: what the cost critic learns and how the state-wise residual g is formed
-(ALGORITHM.md §2.2). All methods in one comparison share the same signal and threshold.
+(docs/algorithm.md §2). All methods in one comparison share the same signal and threshold.
 
 A signal turns per-step costs into a Bellman target for the twin cost critics and the pessimistic
 critic value into the residual ``g(s, a) = F(s, a) - d`` (``g <= 0`` means satisfied). New signals
@@ -25,6 +25,9 @@ class ConstraintSignal(Protocol):
     def aggregate(self, twins: torch.Tensor) -> torch.Tensor:
         """One value from the twin cost critics' outputs (2, B) -> (B,)."""
 
+    def target_value(self, twins: torch.Tensor) -> torch.Tensor:
+        """The twins' value at the next state inside the Bellman target, (2, B) -> (B,)."""
+
     def backup(self, cost: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
         """Bellman target for Q^c(s, a) from the pessimistic target value at (s', a' ~ π)."""
 
@@ -44,20 +47,30 @@ class CostValue:
         self.gamma_c = cfg.gamma_c
         self.binary = cfg.binary_cost
         self.twin = cfg.twin_aggregate
+        self.twin_target = cfg.twin_target
 
     def train_cost(self, raw_cost: np.ndarray) -> np.ndarray:
         cost = np.asarray(raw_cost, dtype=np.float64)
         return (cost > 0.0).astype(np.float64) if self.binary else cost
 
     def aggregate(self, twins: torch.Tensor) -> torch.Tensor:
-        """``max`` (pessimistic, ALGORITHM.md §1) or ``mean`` of the twin cost critics."""
-        return torch.maximum(twins[0], twins[1]) if self.twin == "max" else 0.5 * (twins[0] + twins[1])
+        """The risk estimate Q^c(s, a) that forms g for the actor and the multiplier: ``max`` (pessimistic) or
+        ``mean`` of the twin cost critics."""
+        return _combine(twins, self.twin)
+
+    def target_value(self, twins: torch.Tensor) -> torch.Tensor:
+        """The twins' value at (s', a') inside the Bellman target (``constraint.twin_target``)."""
+        return _combine(twins, self.twin_target)
 
     def backup(self, cost: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
         return cost + self.gamma_c * (1.0 - terminated) * next_value
 
     def residual(self, value: torch.Tensor) -> torch.Tensor:
         return value - self.threshold
+
+
+def _combine(twins: torch.Tensor, how: str) -> torch.Tensor:
+    return torch.maximum(twins[0], twins[1]) if how == "max" else 0.5 * (twins[0] + twins[1])
 
 
 def make_signal(cfg: ConstraintConfig) -> ConstraintSignal:

@@ -1,9 +1,9 @@
 """Environment set-up shared by training and evaluation, deterministic evaluation episodes and the
-multiplier-calibration check against an exact feasible set (ALGORITHM.md §10.1, §10.2, §10.4)."""
+multiplier-calibration check against an exact feasible set (docs/algorithm.md §7)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -54,10 +54,24 @@ def check_cost_signal(env: gym.Env, seed: int) -> None:
 
 
 Policy = Callable[[np.ndarray], np.ndarray]
+SLACK_M = 1.0  # calibration: λ on states with at least this much room under optimal braking (task.slack)
 
 
-def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int) -> dict[str, float]:
-    """Roll out ``policy`` (obs -> action) for ``episodes`` episodes with reset seeds seed, seed+1, ...
+# purposes of evaluation episodes; each (training seed, purpose) gets its own reset seeds
+EPISODE_PURPOSES = {"eval": 1, "final": 2}
+
+
+def episode_seeds(seed: int, purpose: str, episodes: int) -> list[int]:
+    """Reset seeds of a run's evaluation episodes: 32-bit values hashed from (training seed, purpose) by numpy's
+    SeedSequence, so different training seeds and the two purposes (periodic ``eval``, ``final`` evaluation)
+    never share evaluation starts, and the first k seeds do not depend on how many episodes are asked for.
+    (Contiguous ranges seed + offset + i overlapped: training seeds 0-4 shared 16 of 20 evaluation starts.)"""
+    ss = np.random.SeedSequence(entropy=seed, spawn_key=(EPISODE_PURPOSES[purpose],))
+    return [int(x) for x in ss.generate_state(episodes, dtype=np.uint32)]
+
+
+def run_episodes(env: gym.Env, policy: Policy, seeds: Sequence[int]) -> dict[str, float]:
+    """Roll out ``policy`` (obs -> action) for one episode per reset seed in ``seeds``.
 
     Returns the mean return, mean episode cost (raw environment cost), step violation rate
     (fraction of steps with cost > 0), episode violation probability (episodes with any cost), and,
@@ -66,8 +80,8 @@ def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int) -> dict
     """
     returns, costs, lengths, violated, feasible_start = [], [], [], [], []
     violating_steps = 0
-    for i in range(episodes):
-        obs, info = env.reset(seed=seed + i)
+    for seed in seeds:
+        obs, info = env.reset(seed=int(seed))
         feasible_start.append(info.get("feasible"))
         ep_ret = ep_cost = 0.0
         ep_len = ep_viol = 0
@@ -115,6 +129,11 @@ def calibration(env: gym.Env, lam_fn: Callable[[np.ndarray], np.ndarray],
            "lambda_mean_feasible": float(lam[~infeasible].mean()),
            "lambda_mean_infeasible": float(lam[infeasible].mean()),
            "infeasible_fraction_of_grid": float(infeasible.mean())}
+    if hasattr(task, "slack"):  # states with at least SLACK_M metres to spare: λ should be ~0 there
+        roomy = np.asarray(task.slack(obs)) >= SLACK_M
+        if roomy.any():
+            out.update(lambda_max_slack1=float(lam[roomy].max()),
+                       lambda_q95_slack1=float(np.quantile(lam[roomy], 0.95)))
     if cost_fn is not None:
         cost = cost_fn(obs)
         out.update(cost_value_auroc=auroc(cost, infeasible), cost_value_auprc=auprc(cost, infeasible))
@@ -122,13 +141,13 @@ def calibration(env: gym.Env, lam_fn: Callable[[np.ndarray], np.ndarray],
 
 
 def monte_carlo_calibration(env: gym.Env, policy: Policy, scores: dict[str, Callable[[np.ndarray], np.ndarray]],
-                            episodes: int, seed: int, horizon: int = 50, bins: int = 10) -> dict[str, Any]:
-    """Calibration without ground truth (ALGORITHM.md §10.4): roll out ``policy``, label every visited
+                            seeds: Sequence[int], horizon: int = 50, bins: int = 10) -> dict[str, Any]:
+    """Calibration without ground truth (docs/algorithm.md §7): roll out ``policy``, label every visited
     state with y_H = 1[a violation within the next ``horizon`` steps], and score each risk function
     (e.g. λ(s), Q^c(s, π(s))) by AUROC and by its reliability curve (violation frequency per quantile bin)."""
     states, labels = [], []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
+    for seed in seeds:
+        obs, _ = env.reset(seed=int(seed))
         ep_states, ep_costs, done = [], [], False
         while not done:
             ep_states.append(obs)

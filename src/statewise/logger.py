@@ -49,10 +49,13 @@ class CSVWriter:
 
 
 class RunLogger:
-    """Writes ``metrics.csv`` (training statistics), ``eval.csv`` and TensorBoard events under ``tb/``."""
+    """Writes ``metrics.csv`` (training statistics), ``eval.csv``, any ``extra`` streams (stream -> file name)
+    and TensorBoard events under ``tb/``."""
 
-    def __init__(self, run_dir: Path, train_csv: str, eval_csv: str, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, train_csv: str, eval_csv: str, tensorboard: bool = True,
+                 extra: dict[str, str] | None = None):
         self.csv = {"train": CSVWriter(run_dir / train_csv), "eval": CSVWriter(run_dir / eval_csv)}
+        self.csv.update({stream: CSVWriter(run_dir / name) for stream, name in (extra or {}).items()})
         self.tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter

@@ -1,4 +1,4 @@
-"""Metrics that are defined once and used by training, evaluation and reports (ALGORITHM.md §10)."""
+"""Metrics that are defined once and used by training, evaluation and reports (docs/algorithm.md §7)."""
 
 from __future__ import annotations
 
@@ -54,18 +54,35 @@ def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def last_fraction_mean(values: np.ndarray, fraction: float = 0.1) -> float:
-    """Mean of the last ``fraction`` of a series (at least one point): the 'final performance' of §10.1."""
+    """Mean of the last ``fraction`` of a series (at least one point): the 'final performance' (docs/algorithm.md §7)."""
     values = np.asarray(values, dtype=np.float64)
     k = max(1, int(np.ceil(fraction * len(values))))
     return float(values[-k:].mean())
 
 
+# two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t_quantile_975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (table to 30, then the Cornish-Fisher
+    expansion around the normal quantile, accurate to 1e-4 there)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
 def mean_ci95(values: np.ndarray) -> tuple[float, float]:
-    """Mean and 95% confidence half-width 1.96·std/√n across seeds (half-width 0 for one seed)."""
+    """Mean and 95% confidence half-width t_{0.975, n−1}·std/√n across seeds, Student's t because n is small
+    (n = 5: 2.78·std/√n, not 1.96). Half-width 0 for one seed."""
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 2:
         return float(values.mean()), 0.0
-    return float(values.mean()), float(1.96 * values.std(ddof=1) / np.sqrt(len(values)))
+    return float(values.mean()), float(t_quantile_975(len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
 
 
 def total_variation(series: np.ndarray) -> float:
@@ -83,13 +100,14 @@ def temporal_std(history: np.ndarray, last: float = 0.2) -> float:
 
 
 def oscillation_count(history: np.ndarray, deadband: float = 0.01) -> float:
-    """Sign changes of Δλ_k(s) per 100 logs, averaged over states. Changes smaller than ``deadband``
-    times the series' overall range are ignored (treated as no movement)."""
+    """Sign changes of Δλ_k(s) per 100 logs, averaged over states. Per state, changes smaller than ``deadband``
+    times that state's own range over the run are ignored (treated as no movement), so a state that saturates
+    at λ_max does not hide the flips of every other state."""
     history = np.asarray(history, dtype=np.float64)
     if len(history) < 3:
         return 0.0
     delta = np.diff(history, axis=0)
-    span = history.max() - history.min()
+    span = history.max(axis=0) - history.min(axis=0)  # (P,) one band per state
     sign = np.where(np.abs(delta) > deadband * span, np.sign(delta), 0.0)
     counts = []
     for column in sign.T:
@@ -128,7 +146,7 @@ def threshold_crossings(values: np.ndarray, limit: float) -> int:
 
 def violation_within(costs: np.ndarray, horizon: int) -> np.ndarray:
     """y_H(s_t) = 1[some c_t' > 0 for t' in [t, t + horizon)] along one episode's per-step costs
-    (c_t is the cost of the transition leaving s_t). ALGORITHM.md §10.4 Monte-Carlo ground truth."""
+    (c_t is the cost of the transition leaving s_t). The Monte-Carlo ground truth of calibration."""
     hit = np.asarray(costs, dtype=np.float64) > 0.0
     out = np.zeros(len(hit), dtype=bool)
     next_hit = np.inf  # index of the nearest violating step at or after t
@@ -140,10 +158,16 @@ def violation_within(costs: np.ndarray, horizon: int) -> np.ndarray:
 
 
 def reliability(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Empirical positive frequency per score-quantile bin (bins of equal count, lowest scores first):
-    returns (mean score per bin, positive frequency per bin). A calibrated risk score increases."""
+    """Empirical positive frequency per score-quantile bin (bins of about equal count, lowest scores first):
+    returns (mean score per bin, positive frequency per bin). A calibrated risk score increases.
+
+    Tied scores always share a bin (a bin is chosen by the ties' average rank), so a score that cannot rank
+    two states cannot draw a curve between them: a constant score gives one bin."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     labels = np.asarray(labels, dtype=np.float64).ravel()
-    order = np.argsort(scores, kind="mergesort")
-    groups = [g for g in np.array_split(order, bins) if len(g)]
+    if len(scores) == 0:
+        return np.array([]), np.array([])
+    which = np.minimum(((average_ranks(scores) - 0.5) * bins / len(scores)).astype(int), bins - 1)
+    groups = [np.flatnonzero(which == b) for b in range(bins)]
+    groups = [g for g in groups if len(g)]
     return (np.array([scores[g].mean() for g in groups]), np.array([labels[g].mean() for g in groups]))

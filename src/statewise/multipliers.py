@@ -1,4 +1,4 @@
-"""Multipliers: one object owns λ and its update rule (ALGORITHM.md §4.2, §4.4, §6.4).
+"""Multipliers: one object owns λ and its update rule (docs/algorithm.md §5).
 
 Every multiplier has the same small interface, so the SAC backbone never knows which one it holds:
 
@@ -23,7 +23,7 @@ from statewise.nets import MultiplierNet, adam
 
 
 class ScalarMultiplier(nn.Module):
-    """One λ for all states, trained by projected dual ascent on ḡ = mean_B g (ALGORITHM.md §4.2a).
+    """One λ for all states, trained by projected dual ascent on ḡ = mean_B g (docs/algorithm.md §5).
 
     Loss ``−λ·ḡ`` (gradient ``−ḡ``), Adam step, then projection ``λ ← clip(λ, 0, λ_max)``.
     """
@@ -51,7 +51,7 @@ class ScalarMultiplier(nn.Module):
 
 
 class PIDMultiplier(nn.Module):
-    """One λ for all states from a PID controller on ḡ = mean_B g (Stooke et al. 2020; ALGORITHM.md §4.3,
+    """One λ for all states from a PID controller on ḡ = mean_B g (Stooke et al. 2020; docs/algorithm.md §5,
     in OmniSafe's EMA-smoothed form). The integral term alone is projected dual ascent with step K_I::
 
         I  ← max(0, I + K_I ḡ)                         (starts at λ_init)
@@ -101,9 +101,9 @@ class PIDMultiplier(nn.Module):
 class NetworkMultiplier(nn.Module):
     """State-wise multiplier network λ_ξ(s) (softplus head, clamped to [0, λ_max] when used).
 
-    ``dual-ascent`` (FAC, ALGORITHM.md §4.4):   L(ξ) = −mean_B[ λ_ξ(s) · sg(g(s, ã)) ]
+    ``dual-ascent`` (FAC, docs/algorithm.md §5):   L(ξ) = −mean_B[ λ_ξ(s) · sg(g(s, ã)) ]
                                                (anti_windup: g set to 0 where λ_ξ(s) ≥ λ_max and g > 0)
-    ``regression``  (ALaM, ALGORITHM.md §6.4):  λ̂(s) = clip( λ_prev(s) + ρ_λ · g(s, ã), 0, λ_max )
+    ``regression``  (ALaM, docs/algorithm.md §5):  λ̂(s) = clip( λ_prev(s) + ρ_λ · g(s, ã), 0, λ_max )
                                                L(ξ) = mean_B[ (λ_ξ(s) − sg(λ̂(s)))² ]
     where λ_prev is the previous dual iterate: a frozen copy moved towards λ_ξ after each round
     (hard copy for target_tau = 1). The raw softplus output is trained, so the gradient never dies

@@ -1,5 +1,5 @@
 """Networks: a batched MLP ensemble (all critics in one module), the tanh-Gaussian policy and the
-multiplier network λ_ξ(s) (ALGORITHM.md §3, §6.4)."""
+multiplier network λ_ξ(s) (docs/algorithm.md §3, §5)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # ALGORITHM.md §3
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # docs/algorithm.md §3
 _ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh}
 
 
@@ -98,10 +98,14 @@ class TanhGaussianPolicy(nn.Module):
         mean, log_std = self.net(obs).split(self.act_dim, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised sample and its log-probability, shapes (B, act) and (B,)."""
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised sample and its log-probability, shapes (B, act) and (B,). A ``generator`` keeps the
+        draw off the global RNG (diagnostics during training must not change the training run)."""
         mean, log_std = self._dist_params(obs)
-        eps = torch.randn_like(mean)
+        if generator is None:
+            eps = torch.randn_like(mean)
+        else:
+            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         u = mean + log_std.exp() * eps
         # log N(u; μ, σ) summed over action dims
         log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)

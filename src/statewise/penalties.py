@@ -1,4 +1,4 @@
-"""Penalty terms that the constraint adds to the actor loss (ALGORITHM.md §5, §6.3, §7).
+"""Penalty terms that the constraint adds to the actor loss (docs/algorithm.md §4).
 
 Both take the per-sample residual ``g = Q^c(s, ã) - d`` (differentiable in the policy) and the
 detached per-state multiplier ``lam``; both return the per-sample penalty and the *effective

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 from statewise import runio  # noqa: E402
 from statewise.config import variant_order  # noqa: E402
 from statewise.errors import CheckpointError  # noqa: E402
+from statewise.metrics import t_quantile_975  # noqa: E402
 
 HEATMAP_N = 101
 
@@ -53,7 +54,8 @@ def _band(ax: plt.Axes, steps: np.ndarray, series: list[np.ndarray], label: str,
     with warnings.catch_warnings():  # all-NaN columns (no finished episode yet) are simply not drawn
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(data, axis=0)
-        half = 1.96 * np.nanstd(data, axis=0, ddof=1) / np.sqrt(len(series)) if len(series) > 1 else None
+        half = (t_quantile_975(len(series) - 1) * np.nanstd(data, axis=0, ddof=1) / np.sqrt(len(series))
+                if len(series) > 1 else None)  # Student's t 95% band over seeds
     ax.plot(steps, mean, label=f"{label} (n={len(series)})", color=color, lw=1.6)
     if half is not None:
         ax.fill_between(steps, mean - half, mean + half, color=color, alpha=0.2, lw=0)
@@ -209,6 +211,51 @@ def reliability_curves(run_dirs: list[Path], out: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return _save(fig, out / "reliability.png")
+
+
+def value_bias_curves(run_dirs: list[Path], out: Path) -> Path | None:
+    """Critic estimates against Monte-Carlo truth over training (value_bias.csv), in the style of the TD3 paper's
+    over-estimation figure: rows reward / cost critic, columns replay / exactly feasible states; per variant the
+    mean estimate over states (solid, band over seeds) and the Monte-Carlo value of the same states (dashed)."""
+    data: dict[str, list[dict[str, np.ndarray]]] = defaultdict(list)
+    order: dict[str, tuple] = {}
+    for d in run_dirs:
+        rows = read_csv(Path(d) / runio.VALUE_BIAS_CSV)
+        if rows:
+            label, _ = _run_label(Path(d))
+            data[label].append(rows)
+            order[label] = _variant_key(Path(d))
+    if not data:
+        return None
+    labels = sorted(data, key=order.__getitem__)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    constrained = any("feasible_qc" in rows for series in data.values() for rows in series)
+    kinds = [("q", "reward critic Q(s, π(s))")] + ([("qc", "cost critic Q^c(s, π(s))")] if constrained else [])
+    fig, axes = plt.subplots(len(kinds), 2, figsize=(11, 3.6 * len(kinds)), layout="constrained", squeeze=False)
+    for row, (key, title) in zip(axes, kinds):
+        for ax, states in zip(row, ("replay", "feasible")):
+            for i, label in enumerate(labels):
+                series = [r for r in data[label] if f"{states}_{key}" in r]
+                if not series:
+                    continue
+                n = min(len(r["step"]) for r in series)
+                steps = series[0]["step"][:n]
+                color = colors[i % len(colors)]
+                _band(ax, steps, [r[f"{states}_{key}"][:n] for r in series], label, color)
+                ax.plot(steps, np.mean([r[f"{states}_{key}_mc"][:n] for r in series], axis=0), color=color,
+                        ls="--", lw=1.2)
+            ax.set_title(f"{title}, {'replay' if states == 'replay' else 'exactly feasible'} states")
+            ax.set_xlabel("environment steps")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, title="solid: critic, dashed: Monte-Carlo", title_fontsize=7)
+    return _save(fig, out / "value_bias.png")
+
+
+def _variant_key(run_dir: Path) -> tuple:
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / runio.CONFIG_FILE).read_text())
+    return variant_order(cfg["algo"], str(cfg.get("label") or cfg["algo"]))
 
 
 def plot_runs(run_dirs: list[Path], out: Path) -> list[Path]:

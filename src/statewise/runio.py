@@ -20,6 +20,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 SUMMARY_FILE = "summary.json"
 TRAIN_CSV = "metrics.csv"
 EVAL_CSV = "eval.csv"
+VALUE_BIAS_CSV = "value_bias.csv"
 PROBE_FILE = "probe.npz"
 
 

@@ -1,4 +1,4 @@
-"""The one SAC backbone and its update (ALGORITHM.md §3, §6.3, §6.5, §8).
+"""The one SAC backbone and its update (docs/algorithm.md §3-§5).
 
 Every algorithm is this class with a different constraint signal / multiplier / penalty plugged in:
 ``sac`` has none; ``sac-lag``, ``fac``, ``sac-alam`` and the ablations differ only in the
@@ -8,11 +8,12 @@ One gradient step (:meth:`SAC.update`):
 
 1. critics:  y   = r + γ (1−term) (min_i Q̄_i(s',a') − α log π(a'|s'))          a' ~ π(·|s')
              y_c = signal.backup(c, max_i Q̄^c_i(s',a'), term)
-             L   = Σ_i mean (Q_i(s,a) − y)² + Σ_i mean (Q^c_i(s,a) − y_c)²    (one batched ensemble)
+             L   = Σ_i mean (Q_i(s,a) − y)² + Σ_i mean (Q^c_i(s,a) − y_c)²    (one batched ensemble;
+                                                                           gradient norm clipped per twin pair)
 2. actor:    L_π = mean[ (α log π(ã|s) − min_i Q_i(s,ã) + pen(g, λ(s))) / norm ],   g = max_i Q^c_i(s,ã) − d
 3. alpha:    L_α = −mean[ log α · sg(log π(ã|s) + H̄) ]
 4. every m_λ steps, K_λ times: multiplier.update(s, g(s, ã ~ π)) on a fresh batch, then end_round()
-5. Polyak:   Q̄ ← (1−τ) Q̄ + τ Q  (reward and cost critics)
+5. Polyak:   Q̄ ← (1−τ) Q̄ + τ Q  (reward critics: sac.tau; cost critics: constraint.tau)
 
 No host-device synchronisation happens inside an update: statistics stay tensors and are only read
 when the trainer logs.
@@ -35,6 +36,23 @@ from statewise.nets import Critic, TanhGaussianPolicy, adam
 from statewise.penalties import penalty
 
 
+def clip_grad_norm_by_members(params: list[torch.Tensor], groups: list[slice], max_norm: float) -> None:
+    """Global-norm gradient clipping (as ``nn.utils.clip_grad_norm_``) applied to each group of ensemble members on
+    its own: every parameter's leading dimension is the member, and a group's norm runs over its members' slices
+    of every parameter. The reward twins (values ~1/(1−γ) · reward) and the cost twins (values in [0, 1/(1−γ_c)])
+    then never scale each other's gradients."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    member_sq = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0)  # (n,) squared norm per member
+    scale = torch.ones_like(member_sq)
+    for group in groups:
+        norm = member_sq[group].sum().sqrt()
+        scale[group] = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
+
+
 class SAC(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, cfg: Config):
         super().__init__()
@@ -54,6 +72,10 @@ class SAC(nn.Module):
         self.opt_alpha = adam([self.log_alpha], s.lr_alpha)
         self._critic_params = list(self.critic.parameters())
         self._target_params = list(self.critic_target.parameters())
+        self._critic_groups = [slice(0, 2), slice(2, 4)] if self.constrained else [slice(0, 2)]
+        self._member_tau: torch.Tensor | None = None  # per-member Polyak rates when the cost twins' differ
+        if self.constrained and cfg.constraint.tau != s.tau:
+            self._member_tau = torch.tensor([s.tau, s.tau, cfg.constraint.tau, cfg.constraint.tau])
         self.n_updates = 0
 
     # ----------------------------------------------------------------- acting
@@ -96,13 +118,17 @@ class SAC(nn.Module):
             y = batch.rew + s.gamma * not_done * (Critic.reward_value(next_values) - alpha * next_logp)
             targets = [y, y]
             if self.constrained:
-                y_c = self.signal.backup(batch.cost, self.signal.aggregate(next_values[2:]), batch.terminated)
+                y_c = self.signal.backup(batch.cost, self.signal.target_value(next_values[2:]), batch.terminated)
                 targets += [y_c, y_c]
             targets = torch.stack(targets)
         values = self.critic(batch.obs, batch.act)
         member_loss = (values - targets).pow(2).mean(dim=1)
         critic_loss = member_loss.sum()
-        self._step(self.opt_critic, critic_loss, self._critic_params, s.grad_clip)
+        self.opt_critic.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        if s.grad_clip > 0:  # the reward and the cost twins are clipped separately (their scales differ)
+            clip_grad_norm_by_members(self._critic_params, self._critic_groups, s.grad_clip)
+        self.opt_critic.step()
 
         # 2) actor, critics frozen
         for p in self._critic_params:
@@ -131,14 +157,22 @@ class SAC(nn.Module):
         # 4) multiplier, every m_λ gradient steps
         self.n_updates += 1
         if self.multiplier is not None and self.n_updates % cfg.multiplier.period == 0:
-            for _ in range(cfg.multiplier.steps):
-                obs = buffer.sample_obs(s.batch_size)
-                stats.update(self.multiplier.update(obs, self.residual(obs)))
+            # K_λ fresh minibatches, drawn at once: policy and critics are fixed during the round, so one batched
+            # residual serves all K_λ optimiser steps
+            b = s.batch_size
+            obs = buffer.sample_obs(b * cfg.multiplier.steps)
+            g = self.residual(obs)
+            for k in range(cfg.multiplier.steps):
+                stats.update(self.multiplier.update(obs[k * b:(k + 1) * b], g[k * b:(k + 1) * b]))
             self.multiplier.end_round()
 
-        # 5) Polyak averaging of all target critics
+        # 5) Polyak averaging of the target critics: rate τ for the reward twins, constraint.tau for the cost twins
         with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._critic_params, s.tau)
+            if self._member_tau is None:
+                torch._foreach_lerp_(self._target_params, self._critic_params, s.tau)
+            else:
+                for target, param in zip(self._target_params, self._critic_params):
+                    target.lerp_(param, self._member_tau.view(-1, *([1] * (param.dim() - 1))))
 
         if log:
             with torch.no_grad():

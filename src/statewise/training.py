@@ -1,4 +1,4 @@
-"""The training loop: collect, update, log, evaluate, checkpoint (ALGORITHM.md §8)."""
+"""The training loop: collect, update, log, evaluate, checkpoint (docs/algorithm.md §3)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,13 @@ from statewise.agent import Agent
 from statewise.buffer import ReplayBuffer
 from statewise.collect import Collector, make_collector
 from statewise.config import Config
+from statewise.diagnostics import ValueBiasProbe
 from statewise.errors import ConfigError, RunDirError
 from statewise.evaluate import (
-    build_env, calibration, check_cost_signal, monte_carlo_calibration, run_episodes)
+    build_env, calibration, check_cost_signal, episode_seeds, monte_carlo_calibration, run_episodes)
 from statewise.logger import RunLogger
 from statewise.sac import SAC
 
-EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never share reset seeds with training
-FINAL_EVAL_SEED_OFFSET = 2_000_000
 LAMBDA_GRID_N = 41  # λ(s) snapshots on the task plane at every evaluation
 
 
@@ -78,6 +77,11 @@ def train(config: Config | dict | str | Path) -> TrainResult:
         collector = make_collector(functools.partial(build_env, cfg.env, cfg.max_episode_steps), cfg.num_envs,
                                    cfg.vector_mode)
         cleanup.callback(collector.close)
+        bias_probe = None
+        if cfg.value_bias:
+            probe_env = build_env(cfg.env, cfg.max_episode_steps)
+            cleanup.callback(probe_env.close)
+            bias_probe = ValueBiasProbe(probe_env, cfg.seed)  # EnvError (one line) before anything is written
         obs_dim = collector.single_observation_space.shape[0]
         act_dim = collector.single_action_space.shape[0]
 
@@ -87,14 +91,17 @@ def train(config: Config | dict | str | Path) -> TrainResult:
         cfg.run_dir = str(run_dir)
         runio.atomic_write(run_dir / runio.CONFIG_FILE, cfg.to_yaml())
         runio.write_json(run_dir / runio.VERSIONS_FILE, runio.versions())
-        logger = RunLogger(run_dir, runio.TRAIN_CSV, runio.EVAL_CSV)
+        logger = RunLogger(run_dir, runio.TRAIN_CSV, runio.EVAL_CSV,
+                           extra={"value_bias": runio.VALUE_BIAS_CSV} if bias_probe else None)
         cleanup.callback(logger.close)
-        summary = _loop(cfg, collector, eval_env, agent, buffer, logger, run_dir, device, obs_dim, act_dim)
+        summary = _loop(cfg, collector, eval_env, agent, buffer, logger, run_dir, device, obs_dim, act_dim,
+                        bias_probe)
     return TrainResult(run_dir, summary)
 
 
 def _loop(cfg: Config, collector: Collector, eval_env, agent: SAC, buffer: ReplayBuffer, logger: RunLogger,
-          run_dir: Path, device: torch.device, obs_dim: int, act_dim: int) -> dict[str, Any]:
+          run_dir: Path, device: torch.device, obs_dim: int, act_dim: int,
+          bias_probe: ValueBiasProbe | None = None) -> dict[str, Any]:
     s = cfg.sac
     signal = agent.signal
     task = eval_env.unwrapped
@@ -112,13 +119,15 @@ def _loop(cfg: Config, collector: Collector, eval_env, agent: SAC, buffer: Repla
     ep_returns: deque[float] = deque(maxlen=10)
     ep_costs: deque[float] = deque(maxlen=10)
     window_steps = window_violations = 0
-    total_violations = 0
+    total_violations = warmup_violations = warmup_steps = 0
     ep_ret, ep_cost = np.zeros(n), np.zeros(n)
     last_eval: dict[str, float] = {}
+    last_bias: dict[str, float] = {}
     last_row: dict[str, float] = {}
     last_log_time, last_log_step, last_updates = time.perf_counter(), 0, 0
     start_time = last_log_time
 
+    eval_seeds = episode_seeds(cfg.seed, "eval", cfg.eval_episodes)  # the same starts at every evaluation
     obs = collector.reset(cfg.seed)
     random_actions = collector.single_action_space
     random_actions.seed(cfg.seed)
@@ -140,8 +149,12 @@ def _loop(cfg: Config, collector: Collector, eval_env, agent: SAC, buffer: Repla
                    step.next_obs, step.terminated)
         ep_ret += step.reward
         ep_cost += cost
+        violations = int(np.count_nonzero(cost > 0.0))
         window_steps += n
-        window_violations += int(np.count_nonzero(cost > 0.0))
+        window_violations += violations
+        if t <= s.start_steps:  # random warm-up actions: counted apart, so the learners' ratio excludes them
+            warmup_steps += n
+            warmup_violations += violations
         for i in np.flatnonzero(step.done):
             ep_returns.append(float(ep_ret[i]))
             ep_costs.append(float(ep_cost[i]))
@@ -191,12 +204,14 @@ def _loop(cfg: Config, collector: Collector, eval_env, agent: SAC, buffer: Repla
             bar.set_postfix(_postfix(last_row, last_eval), refresh=False)
 
         if _crossed(prev, t, cfg.eval_every, every=True) or t >= cfg.steps:
-            last_eval = run_episodes(eval_env, view.act, cfg.eval_episodes,
-                                     cfg.seed + EVAL_SEED_OFFSET)
+            last_eval = run_episodes(eval_env, view.act, eval_seeds)
             if plane_obs is not None and agent.multiplier is not None:
                 grid_history.append(agent.lam(plane_obs).cpu().numpy())
                 grid_steps.append(t)
             logger.log("eval", t, last_eval)
+            if bias_probe is not None and t > s.start_steps:
+                last_bias = bias_probe.measure(agent, buffer, t)
+                logger.log("value_bias", t, last_bias)
             bar.set_postfix(_postfix(last_row, last_eval), refresh=False)
 
         if cfg.checkpoint_every and _crossed(prev, t, cfg.checkpoint_every, every=True):
@@ -216,20 +231,24 @@ def _loop(cfg: Config, collector: Collector, eval_env, agent: SAC, buffer: Repla
             arrays.update(grid_steps=np.asarray(grid_steps), grid_lam=np.asarray(grid_history, dtype=np.float32))
         runio.atomic_save(arrays, run_dir / runio.PROBE_FILE, saver=lambda obj, fh: np.savez_compressed(fh, **obj))
 
-    final = run_episodes(eval_env, view.act, cfg.final_eval_episodes,
-                         cfg.seed + FINAL_EVAL_SEED_OFFSET)
+    final_seeds = episode_seeds(cfg.seed, "final", cfg.final_eval_episodes)
+    final = run_episodes(eval_env, view.act, final_seeds)
     calib, mc_calib = {}, {}
     if agent.multiplier is not None:
         calib = calibration(eval_env, view.multiplier, view.cost_value)
         scores = {"lambda": view.multiplier, "cost_value": view.cost_value}
-        mc_calib = monte_carlo_calibration(eval_env, view.act, scores, cfg.final_eval_episodes,
-                                           cfg.seed + FINAL_EVAL_SEED_OFFSET)
+        mc_calib = monte_carlo_calibration(eval_env, view.act, scores, final_seeds)
     summary = {
         "algo": cfg.algo, "label": cfg.label, "env": cfg.env, "seed": cfg.seed, "steps": t, "num_envs": n,
         "wall_time_s": wall, "env_steps_per_s": t / wall, "gradient_updates": agent.n_updates,
-        "train_violation_ratio": (total_violations + window_violations) / t,
+        # fraction of collected transitions with cost > 0 while the agent acted (after the random warm-up), and
+        # over all transitions including the warm-up
+        "train_violation_ratio": (total_violations + window_violations - warmup_violations) / max(1, t - warmup_steps),
+        "train_violation_ratio_total": (total_violations + window_violations) / t,
         "final_eval": final, "calibration": calib, "mc_calibration": mc_calib,
     }
+    if last_bias:
+        summary["value_bias"] = last_bias
     runio.write_json(run_dir / runio.SUMMARY_FILE, summary)
     return summary
 

@@ -175,19 +175,35 @@ class DoubleIntegratorEnv(gym.Env):
         }
         return self._obs(), info
 
-    def step(self, action):
-        a = self.u_max * float(as_action(action, 1, _NAME)[0])
-        x, v, dt = self._x, self._v, self.dt
-        self._x = x + dt * v  # old velocity
-        self._v = v + dt * a
-        abs_x = abs(self._x)
-        reward = dt * v  # = x' - x, displacement to the right
-        info = {
-            "cost": 1.0 if abs_x > self.x_max + self.FEASIBLE_TOL else 0.0,
-            "constraint": abs_x - self.x_max,
-        }
+    def transition(self, state: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The dynamics of :meth:`step` for a batch, without an episode: states (N, 2) float64 and actions
+        (N, 1) -> (next states, reward, cost, terminated), each with leading dimension N. :meth:`step` is
+        this function applied to one state, so Monte-Carlo rollouts from arbitrary states
+        (:mod:`statewise.diagnostics`) follow exactly the dynamics the agent trained on."""
+        state = np.asarray(state, dtype=np.float64)
+        x, v = state[..., 0], state[..., 1]
+        a = self.u_max * np.clip(np.asarray(action, dtype=np.float64)[..., 0], -1.0, 1.0)
+        x_next = x + self.dt * v  # the position uses the old velocity
+        v_next = v + self.dt * a
+        abs_x = np.abs(x_next)
+        reward = self.dt * v  # = x' - x, displacement to the right
+        cost = (abs_x > self.x_max + self.FEASIBLE_TOL).astype(np.float64)
         terminated = abs_x > 2.0 * self.x_max
-        return self._obs(), reward, terminated, False, info
+        return np.stack([x_next, v_next], axis=-1), reward, cost, terminated
+
+    def slack(self, obs: np.ndarray) -> np.ndarray:
+        """Metres to spare under optimal braking, ``x_max - max(|x|, |braking_peak|)``; (..., 2) -> (...).
+        Positive inside the feasible set, negative outside it (for λ(s) calibration on slack states)."""
+        obs = np.asarray(obs, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            return self.x_max - np.maximum(np.abs(obs[..., 0]), np.abs(self.braking_peak(obs)))
+
+    def step(self, action):
+        act = as_action(action, 1, _NAME)
+        state, reward, cost, terminated = self.transition(np.array([self._x, self._v]), act)
+        self._x, self._v = float(state[0]), float(state[1])
+        info = {"cost": float(cost), "constraint": abs(self._x) - self.x_max}
+        return self._obs(), float(reward), bool(terminated), False, info
 
     # ------------------------------------------------------------------ rendering
     _SIZE = 240

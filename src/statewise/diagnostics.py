@@ -1,0 +1,136 @@
+"""Value bias: how far the critics are from the truth (the over-estimation check of Fujimoto et al. 2018, TD3, Fig. 1).
+
+For a set of states, compares each critic's estimate at the deterministic action a₀ = tanh(μ(s)) with a
+Monte-Carlo estimate of the same quantity for the *current* policy:
+
+* reward critic, the soft value SAC learns:  Q(s, a₀) ≈ E[ Σ_t γ^t r_t − α Σ_{t≥1} γ^t log π(a_t|s_t) ]
+* cost critic (constraint signal ``cvf``):   Q^c(s, a₀) ≈ E[ Σ_t γ_c^t c_t ]      (training costs, binary by default)
+
+Rollouts take a₀ first and then sample a_t ~ π(·|s_t); they stop when the task terminates and run past the time limit
+(the critics bootstrap through truncation, so their target is the infinite-horizon value), up to ``horizon`` steps.
+The estimates are the twins as the algorithm aggregates them: ``min`` for the reward, ``constraint.twin_aggregate``
+(``max`` = pessimistic by default) for the cost.
+
+Rollouts run batched, all at once, through the task's vectorised dynamics ``task.transition(states, actions)``, so
+the check needs a task whose observation is its state and which provides ``transition`` (the double integrator
+does). Action noise comes from its own generator, never from the global RNG, so measuring during training leaves
+the training run bit-for-bit unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from statewise.errors import EnvError
+
+#: reset seeds of the fixed set of exactly feasible states (the same set for every run, so methods compare)
+FEASIBLE_STATES_SEED = 3_000_000
+
+
+def supports_value_bias(task: Any) -> bool:
+    return callable(getattr(task, "transition", None)) and callable(getattr(task, "feasible", None))
+
+
+def feasible_states(env: Any, n: int, seed: int = FEASIBLE_STATES_SEED) -> np.ndarray:
+    """``n`` initial states of the task that are exactly feasible (``info["feasible"]`` at reset), reset seeds
+    seed, seed+1, ... (the environment's own initial distribution, infeasible draws skipped)."""
+    states: list[np.ndarray] = []
+    i = 0
+    while len(states) < n:
+        obs, info = env.reset(seed=seed + i)
+        i += 1
+        if info.get("feasible") is None:
+            raise EnvError("value bias needs a task that reports info['feasible'] at reset")
+        if info["feasible"]:
+            states.append(np.asarray(obs, dtype=np.float64))
+        if i > 100 * n:
+            raise EnvError(f"fewer than {n} feasible initial states in {i} resets")
+    return np.stack(states)
+
+
+@torch.no_grad()
+def monte_carlo_values(sac: Any, task: Any, states: np.ndarray, rollouts: int, horizon: int,
+                       generator: torch.Generator) -> dict[str, np.ndarray]:
+    """Critic estimates and Monte-Carlo truth at ``states`` (N, obs_dim), each averaged over ``rollouts`` rollouts.
+
+    Returns per-state arrays: ``q`` / ``q_mc`` (soft reward value, scaled by ``sac.reward_scale``), and for a
+    constrained agent ``qc`` / ``qc_mc`` (cost value) and ``lam`` (λ(s))."""
+    cfg = sac.cfg
+    device = next(sac.parameters()).device
+    gamma, reward_scale = cfg.sac.gamma, cfg.sac.reward_scale
+    alpha = float(sac.log_alpha.exp())
+    obs0 = torch.as_tensor(np.asarray(states, dtype=np.float32), device=device)
+    act0 = sac.actor.mode(obs0)
+    values = sac.critic(obs0, act0)
+    out: dict[str, np.ndarray] = {"q": values[:2].min(dim=0).values.cpu().numpy()}
+    if sac.constrained:
+        out["qc"] = sac.signal.aggregate(values[2:]).cpu().numpy()
+        out["lam"] = sac.lam(obs0).cpu().numpy()
+
+    state = np.repeat(np.asarray(states, dtype=np.float64), rollouts, axis=0)
+    act = np.repeat(act0.cpu().numpy(), rollouts, axis=0)
+    ret = np.zeros(len(state))
+    cost = np.zeros(len(state))
+    alive = np.ones(len(state), dtype=bool)
+    gamma_c = cfg.constraint.gamma_c
+    for t in range(horizon):
+        if t > 0:
+            a, logp = sac.actor.sample(torch.as_tensor(state, dtype=torch.float32, device=device), generator)
+            act = a.cpu().numpy()
+            ret -= alive * gamma**t * alpha * logp.cpu().numpy()
+        state, r, c, terminated = task.transition(state, act)
+        ret += alive * gamma**t * reward_scale * r
+        train_c = (c > 0.0).astype(np.float64) if cfg.constraint.binary_cost else c
+        cost += alive * gamma_c**t * train_c
+        alive &= ~terminated
+        if not alive.any():
+            break
+    out["q_mc"] = ret.reshape(-1, rollouts).mean(axis=1)
+    if sac.constrained:
+        out["qc_mc"] = cost.reshape(-1, rollouts).mean(axis=1)
+    return out
+
+
+def summarize(values: dict[str, np.ndarray], threshold: float | None, prefix: str) -> dict[str, float]:
+    """Scalar summaries of :func:`monte_carlo_values`: mean estimate, mean truth, mean and median bias."""
+    out = {f"{prefix}q": float(values["q"].mean()), f"{prefix}q_mc": float(values["q_mc"].mean()),
+           f"{prefix}q_bias_mean": float((values["q"] - values["q_mc"]).mean()),
+           f"{prefix}q_bias_median": float(np.median(values["q"] - values["q_mc"]))}
+    if "qc" in values:
+        bias = values["qc"] - values["qc_mc"]
+        out.update({f"{prefix}qc": float(values["qc"].mean()), f"{prefix}qc_mc": float(values["qc_mc"].mean()),
+                    f"{prefix}qc_bias_mean": float(bias.mean()), f"{prefix}qc_bias_median": float(np.median(bias)),
+                    f"{prefix}lam_mean": float(values["lam"].mean())})
+        if threshold is not None:  # how often the sign of g = Q^c − d is wrong
+            out[f"{prefix}g_pos_frac"] = float(np.mean(values["qc"] > threshold))
+            out[f"{prefix}g_pos_frac_mc"] = float(np.mean(values["qc_mc"] > threshold))
+    return out
+
+
+class ValueBiasProbe:
+    """Measures value bias during training on (a) states drawn from the replay buffer and (b) a fixed set of exactly
+    feasible states; one row per call for ``value_bias.csv``."""
+
+    def __init__(self, env: Any, seed: int, states: int = 256, rollouts: int = 8, horizon: int = 500):
+        self.task = env.unwrapped
+        if not supports_value_bias(self.task):
+            raise EnvError("value_bias needs a task with exact feasibility and batched dynamics "
+                           "(task.feasible and task.transition, e.g. statewise/DoubleIntegrator-v0)")
+        self.n, self.rollouts, self.horizon = states, rollouts, horizon
+        self.feasible = feasible_states(env, states)
+        self.seed = seed
+
+    def measure(self, sac: Any, buffer: Any, step: int) -> dict[str, float]:
+        device = next(sac.parameters()).device
+        gen = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + step)
+        idx = torch.randint(0, len(buffer), (self.n,), generator=gen, device=device)
+        replay = buffer.obs[idx].cpu().numpy().astype(np.float64)
+        threshold = sac.signal.threshold if sac.constrained else None
+        row: dict[str, float] = {}
+        for name, states in (("replay", replay), ("feasible", self.feasible)):
+            values = monte_carlo_values(sac, self.task, states, self.rollouts, self.horizon, gen)
+            row.update(summarize(values, threshold, f"{name}_"))
+        return row
