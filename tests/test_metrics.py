@@ -57,6 +57,9 @@ def test_stability_metrics():
     # (a global band of 1% of the whole range, 1.0, would count zero flips for state 0)
     flip = np.c_[0.5 * (np.arange(9) % 2), np.linspace(0.0, 100.0, 9)]
     assert oscillation_count(flip) == pytest.approx((7 * 100.0 / 8 + 0.0) / 2)
+    # ... and a state resting at λ ≈ 0 with float jitter far below any meaningful change does not oscillate
+    resting = 1e-5 * (-1.0) ** np.arange(9)[:, None]
+    assert oscillation_count(resting) == 0.0
 
 
 def test_neighbour_correlation_detects_propagation():

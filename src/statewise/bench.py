@@ -220,6 +220,7 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
             out[key.replace("_", " ")] = value
     if "lambda_max_slack1" in summary.get("calibration", {}):
         out["max λ on states with ≥ 1 m slack"] = summary["calibration"]["lambda_max_slack1"]
+        out["95th pct. λ on states with ≥ 1 m slack"] = summary["calibration"]["lambda_q95_slack1"]
     bias = summary.get("value_bias", {})  # the last measurement (statewise.diagnostics)
     for states in ("feasible", "replay"):
         if f"{states}_qc_bias_median" in bias:
@@ -251,6 +252,7 @@ HEADLINE_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "tr
                     "violation prob from feasible starts (final)", "feasible-start safety flips (evals)",
                     "eval cost std (last 20%)", "λ temporal std (last 20%)", "λ oscillations per 100 logs",
                     "lambda auroc", "cost value auroc", "max λ on states with ≥ 1 m slack",
+                    "95th pct. λ on states with ≥ 1 m slack",
                     "Q^c − Monte-Carlo, median, feasible states (final)", "wall time [s]")
 ABLATION_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
                     "violation prob from feasible starts (final)", "λ temporal std (last 20%)",

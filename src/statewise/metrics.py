@@ -99,16 +99,17 @@ def temporal_std(history: np.ndarray, last: float = 0.2) -> float:
     return float(history[-k:].std(axis=0).mean())
 
 
-def oscillation_count(history: np.ndarray, deadband: float = 0.01) -> float:
+def oscillation_count(history: np.ndarray, deadband: float = 0.01, floor: float = 0.01) -> float:
     """Sign changes of Δλ_k(s) per 100 logs, averaged over states. Per state, changes smaller than ``deadband``
     times that state's own range over the run are ignored (treated as no movement), so a state that saturates
-    at λ_max does not hide the flips of every other state."""
+    at λ_max does not hide the flips of every other state; changes below ``floor`` (in λ units) are ignored too,
+    so a state that sits at λ ≈ 0 does not count floating-point jitter as oscillation."""
     history = np.asarray(history, dtype=np.float64)
     if len(history) < 3:
         return 0.0
     delta = np.diff(history, axis=0)
     span = history.max(axis=0) - history.min(axis=0)  # (P,) one band per state
-    sign = np.where(np.abs(delta) > deadband * span, np.sign(delta), 0.0)
+    sign = np.where(np.abs(delta) > np.maximum(deadband * span, floor), np.sign(delta), 0.0)
     counts = []
     for column in sign.T:
         moves = column[column != 0]
