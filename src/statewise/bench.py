@@ -203,6 +203,7 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
         "episode cost (last 10%)": last_fraction_mean(ev["cost"]),
         "eval episode violation prob (last 10%)": last_fraction_mean(ev["episode_violation_prob"]),
         "training violation ratio": summary["train_violation_ratio"],  # after the random warm-up
+        "training violation ratio incl. warm-up": summary.get("train_violation_ratio_total", np.nan),
         "final return (final eval)": summary["final_eval"]["return"],
         "final cost (final eval)": summary["final_eval"]["cost"],
         "eval cost std (last 20%)": temporal_std(ev["cost"][:, None]),
