@@ -1,0 +1,81 @@
+"""Where is λ(s) high although the constraint is slack? A check of a network multiplier's map on the double integrator.
+
+For every finished run, at its final checkpoint: the 101 × 101 probe grid of the task's plane, the states with at
+least 1 m of slack under full braking (``task.slack``), and on them
+  * the share with λ ≤ 1 and the median λ;
+  * for the slack states with λ > 1: the median λ, the share moving towards the nearer wall, the Monte-Carlo cost
+    value of the final policy from there (is the policy actually unsafe there?) and the median residual
+    g = Q^c(s, π(s)) − d that the dual target sees (negative: the target lowers λ there).
+Then mean ± Student-t 95% CI over the runs of each variant.
+
+    python benchmarks/lambda_slack.py bench/di-main/DoubleIntegrator-v0
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+import statewise
+from statewise.diagnostics import monte_carlo_values
+from statewise.evaluate import SLACK_M, build_env
+from statewise.metrics import mean_ci95
+from statewise.plots import _run_label
+from value_bias import run_dirs
+
+COLUMNS = ("slack states with λ ≤ 1", "median λ, slack states", "median λ where λ > 1",
+           "toward the wall where λ > 1", "MC cost where λ > 1", "P(MC cost > d) where λ > 1", "median g where λ > 1")
+
+
+def measure(run) -> list[float] | None:
+    agent = statewise.load(run)
+    if agent.config.multiplier.kind != "network":
+        return None
+    task = build_env(agent.config.env, agent.config.max_episode_steps).unwrapped
+    if not hasattr(task, "slack"):
+        raise SystemExit(f"{agent.config.env} has no exact slack (task.slack); this check needs the double integrator")
+    _, _, obs = task.plane().grid(101)
+    roomy = np.asarray(task.slack(obs)) >= SLACK_M
+    lam = np.asarray(agent.multiplier(obs), dtype=np.float64).ravel()
+    high = roomy & (lam > 1.0)
+    row = [float(np.mean(lam[roomy] <= 1.0)), float(np.median(lam[roomy]))]
+    if not high.any():
+        return row + [float("nan")] * 5
+    x, v = obs[high, 0], obs[high, 1]
+    values = monte_carlo_values(agent.sac, task, obs[high], rollouts=4, horizon=300,
+                                generator=torch.Generator().manual_seed(0))
+    d = agent.config.constraint.threshold
+    return row + [float(np.median(lam[high])), float(np.mean(x * v > 0)), float(np.median(values["qc_mc"])),
+                  float(np.mean(values["qc_mc"] > d)), float(np.median(values["qc"] - d))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", help="run directories, or directories holding runs")
+    args = parser.parse_args()
+    by_label: dict[str, list[list[float]]] = defaultdict(list)
+    for run in run_dirs(args.paths):
+        row = measure(run)
+        if row is not None:
+            by_label[_run_label(run)[0]].append(row)
+    if not by_label:
+        raise SystemExit("no run with a multiplier network")
+    print("mean ± Student-t 95% CI over seeds (– : no slack state with λ > 1)")
+    print(f"{'variant':22s} " + " ".join(f"{c:>28s}" for c in COLUMNS))
+    for label, rows in sorted(by_label.items()):
+        cells = []
+        for k in range(len(COLUMNS)):
+            vals = [r[k] for r in rows if np.isfinite(r[k])]
+            if vals:
+                mean, half = mean_ci95(vals)
+                cells.append(f"{mean:>17.3g} ± {half:<8.2g}")
+            else:
+                cells.append(f"{'–':>28s}")
+        print(f"{label + f' (n={len(rows)})':22s} " + " ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
