@@ -27,7 +27,8 @@ from statewise.plots import _run_label
 from value_bias import run_dirs
 
 COLUMNS = ("slack states with λ ≤ 1", "median λ, slack states", "median λ where λ > 1",
-           "toward the wall where λ > 1", "MC cost where λ > 1", "P(MC cost > d) where λ > 1", "median g where λ > 1")
+           "toward the wall where λ > 1", "MC cost where λ > 1", "P(MC cost > d) where λ > 1",
+           "median g where λ > 1")
 
 
 def measure(run) -> list[float] | None:

@@ -8,6 +8,7 @@ real training run (collection + one update per step) on the built-in DoubleInteg
     python benchmarks/throughput.py                 # full table (about 3 minutes on 2 cores)
     python benchmarks/throughput.py --quick         # fewer repetitions
     python benchmarks/throughput.py --device cuda   # on a GPU machine
+    python benchmarks/throughput.py --smoke         # seconds: checks that it runs (tests/test_benchmarks.py)
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def make_agent(algo: str, hidden: list[int], batch: int, obs_dim: int, act_dim: 
     agent = SAC(obs_dim, act_dim, cfg).to(device)
     buf = ReplayBuffer(obs_dim, act_dim, 10_000, device, seed=0)
     rng = np.random.default_rng(0)
-    for _ in range(2_000):
-        buf.add(rng.normal(size=obs_dim), rng.uniform(-1, 1, act_dim), rng.normal(), float(rng.random() < 0.1),
-                rng.normal(size=obs_dim), bool(rng.random() < 0.01))
+    n = 2_000  # the buffer takes a batch of transitions (leading dimension N on every field)
+    buf.add(rng.normal(size=(n, obs_dim)), rng.uniform(-1, 1, (n, act_dim)), rng.normal(size=n),
+            (rng.random(n) < 0.1).astype(np.float32), rng.normal(size=(n, obs_dim)), rng.random(n) < 0.01)
     return agent, buf
 
 
@@ -87,40 +88,48 @@ def flops_per_update(agent: SAC, buf: ReplayBuffer) -> float:
     return counter.get_total_flops() / period
 
 
-def training_rate(algo: str, steps: int, device: torch.device, hidden: list[int]) -> float:
+def training_rate(algo: str, steps: int, device: torch.device, hidden: list[int], start_steps: int = 1_000) -> float:
     """Env steps per second of a real run on DoubleIntegrator-v0 (batch 256), after the random warm-up."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Config(algo=algo, env="statewise/DoubleIntegrator-v0", steps=steps, device=device.type,
                      run_dir=str(Path(tmp) / "run"), progress=False, eval_every=steps, eval_episodes=1,
-                     final_eval_episodes=1, log_every=500)
+                     final_eval_episodes=1, log_every=min(500, steps // 4))
         cfg.sac.hidden = hidden
         cfg.multiplier.hidden = hidden
-        cfg.sac.start_steps = 1_000
+        cfg.sac.start_steps = start_steps
         result = train(cfg)
-        rows = np.genfromtxt(result.run_dir / "metrics.csv", delimiter=",", names=True)
-        learning = rows[rows["step"] > cfg.sac.start_steps + 500]
+        rows = np.atleast_1d(np.genfromtxt(result.run_dir / "metrics.csv", delimiter=",", names=True))
+        learning = rows[rows["step"] > start_steps + cfg.log_every]  # skip the first window after the warm-up
         return float(np.mean(learning["env_steps_per_s"]))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="shorter timings")
     parser.add_argument("--algos", default=",".join(ALGOS))
+    parser.add_argument("--sizes", default=",".join(label for label, *_ in SIZES), help="network sizes to measure")
     parser.add_argument("--train-steps", type=int, default=3_000)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few seconds of everything, numbers meaningless (the test suite runs this)")
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
-    seconds = 1.0 if args.quick else 4.0
+    sizes = [size for size in SIZES if size[0] in args.sizes.split(",")]
+    if not sizes:
+        parser.error(f"--sizes: choose from {', '.join(label for label, *_ in SIZES)}")
+    seconds = 0.05 if args.smoke else 1.0 if args.quick else 4.0
+    train_steps, start_steps = (400, 256) if args.smoke else (args.train_steps, 1_000)
 
-    peak = {label: gemm_rate(batch, h[0], h[1], device) for label, h, batch, _, _ in SIZES}
+    peak = {label: gemm_rate(batch, h[0], h[1], device, seconds=min(1.0, 4 * seconds))
+            for label, h, batch, _, _ in sizes}
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     print("measured fp32 GEMM rate: " + ", ".join(
         f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()) + "  (256 x hidden x hidden matmul)")
     header = f"{'algo':9s} {'size':8s} {'updates/s':>10s} {'MFLOP/update':>13s} {'GFLOP/s':>8s} {'% of GEMM':>9s}"
     print(header)
     results = []
-    for label, hidden, batch, obs_dim, act_dim in SIZES:
+    for label, hidden, batch, obs_dim, act_dim in sizes:
         for algo in args.algos.split(","):
             agent, buf = make_agent(algo, hidden, batch, obs_dim, act_dim, device)
             flops = flops_per_update(agent, buf)
@@ -134,9 +143,9 @@ def main() -> None:
     print("\nenv steps/s of training on statewise/DoubleIntegrator-v0 (batch 256, 1 update per env step, "
           "including collection, logging and evaluation):")
     train_rates = {}
-    for label, hidden, _, _, _ in SIZES:
+    for label, hidden, _, _, _ in sizes:
         for algo in args.algos.split(","):
-            rate = training_rate(algo, args.train_steps, device, hidden)
+            rate = training_rate(algo, train_steps, device, hidden, start_steps)
             train_rates[f"{algo} {label}"] = rate
             print(f"{algo:9s} {label:8s} {rate:8.0f} env steps/s", flush=True)
     if args.json:

@@ -1,0 +1,22 @@
+"""The benchmark scripts run (a smoke test: numbers are not checked, only that they come out finite)."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_throughput_smoke(tmp_path):
+    out = tmp_path / "throughput.json"
+    script = ROOT / "benchmarks" / "throughput.py"
+    subprocess.run([sys.executable, str(script), "--smoke", "--algos", "sac,sac-alam", "--sizes", "64x64", "--json",
+                    str(out)], check=True, capture_output=True, text=True, timeout=600)
+    result = json.loads(out.read_text())
+    assert [(r["algo"], r["size"]) for r in result["updates"]] == [("sac", "64x64"), ("sac-alam", "64x64")]
+    for row in result["updates"]:
+        assert row["updates_per_s"] > 0 and row["mflop_per_update"] > 0 and math.isfinite(row["fraction_of_gemm"])
+    assert sorted(result["train_env_steps_per_s"]) == ["sac 64x64", "sac-alam 64x64"]
+    assert all(v > 0 for v in result["train_env_steps_per_s"].values())
