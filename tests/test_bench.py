@@ -97,3 +97,15 @@ def test_report_cells_count_non_finite_runs_and_use_student_t():
     assert cell == f"2 ± {12.706 * 2 ** 0.5 / 2 ** 0.5:.2g} [1 of 3 non-finite]"
     assert _cell([float("inf"), float("nan")]) == "– [2 of 2 non-finite]"
     assert _cell([1.0, 2.0, 3.0]) == f"2 ± {4.303 / 3 ** 0.5:.2g}"
+    # not measured (None) is not the same as measured and non-finite
+    assert _cell([None, None]) == "–"
+    assert _cell([2.0, None, float("nan")]) == "2 [1 of 3 non-finite, 1 of 3 not measured]"
+
+
+def test_ablation_table_leaves_out_metrics_no_run_measured():
+    from statewise.bench import ABLATION, _ablation_table
+
+    rows = {label: [{"return (last 10% of evals)": 1.0}, {"return (last 10% of evals)": 2.0}]
+            for label in ABLATION.values()}
+    table = "\n".join(_ablation_table(rows))
+    assert "return (last 10% of evals)" in table and "lambda auroc" not in table

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -203,7 +203,8 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
         "episode cost (last 10%)": last_fraction_mean(ev["cost"]),
         "eval episode violation prob (last 10%)": last_fraction_mean(ev["episode_violation_prob"]),
         "training violation ratio": summary["train_violation_ratio"],  # after the random warm-up
-        "training violation ratio incl. warm-up": summary.get("train_violation_ratio_total", np.nan),
+        **({"training violation ratio incl. warm-up": summary["train_violation_ratio_total"]}
+           if "train_violation_ratio_total" in summary else {}),  # runs from before it was recorded lack it
         "final return (final eval)": summary["final_eval"]["return"],
         "final cost (final eval)": summary["final_eval"]["cost"],
         "eval cost std (last 20%)": temporal_std(ev["cost"][:, None]),
@@ -260,16 +261,26 @@ ABLATION_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "tr
                     "λ oscillations per 100 logs", "lambda auroc")
 
 
-def _cell(values: list[float]) -> str:
+def _cell(values: list[float | None]) -> str:
     """Mean ± Student-t 95% half-width over the finite values; non-finite ones are counted and shown, never
-    silently dropped ("1.2 ± 0.4 [1 of 3 non-finite]")."""
-    vals = [v for v in values if np.isfinite(v)]
-    bad = len(values) - len(vals)
-    note = f" [{bad} of {len(values)} non-finite]" if bad else ""
+    silently dropped ("1.2 ± 0.4 [1 of 3 non-finite]"). ``None`` = not measured for that run (e.g. a metric that
+    needs the task's exact feasible set): counted separately ("[2 of 3 not measured]"); "–" if none was."""
+    measured = [v for v in values if v is not None]
+    vals = [v for v in measured if np.isfinite(v)]
+    notes = []
+    if len(measured) > len(vals):
+        notes.append(f"{len(measured) - len(vals)} of {len(values)} non-finite")
+    if measured and len(values) > len(measured):
+        notes.append(f"{len(values) - len(measured)} of {len(values)} not measured")
+    note = f" [{', '.join(notes)}]" if notes else ""
     if not vals:
         return "–" + note
     mean, half = mean_ci95(vals)
     return (f"{mean:.3g} ± {half:.2g}" if len(vals) > 1 else f"{mean:.3g}") + note
+
+
+def _measured(by_label: dict[str, list[dict[str, float]]], labels: Iterable[str], key: str) -> bool:
+    return any(key in row for label in labels for row in by_label[label])
 
 
 def _ablation_table(by_label: dict[str, list[dict[str, float]]]) -> list[str]:
@@ -279,9 +290,9 @@ def _ablation_table(by_label: dict[str, list[dict[str, float]]]) -> list[str]:
              "fac = neither component, alam-no-dt = quadratic penalty only, alam-no-qp = dual-target regression "
              "only, sac-alam = both.", "",
              "| metric | multiplier training | Lagrangian λ·g | augmented ψ_ρ |", "|---|---|---|---|"]
-    for key in ABLATION_METRICS:
+    for key in (k for k in ABLATION_METRICS if _measured(by_label, ABLATION.values(), k)):
         for rule in ("dual ascent", "regression to dual target"):
-            cells = [_cell([row.get(key, np.nan) for row in by_label[ABLATION[(rule, pen)]]])
+            cells = [_cell([row.get(key) for row in by_label[ABLATION[(rule, pen)]]])
                      for pen in ("Lagrangian λ·g", "augmented ψ_ρ")]
             lines.append(f"| {key} | {rule} | " + " | ".join(cells) + " |")
     return lines + [""]
@@ -337,12 +348,14 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
                   f"{len(runs)} runs; steps per run: "
                   + ", ".join(f"{a} {'/'.join(map(str, sorted(steps[a])))}" for a in labels)
                   + "; mean ± 95% CI (Student's t, t·std/√n) over seeds (n per variant: "
-                  + ", ".join(f"{a} {len(by_label[a])}" for a in labels) + ")", ""]
+                  + ", ".join(f"{a} {len(by_label[a])}" for a in labels) + "). Non-finite: undefined for that "
+                  "run (an AUROC when the final policy never violated has no positive states) or diverged; not "
+                  "measured: the run predates the metric or its task lacks what it needs.", ""]
         headline = [k for k in HEADLINE_METRICS if k in keys]
         for title, subset in (("Headline", headline), ("All metrics", keys)):
             lines += [f"### {title}", "", "| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
             for key in subset:
-                lines.append(f"| {key} | " + " | ".join(_cell([row.get(key, np.nan) for row in by_label[a]])
+                lines.append(f"| {key} | " + " | ".join(_cell([row.get(key) for row in by_label[a]])
                                                      for a in labels) + " |")
             lines.append("")
         lines += _ablation_table(by_label)
