@@ -22,9 +22,8 @@ import torch
 import statewise
 from statewise.diagnostics import monte_carlo_values
 from statewise.evaluate import SLACK_M, build_env
-from statewise.metrics import mean_ci95
 from statewise.plots import _run_label
-from value_bias import run_dirs
+from value_bias import ci_cell, run_dirs
 
 COLUMNS = ("slack states with λ ≤ 1", "median λ, slack states", "median λ where λ > 1",
            "toward the wall where λ > 1", "MC cost where λ > 1", "P(MC cost > d) where λ > 1",
@@ -67,14 +66,7 @@ def main() -> None:
     print("mean ± Student-t 95% CI over seeds (– : no slack state with λ > 1)")
     print(f"{'variant':22s} " + " ".join(f"{c:>28s}" for c in COLUMNS))
     for label, rows in sorted(by_label.items()):
-        cells = []
-        for k in range(len(COLUMNS)):
-            vals = [r[k] for r in rows if np.isfinite(r[k])]
-            if vals:
-                mean, half = mean_ci95(vals)
-                cells.append(f"{mean:>17.3g} ± {half:<8.2g}")
-            else:
-                cells.append(f"{'–':>28s}")
+        cells = [ci_cell([r[k] for r in rows], 28) for k in range(len(COLUMNS))]
         print(f"{label + f' (n={len(rows)})':22s} " + " ".join(cells))
 
 

@@ -33,6 +33,15 @@ COLUMNS = (("feasible_qc", "Q^c feasible"), ("feasible_qc_mc", "MC feasible"),
            ("feasible_g_pos_frac", "g>0 feasible"), ("feasible_q_bias_median", "Q median bias feasible"))
 
 
+def ci_cell(values: list[float], width: int) -> str:
+    """'mean ± Student-t 95% half-width' over the finite values, right-aligned; '–' if there are none."""
+    vals = [v for v in values if np.isfinite(v)]
+    if not vals:
+        return f"{'–':>{width}s}"
+    mean, half = mean_ci95(vals)
+    return f"{f'{mean:.3g} ± {half:.2g}':>{width}s}"
+
+
 def run_dirs(paths: list[str]) -> list[Path]:
     out = []
     for p in map(Path, paths):
@@ -70,14 +79,7 @@ def main() -> None:
     for label, series in by_label.items():
         n = min(len(r["step"]) for r in series)
         for k in range(n):
-            cells = []
-            for key, _ in COLUMNS:
-                vals = [r[key][k] for r in series if key in r and np.isfinite(r[key][k])]
-                if vals:
-                    mean, half = mean_ci95(vals)
-                    cells.append(f"{mean:>12.3f} ± {half:<7.3f}")
-                else:
-                    cells.append(f"{'–':>22s}")
+            cells = [ci_cell([r[key][k] for r in series if key in r], 22) for key, _ in COLUMNS]
             print(f"{label + f' (n={len(series)})':24s} {int(series[0]['step'][k]):>6d} " + " ".join(cells))
     if args.out:
         out = Path(args.out)
