@@ -2,7 +2,7 @@
 
 ``terminated`` is stored, ``truncated`` is not: a time-limit truncation stores the true final
 observation as ``next_obs`` with ``terminated = 0``, so both the reward and the cost critic
-bootstrap through it (USERS.md #10).
+bootstrap through it (a common request of safe-RL users: time limits are not terminal states).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Install (one command on a fresh machine, plain pip, in its *own* virtual environ
     pip install torch==2.13.0 && pip install --no-deps safety-gymnasium==1.0.0 gymnasium-robotics==1.2.2 \\
         && pip install -e ".[safety-gymnasium]"
 
-Why it takes three steps (measured in ../shared/DEPENDENCIES.md):
+Why it takes three steps (measured when the extra was added):
 
 * safety-gymnasium 1.0.0 (the newest on PyPI, 2023) pins ``pygame==2.1.0``, which has no wheel for
   Python >= 3.11 and does not build; it never imports pygame. Its other pins (gymnasium 0.28.1,
