@@ -63,7 +63,7 @@ def main() -> None:
             by_label[_run_label(run)[0]].append(row)
     if not by_label:
         raise SystemExit("no run with a multiplier network")
-    print("mean ± Student-t 95% CI over seeds (– : no slack state with λ > 1)")
+    print("mean ± Student-t 95% CI over seeds (non-finite: no slack state with λ > 1 in that run)")
     print(f"{'variant':22s} " + " ".join(f"{c:>28s}" for c in COLUMNS))
     for label, rows in sorted(by_label.items()):
         cells = [ci_cell([r[k] for r in rows], 28) for k in range(len(COLUMNS))]

@@ -103,7 +103,7 @@ def training_rate(algo: str, steps: int, device: torch.device, hidden: list[int]
         return float(np.mean(learning["env_steps_per_s"]))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="shorter timings")
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--smoke", action="store_true",
                         help="a few seconds of everything, numbers meaningless (the test suite runs this)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args()
     device = torch.device(args.device)
     sizes = [size for size in SIZES if size[0] in args.sizes.split(",")]
     if not sizes:

@@ -23,9 +23,9 @@ import torch
 
 import statewise
 from statewise import runio
+from statewise.bench import _cell
 from statewise.diagnostics import feasible_states, monte_carlo_values, summarize
 from statewise.evaluate import build_env
-from statewise.metrics import mean_ci95
 from statewise.plots import _run_label, read_csv, value_bias_curves
 
 COLUMNS = (("feasible_qc", "Q^c feasible"), ("feasible_qc_mc", "MC feasible"),
@@ -34,12 +34,8 @@ COLUMNS = (("feasible_qc", "Q^c feasible"), ("feasible_qc_mc", "MC feasible"),
 
 
 def ci_cell(values: list[float], width: int) -> str:
-    """'mean ± Student-t 95% half-width' over the finite values, right-aligned; '–' if there are none."""
-    vals = [v for v in values if np.isfinite(v)]
-    if not vals:
-        return f"{'–':>{width}s}"
-    mean, half = mean_ci95(vals)
-    return f"{f'{mean:.3g} ± {half:.2g}':>{width}s}"
+    """The report's table cell (mean ± Student-t 95% half-width, non-finite values counted), right-aligned."""
+    return f"{_cell(values):>{width}s}"
 
 
 def run_dirs(paths: list[str]) -> list[Path]:

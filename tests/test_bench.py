@@ -37,6 +37,10 @@ def test_grid_runs_skips_and_reports(tmp_path):
     assert (out / "DoubleIntegrator-v0" / "lambda_over_training.png").stat().st_size > 1000
     assert "lambda_over_training.png" in text and "reliability.png" in text
     assert (out / "DoubleIntegrator-v0" / "reliability.png").is_file()
+    # the per-seed numbers behind the means: one row per run with its final evaluation
+    import json
+    fe = json.loads((out / "DoubleIntegrator-v0" / "fac-s0" / "summary.json").read_text())["final_eval"]
+    assert f"| fac-s0 | 150 | {fe['return']:.3g} | {fe['cost']:.3g} |" in text
 
 
 def test_plan_rejects_bad_input_before_running(tmp_path):

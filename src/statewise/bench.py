@@ -298,12 +298,14 @@ def _ablation_table(by_label: dict[str, list[dict[str, float]]]) -> list[str]:
     return lines + [""]
 
 
-def _speed_table(runs: list[Path]) -> list[str]:
+def _runs_table(runs: list[Path]) -> list[str]:
+    """One row per run: its final evaluation, training violations and speed (the per-seed numbers behind the means)."""
     import yaml
 
-    lines = ["### Speed of each run", "",
-             "| run | steps | wall time [s] | env steps/s | networks (actor/critics, λ) | device, threads | torch |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["### Each run", "",
+             "| run | steps | final return | final cost | training violation ratio | wall time [s] | env steps/s | "
+             "networks (actor/critics, λ) | device, threads | torch |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         summary = json.loads((run / runio.SUMMARY_FILE).read_text())
         cfg = yaml.safe_load((run / runio.CONFIG_FILE).read_text())
@@ -312,7 +314,9 @@ def _speed_table(runs: list[Path]) -> list[str]:
         nets = "x".join(map(str, cfg["sac"]["hidden"]))
         if cfg["multiplier"]["kind"] == "network":
             nets += ", " + "x".join(map(str, cfg["multiplier"]["hidden"]))
-        lines.append(f"| {run.name} | {summary['steps']} | {summary['wall_time_s']:.0f} | "
+        fe = summary["final_eval"]
+        lines.append(f"| {run.name} | {summary['steps']} | {fe['return']:.3g} | {fe['cost']:.3g} | "
+                     f"{summary['train_violation_ratio']:.3g} | {summary['wall_time_s']:.0f} | "
                      f"{summary['env_steps_per_s']:.0f} | {nets} | {cfg['device']}, {cfg['threads']} | "
                      f"{torch_version} |")
     return lines + [""]
@@ -321,7 +325,7 @@ def _speed_table(runs: list[Path]) -> list[str]:
 def report(out: Path, cost_limit: float = 0.0) -> Path:
     """Write ``OUT/report.md`` with figures per environment from a grid directory: the metrics table
     (mean ± 95% CI over seeds per variant), the ablation table (docs/algorithm.md §6) when its four variants ran, learning
-    curves, λ maps over training, reliability curves and the speed of every run."""
+    curves, λ maps over training, reliability curves and every run's final numbers and speed."""
     from statewise.plots import lambda_over_training, learning_curves, reliability_curves, value_bias_curves
 
     env_dirs = sorted(d for d in Path(out).iterdir() if d.is_dir()) if Path(out).is_dir() else []
@@ -365,7 +369,7 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
                              ("critic estimates against Monte-Carlo truth", value_bias_curves(runs, env_dir))):
             if extra is not None:
                 lines += [f"![{title}]({extra.relative_to(out)})", ""]
-        lines += _speed_table(runs)
+        lines += _runs_table(runs)
     path = Path(out) / "report.md"
     runio.atomic_write(path, "\n".join(lines) + "\n")
     return path
