@@ -49,19 +49,19 @@ def gemm_rate(n: int, k: int, m: int, device: torch.device, seconds: float = 1.0
     return 2.0 * n * k * m * reps / (time.perf_counter() - start) / 1e9
 
 
-def make_agent(algo: str, hidden: list[int], batch: int, obs_dim: int, act_dim: int, device: torch.device):
+def make_agent(algo: str, hidden: list[int], batch: int, obs_dim: int, act_dim: int, device: torch.device,
+               members: int = 1):
     cfg = Config(algo=algo, device=device.type)
     cfg.sac.hidden = hidden
     cfg.multiplier.hidden = hidden
     cfg.sac.batch_size = batch
     cfg.validate()
-    torch.manual_seed(0)
-    agent = SAC(obs_dim, act_dim, cfg).to(device)
-    buf = ReplayBuffer(obs_dim, act_dim, 10_000, device, seed=0)
+    agent = SAC(obs_dim, act_dim, cfg, seeds=list(range(members))).to(device)
+    buf = ReplayBuffer(obs_dim, act_dim, 10_000, device, seeds=list(range(members)))
     rng = np.random.default_rng(0)
-    n = 2_000  # the buffer takes a batch of transitions (leading dimension N on every field)
-    buf.add(rng.normal(size=(n, obs_dim)), rng.uniform(-1, 1, (n, act_dim)), rng.normal(size=n),
-            (rng.random(n) < 0.1).astype(np.float32), rng.normal(size=(n, obs_dim)), rng.random(n) < 0.01)
+    n, s = 2_000, members  # the buffer takes N transitions per member: (S, N, ...) on every field
+    buf.add(rng.normal(size=(s, n, obs_dim)), rng.uniform(-1, 1, (s, n, act_dim)), rng.normal(size=(s, n)),
+            (rng.random((s, n)) < 0.1).astype(np.float32), rng.normal(size=(s, n, obs_dim)), rng.random((s, n)) < 0.01)
     return agent, buf
 
 

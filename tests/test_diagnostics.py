@@ -71,14 +71,15 @@ def test_reward_truth_is_the_soft_return():
     out = monte_carlo_values(sac, DoubleIntegratorEnv(), s0, rollouts=1, horizon=2,
                              generator=torch.Generator().manual_seed(7))
     # by hand: step 0 with the deterministic action, step 1 with a sample of π and its entropy bonus
-    with torch.no_grad():
-        a0 = sac.actor.mode(torch.tensor(s0, dtype=torch.float32)).numpy()
+    with torch.no_grad():  # a population of one: (1, N, ...) in, (1, N, ...) out
+        a0 = sac.actor.mode(torch.tensor(s0, dtype=torch.float32)[None])[0].numpy()
         s1 = np.array([[0.1, 1.0 + 0.1 * np.clip(a0[0, 0], -1, 1)]])
-        _, logp1 = sac.actor.sample(torch.tensor(s1, dtype=torch.float32), torch.Generator().manual_seed(7))
+        eps = torch.randn((1, 1, 1), generator=torch.Generator().manual_seed(7))
+        _, logp1 = sac.actor.sample(torch.tensor(s1, dtype=torch.float32)[None], eps)
     expected = 2.0 * 0.1 * 1.0 + 0.99 * (2.0 * 0.1 * s1[0, 1] - 0.5 * float(logp1))
     np.testing.assert_allclose(out["q_mc"], [expected], rtol=1e-5)
     with torch.no_grad():
-        values = sac.critic(torch.tensor(s0, dtype=torch.float32), torch.tensor(a0))
+        values = sac.critic(torch.tensor(s0, dtype=torch.float32)[None], torch.tensor(a0)[None])[0]
     np.testing.assert_allclose(out["q"], [float(values[:2].min())], rtol=1e-6)
     np.testing.assert_allclose(out["qc"], [float(values[2:].mean())], rtol=1e-6)  # the twins' mean by default
 

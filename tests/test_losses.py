@@ -63,14 +63,14 @@ def _network_multiplier(update: str, **kw) -> NetworkMultiplier:
     cfg = MultiplierConfig(kind="network", update=update, penalty="augmented", rho=kw.pop("rho", 1.0),
                            rho_lambda=kw.pop("rho_lambda", 1.0), lr=kw.pop("lr", 3e-4), hidden=[16, 16], **kw)
     torch.manual_seed(0)
-    return NetworkMultiplier(3, cfg)
+    return NetworkMultiplier(1, 3, cfg)  # a population of one: obs (1, B, 3), g (1, B)
 
 
 def _set_prev_output(m: NetworkMultiplier, value: float) -> None:
     """Make λ_prev(s) ≡ value (zero last layer, bias = softplus⁻¹(value))."""
     from statewise.nets import softplus_inverse
 
-    last = m.prev.net[-1]
+    last = m.prev.net.layers[-1]
     with torch.no_grad():
         last.weight.zero_()
         last.bias.fill_(softplus_inverse(value) if value > 0 else -50.0)
@@ -78,25 +78,25 @@ def _set_prev_output(m: NetworkMultiplier, value: float) -> None:
 
 def test_dual_target_cases():
     m = _network_multiplier("regression", rho_lambda=2.0, lam_max=10.0)
-    obs = torch.randn(4, 3)
+    obs = torch.randn(1, 4, 3)
     _set_prev_output(m, 0.0)  # λ_prev ≈ 0
-    target = m.dual_target(obs, torch.tensor([-1.0, -0.01, 0.0, 0.5]))
-    torch.testing.assert_close(target, torch.tensor([0.0, 0.0, 0.0, 1.0]), atol=1e-6, rtol=0)
+    target = m.dual_target(obs, torch.tensor([[-1.0, -0.01, 0.0, 0.5]]))
+    torch.testing.assert_close(target, torch.tensor([[0.0, 0.0, 0.0, 1.0]]), atol=1e-6, rtol=0)
     _set_prev_output(m, 3.0)
-    target = m.dual_target(obs, torch.tensor([0.0, 1.0, -1.0, 100.0]))
+    target = m.dual_target(obs, torch.tensor([[0.0, 1.0, -1.0, 100.0]]))
     # g = 0 keeps λ; g > 0 adds ρ_λ g; g < 0 subtracts; capped at λ_max
-    torch.testing.assert_close(target, torch.tensor([3.0, 5.0, 1.0, 10.0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(target, torch.tensor([[3.0, 5.0, 1.0, 10.0]]), atol=1e-5, rtol=0)
 
 
 def test_dual_target_fixed_point_is_complementary_slackness():
     """At λ_ξ = λ_prev the regression gradient vanishes exactly where λ ≥ 0, g ≤ 0, λ g = 0."""
     m = _network_multiplier("regression")
-    obs = torch.randn(3, 3)
+    obs = torch.randn(1, 3, 3)
     _set_prev_output(m, 2.0)
     m.net.load_state_dict(m.prev.state_dict())
     for g, at_rest in ((0.0, True), (0.3, False), (-0.3, False)):
         lam = m.net(obs)
-        loss = ((lam - m.dual_target(obs, torch.full((3,), g))) ** 2).mean()
+        loss = ((lam - m.dual_target(obs, torch.full((1, 3), g))) ** 2).mean()
         grads = torch.autograd.grad(loss, list(m.net.parameters()))
         norm = sum(gr.abs().sum() for gr in grads)
         assert (norm < 1e-5) == at_rest, (g, norm)
@@ -106,8 +106,8 @@ def test_regression_gradient_is_scaled_dual_ascent_when_unclipped():
     """docs/algorithm.md §5: with λ_prev = λ_ξ and no clipping, ∇ regression = 2ρ_λ ∇ dual ascent."""
     reg = _network_multiplier("regression", rho_lambda=0.5)
     reg.prev.load_state_dict(reg.net.state_dict())
-    obs = torch.randn(8, 3)
-    g = torch.rand(8) + 0.1  # positive: the target is not clipped at 0
+    obs = torch.randn(1, 8, 3)
+    g = torch.rand(1, 8) + 0.1  # positive: the target is not clipped at 0
     lam = reg.net(obs)
     reg_loss = ((lam - reg.dual_target(obs, g)) ** 2).mean()
     grad_reg = torch.autograd.grad(reg_loss, list(reg.net.parameters()))
@@ -120,15 +120,15 @@ def test_regression_gradient_is_scaled_dual_ascent_when_unclipped():
 def test_network_updates_move_lambda_the_right_way():
     for rule in ("regression", "dual-ascent"):
         m = _network_multiplier(rule, lr=1e-2)
-        obs = torch.randn(64, 3)
+        obs = torch.randn(1, 64, 3)
         before = m.value(obs).mean()
         for _ in range(20):
-            m.update(obs, torch.full((64,), 0.5))
+            m.update(obs, torch.full((1, 64), 0.5))
             m.end_round()
         assert m.value(obs).mean() > before + 0.05, rule
         mid = m.value(obs).mean()
         for _ in range(20):
-            m.update(obs, torch.full((64,), -0.5))
+            m.update(obs, torch.full((1, 64), -0.5))
             m.end_round()
         assert m.value(obs).mean() < mid, rule
 
@@ -136,17 +136,17 @@ def test_network_updates_move_lambda_the_right_way():
 def test_dual_ascent_anti_windup_stops_pushing_only_above_the_cap():
     """Projected dual ascent: where λ_ξ(s) ≥ λ_max and g > 0 the ascent term is dropped; elsewhere it is
     FAC's −mean λ·g. With λ ≡ 0.2 (zero last layer), d(−mean λ g)/d bias = −σ(z)·mean(g), σ(z) = 1 − e^−0.2."""
-    obs = torch.randn(6, 3)
-    g = torch.tensor([0.5, -0.5, 0.5, -0.7, 0.2, 0.0])
+    obs = torch.randn(1, 6, 3)
+    g = torch.tensor([[0.5, -0.5, 0.5, -0.7, 0.2, 0.0]])
     sig = 1 - math.exp(-0.2)
 
     def bias_grad(lam_max: float, anti: bool) -> float:
         m = _network_multiplier("dual-ascent", lam_max=lam_max, anti_windup=anti, grad_clip=0.0)
         with torch.no_grad():
-            m.net.net[-1].weight.zero_()
-            m.net.net[-1].bias.fill_(math.log(math.expm1(0.2)))
+            m.net.net.layers[-1].weight.zero_()
+            m.net.net.layers[-1].bias.fill_(math.log(math.expm1(0.2)))
         m.update(obs, g)
-        return m.net.net[-1].bias.grad.item()
+        return m.net.net.layers[-1].bias.grad.item()
 
     plain = -sig * g.mean().item()
     assert bias_grad(1.0, False) == pytest.approx(plain, rel=1e-5)
@@ -159,22 +159,22 @@ def test_dual_ascent_anti_windup_stops_pushing_only_above_the_cap():
 def test_regression_target_lag_uses_polyak_average():
     m = _network_multiplier("regression", target_tau=0.25)
     prev0 = [p.clone() for p in m.prev.parameters()]
-    m.update(torch.randn(16, 3), torch.ones(16))
+    m.update(torch.randn(1, 16, 3), torch.ones(1, 16))
     m.end_round()
     for p_prev, p0, p in zip(m.prev.parameters(), prev0, m.net.parameters()):
         torch.testing.assert_close(p_prev, 0.75 * p0 + 0.25 * p.detach())
 
 
 def test_scalar_dual_ascent_projected():
-    m = ScalarMultiplier(MultiplierConfig(kind="scalar", lam_init=0.01, lr=0.1, lam_max=1.0))
-    m.update(torch.zeros(4, 2), torch.tensor([-1.0, -2.0, -1.0, -2.0]))  # ḡ < 0 pushes λ below 0
-    assert m.value(torch.zeros(2, 2)).tolist() == [0.0, 0.0]
+    m = ScalarMultiplier(1, MultiplierConfig(kind="scalar", lam_init=0.01, lr=0.1, lam_max=1.0))
+    m.update(torch.zeros(1, 4, 2), torch.tensor([[-1.0, -2.0, -1.0, -2.0]]))  # ḡ < 0 pushes λ below 0
+    assert m.value(torch.zeros(1, 2, 2)).tolist() == [[0.0, 0.0]]
     for _ in range(30):
-        m.update(torch.zeros(4, 2), torch.ones(4))
-    assert m.value(torch.zeros(1, 2)).item() == pytest.approx(1.0)  # capped at λ_max
+        m.update(torch.zeros(1, 4, 2), torch.ones(1, 4))
+    assert m.value(torch.zeros(1, 1, 2)).item() == pytest.approx(1.0)  # capped at λ_max
     # Adam's first step moves λ by lr in the sign of ḡ
-    m2 = ScalarMultiplier(MultiplierConfig(kind="scalar", lam_init=0.5, lr=0.1, lam_max=10.0))
-    m2.update(torch.zeros(4, 2), torch.full((4,), 3.0))
+    m2 = ScalarMultiplier(1, MultiplierConfig(kind="scalar", lam_init=0.5, lr=0.1, lam_max=10.0))
+    m2.update(torch.zeros(1, 4, 2), torch.full((1, 4), 3.0))
     assert m2.lam.item() == pytest.approx(0.6, abs=1e-6)
 
 
@@ -184,7 +184,7 @@ def test_pid_multiplier_matches_hand_computation():
 
     cfg = MultiplierConfig(kind="pid", lam_init=0.1, lam_max=5.0, pid_kp=1.0, pid_ki=0.5, pid_kd=2.0,
                            pid_ema_p=0.5, pid_ema_d=0.5, pid_d_delay=2)
-    m = PIDMultiplier(cfg)
+    m = PIDMultiplier(1, cfg)
     integral, p, d, hist, expected = 0.1, 0.0, 0.0, [], []
     values = []
     for g in [1.0, 1.0, -1.0, 4.0, -4.0, -4.0]:
@@ -194,31 +194,31 @@ def test_pid_multiplier_matches_hand_computation():
         old = hist[-2] if len(hist) >= 2 else d
         hist.append(d)
         expected.append(min(5.0, max(0.0, p + integral + 2.0 * max(0.0, d - old))))
-        m.update(torch.zeros(4, 3), torch.full((4,), g))
-        values.append(m.value(torch.zeros(2, 3)))
-        assert values[-1].tolist() == pytest.approx([expected[-1]] * 2, abs=1e-6)
+        m.update(torch.zeros(1, 4, 3), torch.full((1, 4), g))
+        values.append(m.value(torch.zeros(1, 2, 3)))
+        assert values[-1][0].tolist() == pytest.approx([expected[-1]] * 2, abs=1e-6)
     # values handed out earlier are snapshots, not views of the λ that update() changes in place
-    assert [v[0].item() for v in values] == pytest.approx(expected, abs=1e-6)
+    assert [v[0, 0].item() for v in values] == pytest.approx(expected, abs=1e-6)
     assert expected[3] == 5.0 and expected[-1] == 0.0  # both projections were exercised
     # its whole state is in the state dict (checkpointed with the agent)
-    clone = PIDMultiplier(cfg)
+    clone = PIDMultiplier(1, cfg)
     clone.load_state_dict(m.state_dict())
-    m.update(torch.zeros(1, 3), torch.ones(1))
-    clone.update(torch.zeros(1, 3), torch.ones(1))
+    m.update(torch.zeros(1, 1, 3), torch.ones(1, 1))
+    clone.update(torch.zeros(1, 1, 3), torch.ones(1, 1))
     assert clone.lam.item() == pytest.approx(m.lam.item())
 
 
 # ------------------------------------------------------------------------- cost value backup (§2.2)
 def test_twin_cost_aggregation():
-    twins = torch.tensor([[1.0, 4.0], [3.0, 2.0]])
+    twins = torch.tensor([[[1.0, 4.0], [3.0, 2.0]], [[0.0, 1.0], [2.0, -1.0]]])  # (S=2 members, 2 twins, B=2)
     pessimistic = CostValue(ConstraintConfig(twin_aggregate="max", twin_target="max"))
-    torch.testing.assert_close(pessimistic.aggregate(twins), torch.tensor([3.0, 4.0]))
-    torch.testing.assert_close(pessimistic.target_value(twins), torch.tensor([3.0, 4.0]))
+    torch.testing.assert_close(pessimistic.aggregate(twins), torch.tensor([[3.0, 4.0], [2.0, 1.0]]))
+    torch.testing.assert_close(pessimistic.target_value(twins), torch.tensor([[3.0, 4.0], [2.0, 1.0]]))
     split = CostValue(ConstraintConfig(twin_aggregate="max", twin_target="mean"))  # the risk estimate stays max
-    torch.testing.assert_close(split.aggregate(twins), torch.tensor([3.0, 4.0]))
-    torch.testing.assert_close(split.target_value(twins), torch.tensor([2.0, 3.0]))
+    torch.testing.assert_close(split.aggregate(twins), torch.tensor([[3.0, 4.0], [2.0, 1.0]]))
+    torch.testing.assert_close(split.target_value(twins), torch.tensor([[2.0, 3.0], [1.0, 0.0]]))
     mean = CostValue(ConstraintConfig(twin_aggregate="mean")).aggregate(twins)
-    torch.testing.assert_close(mean, torch.tensor([2.0, 3.0]))
+    torch.testing.assert_close(mean, torch.tensor([[2.0, 3.0], [1.0, 0.0]]))
 
 
 def test_cost_value_backup_and_binary_cost():
@@ -234,13 +234,12 @@ def test_cost_value_backup_and_binary_cost():
 # ------------------------------------------------------------------------------- networks (§3)
 def test_tanh_gaussian_log_prob_matches_change_of_variables():
     torch.manual_seed(0)
-    pi = TanhGaussianPolicy(3, 2, [8])
-    obs = torch.randn(5, 3)
-    torch.manual_seed(1)
-    a, logp = pi.sample(obs)
+    pi = TanhGaussianPolicy(2, 3, 2, [8])
+    obs = torch.randn(2, 5, 3)
+    eps = torch.randn(2, 5, 2)
+    a, logp = pi.sample(obs, eps)
     mean, log_std = pi._dist_params(obs)
-    torch.manual_seed(1)
-    u = mean + log_std.exp() * torch.randn_like(mean)
+    u = mean + log_std.exp() * eps
     base = torch.distributions.Normal(mean, log_std.exp()).log_prob(u).sum(-1)
     expected = base - torch.log(1 - torch.tanh(u) ** 2).sum(-1)
     torch.testing.assert_close(a, torch.tanh(u))
@@ -249,23 +248,25 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
 
 def test_ensemble_critic_members_are_independent_mlps():
     torch.manual_seed(0)
-    critic = Critic(3, 2, [8, 8], constrained=True)
-    obs, act = torch.randn(6, 3), torch.randn(6, 2)
+    critic = Critic(2, 3, 2, [8, 8], constrained=True)  # 2 members x 4 critics
+    obs, act = torch.randn(2, 6, 3), torch.randn(2, 6, 2)
     out = critic(obs, act)
-    assert out.shape == (4, 6)
-    x = torch.cat([obs, act], -1)
-    for i in range(4):
-        h = x
-        for j, layer in enumerate(critic.net.layers):
-            h = h @ layer.weight[i] + layer.bias[i]
-            if j < len(critic.net.layers) - 1:
-                h = torch.relu(h)
-        torch.testing.assert_close(out[i], h.squeeze(-1), rtol=1e-5, atol=1e-6)
+    assert out.shape == (2, 4, 6)
+    for s in range(2):
+        x = torch.cat([obs[s], act[s]], -1)  # each member sees only its own batch
+        for i in range(4):
+            h = x
+            for j, layer in enumerate(critic.net.layers):
+                h = h @ layer.weight[s, i] + layer.bias[s, i]
+                if j < len(critic.net.layers) - 1:
+                    h = torch.relu(h)
+            torch.testing.assert_close(out[s, i], h.squeeze(-1), rtol=1e-5, atol=1e-6)
 
 
 def test_multiplier_net_initial_value():
-    net = MultiplierNet(4, [16], lam_init=0.05)
-    lam = net(torch.randn(100, 4))
+    net = MultiplierNet(3, 4, [16], lam_init=0.05)
+    lam = net(torch.randn(3, 100, 4))
+    assert lam.shape == (3, 100)
     assert torch.all((lam - 0.05).abs() < 0.01)
 
 
@@ -280,14 +281,18 @@ def _agent(algo: str, **sets) -> tuple[SAC, ReplayBuffer]:
     for k, v in sets.items():
         cfg.set(k, v)
     cfg.validate()
-    torch.manual_seed(0)
-    agent = SAC(3, 2, cfg)
-    buf = ReplayBuffer(3, 2, 8, "cpu", seed=0)
+    agent = SAC(3, 2, cfg)  # a population of one (seed cfg.seed)
+    buf = ReplayBuffer(3, 2, 8, "cpu", seeds=[0])
     gen = torch.Generator().manual_seed(1)
     for i in range(8):
-        buf.add(torch.randn(1, 3, generator=gen).numpy(), (torch.rand(1, 2, generator=gen) * 2 - 1).numpy(),
-                [float(i)], [float(i % 2)], torch.randn(1, 3, generator=gen).numpy(), [float(i % 3 == 0)])
+        buf.add(torch.randn(1, 1, 3, generator=gen).numpy(), (torch.rand(1, 1, 2, generator=gen) * 2 - 1).numpy(),
+                [[float(i)]], [[float(i % 2)]], torch.randn(1, 1, 3, generator=gen).numpy(), [[float(i % 3 == 0)]])
     return agent, buf
+
+
+def _in_order(buf: ReplayBuffer) -> None:
+    """Make every batch the whole buffer, in order."""
+    buf.indices = lambda n: torch.arange(n).unsqueeze(0) % buf.size
 
 
 class _FixedSampler:
@@ -298,10 +303,10 @@ class _FixedSampler:
         self.act_dim = act_dim
         self.logp = logp
 
-    def __call__(self, obs):
-        bias = self.policy.net[0].bias
-        a = torch.tanh(obs[:, : self.act_dim] + bias[: self.act_dim])  # depends on θ
-        logp = -(obs ** 2).sum(-1) * 0.1 if self.logp is None else torch.full((obs.shape[0],), self.logp)
+    def __call__(self, obs, eps=None):
+        bias = self.policy.net.layers[0].bias  # (1, 1, hidden)
+        a = torch.tanh(obs[..., : self.act_dim] + bias[..., : self.act_dim])  # depends on θ
+        logp = -(obs ** 2).sum(-1) * 0.1 if self.logp is None else torch.full(obs.shape[:2], self.logp)
         return a, logp + bias.sum() * 0.0
 
 
@@ -310,24 +315,24 @@ class _FixedSampler:
 def test_critic_targets_bootstrap_on_truncation_not_termination(algo, twin_target):
     agent, buf = _agent(algo, **{"constraint.twin_target": twin_target})
     agent.actor.sample = _FixedSampler(agent.actor, 2)
-    # sample the whole buffer in order
-    buf._indices = lambda n: torch.arange(8)
+    _in_order(buf)
     b = buf.sample(8)
     alpha = math.exp(agent.log_alpha.item())
     with torch.no_grad():
         a2, logp2 = agent.actor.sample(b.next_obs)
-        tv = agent.critic_target(b.next_obs, a2)
+        tv = agent.critic_target(b.next_obs, a2)[0]
+        logp2, b = logp2[0], type(b)(*(x[0] for x in b))  # member 0's rows
         y = b.rew + 0.99 * (1 - b.terminated) * (torch.minimum(tv[0], tv[1]) - alpha * logp2)
-        v = agent.critic(b.obs, b.act)
+        v = agent.critic(b.obs[None], b.act[None])[0]
         expected_q = ((v[0] - y) ** 2).mean() + ((v[1] - y) ** 2).mean()
         if agent.constrained:
             next_c = torch.maximum(tv[2], tv[3]) if twin_target == "max" else 0.5 * (tv[2] + tv[3])
             yc = b.cost + 0.9 * (1 - b.terminated) * next_c
             expected_c = ((v[2] - yc) ** 2).mean() + ((v[3] - yc) ** 2).mean()
     stats = agent.update(buf, log=True)
-    torch.testing.assert_close(stats["reward_critic_loss"], expected_q)
+    torch.testing.assert_close(stats["reward_critic_loss"], expected_q.reshape(1))
     if agent.constrained:
-        torch.testing.assert_close(stats["cost_critic_loss"], expected_c)
+        torch.testing.assert_close(stats["cost_critic_loss"], expected_c.reshape(1))
     assert b.terminated.sum() == 3  # both terminated and non-terminated transitions were checked
 
 
@@ -337,22 +342,22 @@ def test_critic_targets_bootstrap_on_truncation_not_termination(algo, twin_targe
 def test_actor_loss_composition(algo, penalty, normalize):
     agent, buf = _agent(algo, **{"sac.lr_critic": 1e-12})  # critic step negligible: pre-update critic suffices
     agent.actor.sample = _FixedSampler(agent.actor, 2)
-    buf._indices = lambda n: torch.arange(8)
+    _in_order(buf)
     b = buf.sample(8)
     if agent.multiplier is not None:  # a non-trivial, state-dependent multiplier
         if isinstance(agent.multiplier, NetworkMultiplier):
             with torch.no_grad():
-                agent.multiplier.net.net[-1].weight.normal_(0, 1.0)
+                agent.multiplier.net.net.layers[-1].weight.normal_(0, 1.0)
         else:
             agent.multiplier.lam.data.fill_(0.7)  # scalar parameter or PID buffer
     alpha = math.exp(agent.log_alpha.item())
     with torch.no_grad():
         a, logp = agent.actor.sample(b.obs)
-        v = agent.critic(b.obs, a)
-        per = alpha * logp - torch.minimum(v[0], v[1])
+        v = agent.critic(b.obs, a)[0]
+        per = alpha * logp[0] - torch.minimum(v[0], v[1])
         if penalty:
             g = 0.5 * (v[2] + v[3]) - 0.1  # the twins' mean (constraint.twin_aggregate default)
-            lam = agent.multiplier.value(b.obs)
+            lam = agent.multiplier.value(b.obs)[0]
             if penalty == "augmented":
                 eff = torch.relu(lam + 1.0 * g)
                 per = per + (eff ** 2 - lam ** 2) / 2.0
@@ -362,7 +367,7 @@ def test_actor_loss_composition(algo, penalty, normalize):
             if normalize:
                 per = per / (1 + eff)
     stats = agent.update(buf, log=True)
-    torch.testing.assert_close(stats["actor_loss"], per.mean(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(stats["actor_loss"], per.mean().reshape(1), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("algo", ["sac-alam", "fac", "sac-lag"])
@@ -371,17 +376,18 @@ def test_actor_parameter_gradient_matches_autograd_reference(algo):
     agent, buf = _agent(algo, **{"sac.lr_critic": 1e-12, "sac.grad_clip": 0.0})
     if isinstance(agent.multiplier, NetworkMultiplier):
         with torch.no_grad():
-            agent.multiplier.net.net[-1].weight.normal_(0, 1.0)
+            agent.multiplier.net.net.layers[-1].weight.normal_(0, 1.0)
     reference = copy.deepcopy(agent)
     agent.actor.sample = _FixedSampler(agent.actor, 2)
     reference.actor.sample = _FixedSampler(reference.actor, 2)
-    buf._indices = lambda n: torch.arange(8)
+    _in_order(buf)
     b = buf.sample(8)
     alpha = math.exp(reference.log_alpha.item())
     a, logp = reference.actor.sample(b.obs)
-    v = reference.critic(b.obs, a)
+    v = reference.critic(b.obs, a)[0]
+    logp = logp[0]
     g = 0.5 * (v[2] + v[3]) - 0.1  # the twins' mean (constraint.twin_aggregate default)
-    lam = reference.multiplier.value(b.obs)
+    lam = reference.multiplier.value(b.obs)[0]
     if algo == "sac-alam":
         per = alpha * logp - torch.minimum(v[0], v[1]) + torch.where(lam + g >= 0, lam * g + g * g / 2, -lam ** 2 / 2)
     else:
@@ -430,8 +436,8 @@ def test_polyak_rate_of_cost_critics_is_their_own():
     target0 = [p.clone() for p in agent.critic_target.parameters()]
     agent.update(buf)
     for t, t0, p in zip(agent.critic_target.parameters(), target0, agent.critic.parameters()):
-        torch.testing.assert_close(t[:2], 0.75 * t0[:2] + 0.25 * p.detach()[:2])  # reward twins
-        torch.testing.assert_close(t[2:], 0.5 * t0[2:] + 0.5 * p.detach()[2:])  # cost twins
+        torch.testing.assert_close(t[:, :2], 0.75 * t0[:, :2] + 0.25 * p.detach()[:, :2])  # reward twins
+        torch.testing.assert_close(t[:, 2:], 0.5 * t0[:, 2:] + 0.5 * p.detach()[:, 2:])  # cost twins
 
 
 def test_multiplier_updated_every_period():
@@ -448,23 +454,28 @@ def test_multiplier_updated_every_period():
 
 
 def test_member_group_clipping_matches_torch_per_group():
-    from statewise.sac import clip_grad_norm_by_members
+    """clip_grad_norm_per_member on (S, K, ...) gradients is torch's clip_grad_norm_ applied to each member's group
+    of critics alone: members never scale each other, nor do the reward and the cost twins."""
+    from statewise.nets import clip_grad_norm_per_member
 
     gen = torch.Generator().manual_seed(3)
-    params = [torch.nn.Parameter(torch.zeros(4, 3, 5)), torch.nn.Parameter(torch.zeros(4, 1, 5))]
+    params = [torch.nn.Parameter(torch.zeros(2, 4, 3, 5)), torch.nn.Parameter(torch.zeros(2, 4, 1, 5))]
     for p, scale in zip(params, (30.0, 0.01)):
         p.grad = torch.randn(p.shape, generator=gen) * scale
-    reference = []
-    for group in (slice(0, 2), slice(2, 4)):  # torch's own clipping on each group's slices alone
-        sliced = [torch.nn.Parameter(p.detach()[group].clone()) for p in params]
-        for s, p in zip(sliced, params):
-            s.grad = p.grad[group].clone()
-        torch.nn.utils.clip_grad_norm_(sliced, 1.0)
-        reference.append([s.grad for s in sliced])
-    clip_grad_norm_by_members(params, [slice(0, 2), slice(2, 4)], 1.0)
-    for gi, group in enumerate((slice(0, 2), slice(2, 4))):
-        for p, ref in zip(params, reference[gi]):
-            torch.testing.assert_close(p.grad[group], ref)
+    params[0].grad[1] *= 1e-4  # member 1 below the clip
+    groups = (slice(0, 2), slice(2, 4))
+    reference = {}
+    for member in range(2):
+        for group in groups:  # torch's own clipping on one member's group alone
+            sliced = [torch.nn.Parameter(p.detach()[member, group].clone()) for p in params]
+            for s, p in zip(sliced, params):
+                s.grad = p.grad[member, group].clone()
+            torch.nn.utils.clip_grad_norm_(sliced, 1.0)
+            reference[member, group.start] = [s.grad for s in sliced]
+    clip_grad_norm_per_member(params, 1.0, 2, list(groups))
+    for (member, start), ref in reference.items():
+        for p, r in zip(params, ref):
+            torch.testing.assert_close(p.grad[member, start:start + 2], r)
 
 
 def test_cost_critic_update_does_not_depend_on_reward_scale():
@@ -477,6 +488,6 @@ def test_cost_critic_update_does_not_depend_on_reward_scale():
         torch.manual_seed(5)
         for _ in range(4):
             agent.update(buf)
-        finals.append([p.detach()[2:].clone() for p in agent.critic.parameters()])
+        finals.append([p.detach()[:, 2:].clone() for p in agent.critic.parameters()])
     for a, b in zip(*finals):
         assert torch.equal(a, b)

@@ -98,7 +98,7 @@ def test_truncation_is_stored_as_non_terminal(tmp_path, monkeypatch):
     flags, original = [], ReplayBuffer.add
 
     def recording_add(self, obs, act, rew, cost, next_obs, terminated):
-        flags.extend((float(x[0]), bool(term)) for x, term in zip(next_obs, terminated))
+        flags.extend((float(x[0]), bool(term)) for x, term in zip(next_obs[0], terminated[0]))  # member 0
         return original(self, obs, act, rew, cost, next_obs, terminated)
 
     monkeypatch.setattr(ReplayBuffer, "add", recording_add)

@@ -31,26 +31,26 @@ class Agent:
         arr = np.asarray(obs, dtype=np.float32)
         single = arr.ndim == 1
         arr = arr[None] if single else arr
-        obs_dim = self.sac.actor.net[0].in_features
+        obs_dim = self.sac.obs_dim
         if arr.ndim != 2 or arr.shape[1] != obs_dim:
             raise StatewiseError(f"observation must have shape ({obs_dim},) or (N, {obs_dim}), got {np.shape(obs)}")
-        return torch.as_tensor(arr, device=self.device), single
+        return torch.as_tensor(arr, device=self.device).unsqueeze(0), single  # a population of one
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         x, single = self._obs(obs)
-        out = self.sac.act(x, deterministic).cpu().numpy()
+        out = self.sac.act(x, deterministic)[0].cpu().numpy()
         return out[0] if single else out
 
     def multiplier(self, obs: np.ndarray) -> np.ndarray | float:
         """λ(s) ∈ [0, λ_max] (zeros for unconstrained SAC)."""
         x, single = self._obs(obs)
-        out = self.sac.lam(x).cpu().numpy()
+        out = self.sac.lam(x)[0].cpu().numpy()
         return out[0] if single else out
 
     def cost_value(self, obs: np.ndarray) -> np.ndarray | float:
         """Pessimistic cost value Q^c(s, π(s)) at the deterministic action."""
         x, single = self._obs(obs)
-        out = self.sac.cost_value(x).cpu().numpy()
+        out = self.sac.cost_value(x)[0].cpu().numpy()
         return out[0] if single else out
 
 

@@ -23,10 +23,10 @@ class ConstraintSignal(Protocol):
         """The costs stored in the replay buffer for a batch of raw environment costs."""
 
     def aggregate(self, twins: torch.Tensor) -> torch.Tensor:
-        """One value from the twin cost critics' outputs (2, B) -> (B,)."""
+        """One value from the twin cost critics' outputs (S, 2, B) -> (S, B)."""
 
     def target_value(self, twins: torch.Tensor) -> torch.Tensor:
-        """The twins' value at the next state inside the Bellman target, (2, B) -> (B,)."""
+        """The twins' value at the next state inside the Bellman target, (S, 2, B) -> (S, B)."""
 
     def backup(self, cost: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
         """Bellman target for Q^c(s, a) from the pessimistic target value at (s', a' ~ π)."""
@@ -70,7 +70,8 @@ class CostValue:
 
 
 def _combine(twins: torch.Tensor, how: str) -> torch.Tensor:
-    return torch.maximum(twins[0], twins[1]) if how == "max" else 0.5 * (twins[0] + twins[1])
+    """(S, 2, B) -> (S, B)."""
+    return torch.maximum(twins[:, 0], twins[:, 1]) if how == "max" else 0.5 * (twins[:, 0] + twins[:, 1])
 
 
 def make_signal(cfg: ConstraintConfig) -> ConstraintSignal:

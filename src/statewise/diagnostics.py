@@ -54,33 +54,37 @@ def feasible_states(env: Any, n: int, seed: int = FEASIBLE_STATES_SEED) -> np.nd
 @torch.no_grad()
 def monte_carlo_values(sac: Any, task: Any, states: np.ndarray, rollouts: int, horizon: int,
                        generator: torch.Generator) -> dict[str, np.ndarray]:
-    """Critic estimates and Monte-Carlo truth at ``states`` (N, obs_dim), each averaged over ``rollouts`` rollouts.
+    """Critic estimates and Monte-Carlo truth at ``states`` (N, obs_dim), each averaged over ``rollouts`` rollouts,
+    for a single agent ``sac`` (a population of one: ``statewise.load(...).sac``, or ``population.member(k)``).
 
     Returns per-state arrays: ``q`` / ``q_mc`` (soft reward value, scaled by ``sac.reward_scale``), and for a
     constrained agent ``qc`` / ``qc_mc`` (cost value) and ``lam`` (λ(s))."""
     cfg = sac.cfg
     device = next(sac.parameters()).device
     gamma, reward_scale = cfg.sac.gamma, cfg.sac.reward_scale
+    if sac.members != 1:
+        raise ValueError("monte_carlo_values measures one agent; pass population.member(k)")
     alpha = float(sac.log_alpha.exp())
-    obs0 = torch.as_tensor(np.asarray(states, dtype=np.float32), device=device)
+    obs0 = torch.as_tensor(np.asarray(states, dtype=np.float32), device=device).unsqueeze(0)
     act0 = sac.actor.mode(obs0)
-    values = sac.critic(obs0, act0)
+    values = sac.critic(obs0, act0)[0]
     out: dict[str, np.ndarray] = {"q": values[:2].min(dim=0).values.cpu().numpy()}
     if sac.constrained:
-        out["qc"] = sac.signal.aggregate(values[2:]).cpu().numpy()
-        out["lam"] = sac.lam(obs0).cpu().numpy()
+        out["qc"] = sac.signal.aggregate(values[None, 2:])[0].cpu().numpy()
+        out["lam"] = sac.lam(obs0)[0].cpu().numpy()
 
     state = np.repeat(np.asarray(states, dtype=np.float64), rollouts, axis=0)
-    act = np.repeat(act0.cpu().numpy(), rollouts, axis=0)
+    act = np.repeat(act0[0].cpu().numpy(), rollouts, axis=0)
     ret = np.zeros(len(state))
     cost = np.zeros(len(state))
     alive = np.ones(len(state), dtype=bool)
     gamma_c = cfg.constraint.gamma_c
     for t in range(horizon):
         if t > 0:
-            a, logp = sac.actor.sample(torch.as_tensor(state, dtype=torch.float32, device=device), generator)
-            act = a.cpu().numpy()
-            ret -= alive * gamma**t * alpha * logp.cpu().numpy()
+            eps = torch.randn((1, len(state), sac.act_dim), generator=generator, device=device)
+            a, logp = sac.actor.sample(torch.as_tensor(state, dtype=torch.float32, device=device)[None], eps)
+            act = a[0].cpu().numpy()
+            ret -= alive * gamma**t * alpha * logp[0].cpu().numpy()
         state, r, c, terminated = task.transition(state, act)
         ret += alive * gamma**t * reward_scale * r
         train_c = (c > 0.0).astype(np.float64) if cfg.constraint.binary_cost else c
@@ -123,11 +127,12 @@ class ValueBiasProbe:
         self.feasible = feasible_states(env, states)
         self.seed = seed
 
-    def measure(self, sac: Any, buffer: Any, step: int) -> dict[str, float]:
+    def measure(self, sac: Any, replay_obs: torch.Tensor, step: int) -> dict[str, float]:
+        """``sac``: one agent (population of one); ``replay_obs``: its replay buffer's stored observations."""
         device = next(sac.parameters()).device
         gen = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + step)
-        idx = torch.randint(0, len(buffer), (self.n,), generator=gen, device=device)
-        replay = buffer.obs[idx].cpu().numpy().astype(np.float64)
+        idx = torch.randint(0, len(replay_obs), (self.n,), generator=gen, device=device)
+        replay = replay_obs[idx].cpu().numpy().astype(np.float64)
         threshold = sac.signal.threshold if sac.constrained else None
         row: dict[str, float] = {}
         for name, states in (("replay", replay), ("feasible", self.feasible)):

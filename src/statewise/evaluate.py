@@ -3,6 +3,7 @@ multiplier-calibration check against an exact feasible set (docs/algorithm.md §
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import gymnasium as gym
@@ -70,49 +71,94 @@ def episode_seeds(seed: int, purpose: str, episodes: int) -> list[int]:
     return [int(x) for x in ss.generate_state(episodes, dtype=np.uint32)]
 
 
-def run_episodes(env: gym.Env, policy: Policy, seeds: Sequence[int]) -> dict[str, float]:
-    """Roll out ``policy`` (obs -> action) for one episode per reset seed in ``seeds``.
+@dataclass
+class Episode:
+    """One evaluation episode: totals, and with ``record`` the visited states and per-step costs."""
 
-    Returns the mean return, mean episode cost (raw environment cost), step violation rate
-    (fraction of steps with cost > 0), episode violation probability (episodes with any cost), and,
-    where the environment reports ``info["feasible"]`` at reset, the violation probability of the
-    episodes that started in a feasible state.
-    """
-    returns, costs, lengths, violated, feasible_start = [], [], [], [], []
-    violating_steps = 0
-    for seed in seeds:
-        obs, info = env.reset(seed=int(seed))
-        feasible_start.append(info.get("feasible"))
-        ep_ret = ep_cost = 0.0
-        ep_len = ep_viol = 0
-        done = False
-        while not done:
-            obs, rew, terminated, truncated, info = env.step(policy(obs))
+    ret: float = 0.0
+    cost: float = 0.0
+    length: int = 0
+    violating_steps: int = 0
+    feasible_start: bool | None = None
+    states: list[np.ndarray] = field(default_factory=list)
+    costs: list[float] = field(default_factory=list)
+
+
+def rollout_members(envs: Sequence[gym.Env], policy: Callable[[np.ndarray], np.ndarray],
+                    seeds: Sequence[Sequence[int]], record: bool = False) -> list[list[Episode]]:
+    """Episodes of S agents at once: environment k plays one episode per reset seed in ``seeds[k]``, one after the
+    other, while all S step in lockstep. ``policy`` maps the S current observations (S, obs_dim) to S actions
+    (S, act_dim) in one batched call (rows of members that have finished are computed and ignored). With
+    ``record``, every episode keeps its states and per-step costs (for :func:`monte_carlo_calibration_from`)."""
+    n = len(envs)
+    out: list[list[Episode]] = [[] for _ in range(n)]
+    next_seed = [0] * n
+    obs: list[np.ndarray] = [np.zeros(envs[k].observation_space.shape, dtype=np.float32) for k in range(n)]
+    current: list[Episode | None] = [None] * n
+
+    def start(k: int) -> None:
+        o, info = envs[k].reset(seed=int(seeds[k][next_seed[k]]))
+        next_seed[k] += 1
+        obs[k] = np.asarray(o, dtype=np.float32)
+        current[k] = Episode(feasible_start=info.get("feasible"))
+
+    active = [k for k in range(n) if len(seeds[k])]
+    for k in active:
+        start(k)
+    while active:
+        actions = policy(np.stack(obs))
+        still = []
+        for k in active:
+            ep = current[k]
+            if record:
+                ep.states.append(obs[k])
+            o, rew, terminated, truncated, info = envs[k].step(actions[k])
             cost = float(info["cost"])
-            ep_ret += float(rew)
-            ep_cost += cost
-            ep_viol += cost > 0.0
-            ep_len += 1
-            done = terminated or truncated
-        returns.append(ep_ret)
-        costs.append(ep_cost)
-        lengths.append(ep_len)
-        violated.append(ep_viol > 0)
-        violating_steps += ep_viol
+            ep.ret += float(rew)
+            ep.cost += cost
+            ep.violating_steps += cost > 0.0
+            ep.length += 1
+            if record:
+                ep.costs.append(cost)
+            obs[k] = np.asarray(o, dtype=np.float32)
+            if terminated or truncated:
+                out[k].append(ep)
+                if next_seed[k] < len(seeds[k]):
+                    start(k)
+                else:
+                    continue
+            still.append(k)
+        active = still
+    return out
+
+
+def summarize_episodes(episodes: Sequence[Episode]) -> dict[str, float]:
+    """The mean return, mean episode cost (raw environment cost), step violation rate (fraction of steps with
+    cost > 0), episode violation probability (episodes with any cost), and, where the environment reports
+    ``info["feasible"]`` at reset, the violation probability of the episodes that started in a feasible state."""
+    returns = [ep.ret for ep in episodes]
+    lengths = [ep.length for ep in episodes]
+    violated = [ep.violating_steps > 0 for ep in episodes]
     out = {
         "return": float(np.mean(returns)),
         "return_std": float(np.std(returns)),
-        "cost": float(np.mean(costs)),
+        "cost": float(np.mean([ep.cost for ep in episodes])),
         "length": float(np.mean(lengths)),
-        "step_violation_rate": violating_steps / max(1, sum(lengths)),
+        "step_violation_rate": sum(ep.violating_steps for ep in episodes) / max(1, sum(lengths)),
         "episode_violation_prob": float(np.mean(violated)),
     }
-    known = [(f, v) for f, v in zip(feasible_start, violated) if f is not None]
+    known = [(ep.feasible_start, v) for ep, v in zip(episodes, violated) if ep.feasible_start is not None]
     if known:
         feas = [v for f, v in known if f]
         out["feasible_starts"] = float(len(feas))
         out["feasible_start_violation_prob"] = float(np.mean(feas)) if feas else float("nan")
     return out
+
+
+def run_episodes(env: gym.Env, policy: Policy, seeds: Sequence[int]) -> dict[str, float]:
+    """Roll out ``policy`` (obs -> action) for one episode per reset seed in ``seeds``; see
+    :func:`summarize_episodes` for what is returned."""
+    return summarize_episodes(rollout_members([env], lambda batch: policy(batch[0])[None], [list(seeds)])[0])
 
 
 def calibration(env: gym.Env, lam_fn: Callable[[np.ndarray], np.ndarray],
@@ -145,18 +191,15 @@ def monte_carlo_calibration(env: gym.Env, policy: Policy, scores: dict[str, Call
     """Calibration without ground truth (docs/algorithm.md §7): roll out ``policy``, label every visited
     state with y_H = 1[a violation within the next ``horizon`` steps], and score each risk function
     (e.g. λ(s), Q^c(s, π(s))) by AUROC and by its reliability curve (violation frequency per quantile bin)."""
-    states, labels = [], []
-    for seed in seeds:
-        obs, _ = env.reset(seed=int(seed))
-        ep_states, ep_costs, done = [], [], False
-        while not done:
-            ep_states.append(obs)
-            obs, _, terminated, truncated, info = env.step(policy(obs))
-            ep_costs.append(float(info["cost"]))
-            done = terminated or truncated
-        states.append(np.asarray(ep_states, dtype=np.float32))
-        labels.append(violation_within(ep_costs, horizon))
-    obs_all, y = np.concatenate(states), np.concatenate(labels)
+    episodes = rollout_members([env], lambda batch: policy(batch[0])[None], [list(seeds)], record=True)[0]
+    return monte_carlo_calibration_from(episodes, scores, horizon, bins)
+
+
+def monte_carlo_calibration_from(episodes: Sequence[Episode], scores: dict[str, Callable[[np.ndarray], np.ndarray]],
+                                 horizon: int = 50, bins: int = 10) -> dict[str, Any]:
+    """:func:`monte_carlo_calibration` on episodes already recorded by :func:`rollout_members`."""
+    obs_all = np.concatenate([np.asarray(ep.states, dtype=np.float32) for ep in episodes])
+    y = np.concatenate([violation_within(ep.costs, horizon) for ep in episodes])
     out: dict[str, Any] = {"horizon": horizon, "states": int(len(y)), "positive_fraction": float(y.mean())}
     for name, fn in scores.items():
         score = fn(obs_all)

@@ -2,8 +2,9 @@
 
 Every multiplier has the same small interface, so the SAC backbone never knows which one it holds:
 
-* ``value(obs)``: the detached multiplier λ(s) ∈ [0, λ_max] for a batch of states, shape (B,);
-* ``update(obs, g)``: one optimiser step given the residual g = Q^c(s, ã) − d at ã ~ π (no grad);
+* ``value(obs)``: the detached multiplier λ(s) ∈ [0, λ_max] for a batch of states (S, B, obs) -> (S, B);
+* ``update(obs, g)``: one optimiser step given the residual g = Q^c(s, ã) − d at ã ~ π (no grad), (S, B);
+  returns per-member statistics of shape (S,);
 * ``end_round()``: called after the K_λ steps of one multiplier update (moves the dual iterate).
 
 Implementations: :class:`ScalarMultiplier` (SAC-Lag: dual ascent on the batch-mean residual),
@@ -19,40 +20,41 @@ import torch.nn.functional as F
 from torch import nn
 
 from statewise.config import MultiplierConfig
-from statewise.nets import MultiplierNet, adam
+from statewise.nets import MultiplierNet, adam, clip_grad_norm_per_member
 
 
 class ScalarMultiplier(nn.Module):
-    """One λ for all states, trained by projected dual ascent on ḡ = mean_B g (docs/algorithm.md §5).
+    """One λ per member for all states, trained by projected dual ascent on ḡ = mean_B g (docs/algorithm.md §5).
 
-    Loss ``−λ·ḡ`` (gradient ``−ḡ``), Adam step, then projection ``λ ← clip(λ, 0, λ_max)``.
+    Loss ``−λ·ḡ`` (gradient ``−ḡ``), Adam step, then projection ``λ ← clip(λ, 0, λ_max)``. λ has shape (S,).
     """
 
-    def __init__(self, cfg: MultiplierConfig):
+    def __init__(self, members: int, cfg: MultiplierConfig):
         super().__init__()
         self.lam_max = cfg.lam_max
-        self.lam = nn.Parameter(torch.tensor(cfg.lam_init))
+        self.lam = nn.Parameter(torch.full((members,), float(cfg.lam_init)))
         self.optimizer = adam([self.lam], cfg.lr)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.lam.detach().clamp(0.0, self.lam_max).expand(obs.shape[0])
+        return self.lam.detach().clamp(0.0, self.lam_max)[:, None].expand(obs.shape[:2])
 
     def update(self, obs: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
-        loss = -self.lam * g.mean()
+        member_loss = -self.lam * g.mean(1)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        member_loss.sum().backward()
         self.optimizer.step()
         with torch.no_grad():
             self.lam.clamp_(0.0, self.lam_max)
-        return {"multiplier_loss": loss.detach()}
+        return {"multiplier_loss": member_loss.detach()}
 
     def end_round(self) -> None:
         pass
 
 
 class PIDMultiplier(nn.Module):
-    """One λ for all states from a PID controller on ḡ = mean_B g (Stooke et al. 2020; docs/algorithm.md §5,
-    in OmniSafe's EMA-smoothed form). The integral term alone is projected dual ascent with step K_I::
+    """One λ per member for all states from a PID controller on ḡ = mean_B g (Stooke et al. 2020;
+    docs/algorithm.md §5, in OmniSafe's EMA-smoothed form). The integral term alone is projected dual ascent
+    with step K_I::
 
         I  ← max(0, I + K_I ḡ)                         (starts at λ_init)
         P  ← a_p P + (1 − a_p) ḡ                       (EMA of the residual)
@@ -60,36 +62,37 @@ class PIDMultiplier(nn.Module):
         D  = max(0, J − J[k − d_delay])
         λ  = clip(K_P P + I + K_D D, 0, λ_max)
 
-    All state lives in tensors (checkpointed with the module); there is no optimiser.
+    All state lives in tensors with a leading member dimension (checkpointed with the module); no optimiser.
     """
 
     optimizer = None
 
-    def __init__(self, cfg: MultiplierConfig):
+    def __init__(self, members: int, cfg: MultiplierConfig):
         super().__init__()
         self.lam_max = cfg.lam_max
         self.kp, self.ki, self.kd = cfg.pid_kp, cfg.pid_ki, cfg.pid_kd
         self.ema_p, self.ema_d = cfg.pid_ema_p, cfg.pid_ema_d
-        self.register_buffer("lam", torch.tensor(cfg.lam_init))
-        self.register_buffer("integral", torch.tensor(cfg.lam_init))
-        self.register_buffer("p_ema", torch.tensor(0.0))
-        self.register_buffer("d_ema", torch.tensor(0.0))
-        self.register_buffer("d_history", torch.zeros(cfg.pid_d_delay))  # ring buffer of past d_ema
-        self.register_buffer("count", torch.tensor(0))
+        self.register_buffer("lam", torch.full((members,), float(cfg.lam_init)))
+        self.register_buffer("integral", torch.full((members,), float(cfg.lam_init)))
+        self.register_buffer("p_ema", torch.zeros(members))
+        self.register_buffer("d_ema", torch.zeros(members))
+        self.register_buffer("d_history", torch.zeros(members, cfg.pid_d_delay))  # ring buffer of past d_ema
+        self.register_buffer("count", torch.zeros(members, dtype=torch.long))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.lam.clone().expand(obs.shape[0])  # a copy: update() changes self.lam in place
+        return self.lam.clone()[:, None].expand(obs.shape[:2])  # a copy: update() changes self.lam in place
 
     @torch.no_grad()
     def update(self, obs: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
-        delta = g.mean()
+        delta = g.mean(1)
         self.integral.copy_((self.integral + self.ki * delta).clamp(min=0.0))
         self.p_ema.mul_(self.ema_p).add_((1.0 - self.ema_p) * delta)
         self.d_ema.mul_(self.ema_d).add_((1.0 - self.ema_d) * delta)
-        slot = self.count % self.d_history.numel()  # oldest entry: d_ema from d_delay updates ago (no host sync)
-        old = torch.where(self.count >= self.d_history.numel(), self.d_history[slot], self.d_ema)
+        delay = self.d_history.shape[1]
+        slot = (self.count % delay).unsqueeze(1)  # oldest entry: d_ema from d_delay updates ago (no host sync)
+        old = torch.where(self.count >= delay, self.d_history.gather(1, slot).squeeze(1), self.d_ema)
         derivative = (self.d_ema - old).clamp(min=0.0)
-        self.d_history[slot] = self.d_ema
+        self.d_history.scatter_(1, slot, self.d_ema.unsqueeze(1))
         self.count += 1
         self.lam.copy_((self.kp * self.p_ema + self.integral + self.kd * derivative).clamp(0.0, self.lam_max))
         return {"pid_p": self.p_ema.clone(), "pid_i": self.integral.clone(), "pid_d": derivative}
@@ -99,7 +102,7 @@ class PIDMultiplier(nn.Module):
 
 
 class NetworkMultiplier(nn.Module):
-    """State-wise multiplier network λ_ξ(s) (softplus head, clamped to [0, λ_max] when used).
+    """State-wise multiplier network λ_ξ(s) (softplus head, clamped to [0, λ_max] when used), one per member.
 
     ``dual-ascent`` (FAC, docs/algorithm.md §5):   L(ξ) = −mean_B[ λ_ξ(s) · sg(g(s, ã)) ]
                                                (anti_windup: g set to 0 where λ_ξ(s) ≥ λ_max and g > 0)
@@ -108,9 +111,10 @@ class NetworkMultiplier(nn.Module):
     where λ_prev is the previous dual iterate: a frozen copy moved towards λ_ξ after each round
     (hard copy for target_tau = 1). The raw softplus output is trained, so the gradient never dies
     at the cap; the target is clipped, so λ cannot drift into the softplus dead zone below 0.
+    Each member's loss is its own batch mean; the members' losses are summed, so gradients never mix.
     """
 
-    def __init__(self, obs_dim: int, cfg: MultiplierConfig, activation: str = "relu"):
+    def __init__(self, members: int, obs_dim: int, cfg: MultiplierConfig, activation: str = "relu"):
         super().__init__()
         self.rule = cfg.update
         self.lam_max = cfg.lam_max
@@ -118,7 +122,7 @@ class NetworkMultiplier(nn.Module):
         self.target_tau = cfg.target_tau
         self.grad_clip = cfg.grad_clip
         self.anti_windup = cfg.anti_windup
-        self.net = MultiplierNet(obs_dim, cfg.hidden, cfg.lam_init, activation)
+        self.net = MultiplierNet(members, obs_dim, cfg.hidden, cfg.lam_init, activation)
         self.prev: MultiplierNet | None = None
         if self.rule == "regression":
             self.prev = copy.deepcopy(self.net).requires_grad_(False)
@@ -139,18 +143,18 @@ class NetworkMultiplier(nn.Module):
         lam = self.net(obs)
         if self.rule == "regression":
             target = self.dual_target(obs, g)
-            loss = F.mse_loss(lam, target)
+            member_loss = (lam - target).pow(2).mean(1)
         else:
             g = g.detach()
             if self.anti_windup:  # projected dual ascent: no push above the cap
                 g = torch.where((lam.detach() >= self.lam_max) & (g > 0), torch.zeros_like(g), g)
-            loss = -(lam * g).mean()
+            member_loss = -(lam * g).mean(1)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        member_loss.sum().backward()
         if self.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
+            clip_grad_norm_per_member(list(self.net.parameters()), self.grad_clip)
         self.optimizer.step()
-        return {"multiplier_loss": loss.detach()}
+        return {"multiplier_loss": member_loss.detach()}
 
     def end_round(self) -> None:
         if self.prev is not None:
@@ -161,13 +165,14 @@ class NetworkMultiplier(nn.Module):
 Multiplier = ScalarMultiplier | PIDMultiplier | NetworkMultiplier
 
 
-def make_multiplier(obs_dim: int, cfg: MultiplierConfig, activation: str = "relu") -> Multiplier | None:
+def make_multiplier(members: int, obs_dim: int, cfg: MultiplierConfig,
+                    activation: str = "relu") -> Multiplier | None:
     if cfg.kind == "none":
         return None
     if cfg.kind == "scalar":
-        return ScalarMultiplier(cfg)
+        return ScalarMultiplier(members, cfg)
     if cfg.kind == "pid":
-        return PIDMultiplier(cfg)
-    return NetworkMultiplier(obs_dim, cfg, activation)
+        return PIDMultiplier(members, cfg)
+    return NetworkMultiplier(members, obs_dim, cfg, activation)
 
 

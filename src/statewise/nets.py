@@ -1,5 +1,11 @@
-"""Networks: a batched MLP ensemble (all critics in one module), the tanh-Gaussian policy and the
-multiplier network λ_ξ(s) (docs/algorithm.md §3, §5)."""
+"""Networks with a leading *member* dimension (docs/algorithm.md §3, §5).
+
+Every network of statewise is a stack of independent copies evaluated with batched matmuls: a population of S
+training runs (``statewise train --seeds 0-7``) holds S policies, S multiplier networks and S × K critics, and one
+call serves them all. A single run is a population of one. Shapes: inputs (*members, B, in) -> (*members, B, out),
+where ``members`` is (S,) for the policy and λ network and (S, K) for the critic ensemble (K = 2 reward twins, plus 2
+cost twins when the run is constrained).
+"""
 
 from __future__ import annotations
 
@@ -14,98 +20,97 @@ _ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh}
 
 
 def adam(params, lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel (several times faster than the per-tensor loop on CPU for small nets)."""
-    return torch.optim.Adam(params, lr=lr, fused=True)
+    """Adam on stacked members. Adam is elementwise, so one optimiser over stacked members updates each member as
+    if it were alone, provided every element goes through the same arithmetic: the ``foreach`` implementation does
+    (separate IEEE operations), the ``fused`` kernel does not (its vector body and scalar tail round differently, so
+    a member's update would depend on where its elements fall in the stack)."""
+    return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
-def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str = "relu") -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(in_dim, width), _ACTIVATIONS[activation]()]
-        in_dim = width
-    layers.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*layers)
+class BatchedLinear(nn.Module):
+    """Independent linear layers, one per member: weight (*members, in, out), bias (*members, 1, out).
 
-
-class EnsembleLinear(nn.Module):
-    """``n`` independent linear layers evaluated with one batched matmul.
-
-    Input (n, B, in) -> output (n, B, out). Each member is initialised like ``nn.Linear``.
+    Input (*members, B, in) -> (*members, B, out) with one ``baddbmm``. Each member is initialised like
+    ``nn.Linear`` (U(−1/√in, 1/√in) for weight and bias).
     """
 
-    def __init__(self, n: int, in_dim: int, out_dim: int):
+    def __init__(self, members: tuple[int, ...], in_dim: int, out_dim: int):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
-        self.bias = nn.Parameter(torch.empty(n, 1, out_dim))
+        self.members = tuple(members)
+        self.weight = nn.Parameter(torch.empty(*self.members, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(*self.members, 1, out_dim))
         bound = 1.0 / math.sqrt(in_dim)
-        # nn.Linear's default init: kaiming_uniform(a=sqrt(5)) == U(-1/sqrt(in), 1/sqrt(in)) for weights and bias
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+        w, b = self.weight, self.bias
+        if w.shape[-1] == 1:
+            # one output (critic, λ network): an elementwise product and a row sum. MKL computes a batch of one
+            # matrix-vector product differently from a batch of several, so with a matmul a member's value would
+            # depend on how many members sit beside it; the row sum does not (and is faster than the padded matmul).
+            return (x * w.transpose(-1, -2)).sum(-1, keepdim=True) + b
+        n = math.prod(self.members)
+        out = torch.baddbmm(b.reshape(n, 1, b.shape[-1]), x.reshape(n, *x.shape[-2:]), w.reshape(n, *w.shape[-2:]))
+        return out.reshape(*self.members, *out.shape[-2:])
 
 
-class EnsembleMLP(nn.Module):
-    """``n`` MLPs with identical shapes sharing one input, evaluated as one batched module.
+class BatchedMLP(nn.Module):
+    """One MLP per member, identical shapes: (*members, B, in) -> (*members, B, out)."""
 
-    The statewise critic is one ensemble: members 0-1 are the twin reward critics, members 2-3 (when
-    the run is constrained) the twin cost critics, so every critic evaluation is a single batched pass.
-    """
-
-    def __init__(self, n: int, in_dim: int, hidden: list[int], out_dim: int = 1, activation: str = "relu"):
+    def __init__(self, members: tuple[int, ...], in_dim: int, hidden: list[int], out_dim: int,
+                 activation: str = "relu"):
         super().__init__()
-        self.n = n
         dims = [in_dim, *hidden, out_dim]
-        self.layers = nn.ModuleList(EnsembleLinear(n, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(BatchedLinear(members, a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.act = _ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, in) shared by all members -> (n, B) for out_dim = 1."""
-        h = x.unsqueeze(0).expand(self.n, *x.shape)
         for layer in self.layers[:-1]:
-            h = self.act(layer(h))
-        return self.layers[-1](h).squeeze(-1)
+            x = self.act(layer(x))
+        return self.layers[-1](x)
 
 
 class Critic(nn.Module):
-    """Twin reward critics Q_{φ1,2}(s, a) and, if constrained, twin cost critics Q^c_{ψ1,2}(s, a)."""
+    """Per member: twin reward critics Q_{φ1,2}(s, a) and, if constrained, twin cost critics Q^c_{ψ1,2}(s, a),
+    all S × K of them in one batched MLP."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], constrained: bool, activation: str = "relu"):
+    def __init__(self, members: int, obs_dim: int, act_dim: int, hidden: list[int], constrained: bool,
+                 activation: str = "relu"):
         super().__init__()
         self.constrained = constrained
-        self.net = EnsembleMLP(4 if constrained else 2, obs_dim + act_dim, hidden, 1, activation)
+        self.k = 4 if constrained else 2
+        self.net = BatchedMLP((members, self.k), obs_dim + act_dim, hidden, 1, activation)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """(B, obs), (B, act) -> (n, B): rows [Q1, Q2] or [Q1, Q2, Qc1, Qc2]."""
-        return self.net(torch.cat([obs, act], dim=-1))
+        """(S, B, obs), (S, B, act) -> (S, K, B): per member the rows [Q1, Q2] or [Q1, Q2, Qc1, Qc2]."""
+        x = torch.cat([obs, act], dim=-1)
+        x = x.unsqueeze(1).expand(x.shape[0], self.k, *x.shape[1:])
+        return self.net(x).squeeze(-1)
 
     @staticmethod
     def reward_value(values: torch.Tensor) -> torch.Tensor:
-        """Clipped double-Q: min over the twin reward critics."""
-        return torch.minimum(values[0], values[1])
+        """Clipped double-Q: min over the twin reward critics, (S, K, B) -> (S, B)."""
+        return torch.minimum(values[:, 0], values[:, 1])
 
 
 class TanhGaussianPolicy(nn.Module):
-    """ã = tanh(μ(s) + σ(s)·ε), with the exact log-density of the squashed Gaussian."""
+    """ã = tanh(μ(s) + σ(s)·ε), with the exact log-density of the squashed Gaussian; one policy per member."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], activation: str = "relu"):
+    def __init__(self, members: int, obs_dim: int, act_dim: int, hidden: list[int], activation: str = "relu"):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 2 * act_dim, activation)
-        self.act_dim = act_dim
+        self.net = BatchedMLP((members,), obs_dim, hidden, 2 * act_dim, activation)
+        self.obs_dim, self.act_dim = obs_dim, act_dim
 
     def _dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self.net(obs).split(self.act_dim, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised sample and its log-probability, shapes (B, act) and (B,). A ``generator`` keeps the
-        draw off the global RNG (diagnostics during training must not change the training run)."""
+    def sample(self, obs: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised sample for standard-normal noise ``eps`` (same shape as the action) and its
+        log-probability: (S, B, obs) -> (S, B, act), (S, B). The caller draws ``eps`` from each member's own
+        generator (:func:`member_randn`), so members never share a random stream."""
         mean, log_std = self._dist_params(obs)
-        if generator is None:
-            eps = torch.randn_like(mean)
-        else:
-            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         u = mean + log_std.exp() * eps
         # log N(u; μ, σ) summed over action dims
         log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -119,24 +124,58 @@ class TanhGaussianPolicy(nn.Module):
         return torch.tanh(mean)
 
 
+def member_randn(generators: list[torch.Generator], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """(S, *shape) standard normals, member k's slice drawn from ``generators[k]`` only: member k's stream is the
+    same whether it trains alone or beside others."""
+    return torch.stack([torch.randn(shape, generator=g, device=device) for g in generators])
+
+
 def softplus_inverse(y: float) -> float:
     """x with softplus(x) = y, for y > 0."""
     return y + math.log(-math.expm1(-y))
 
 
 class MultiplierNet(nn.Module):
-    """λ_ξ(s) = softplus(MLP_ξ(s)) >= 0, output bias initialised so that λ(s) ≈ ``lam_init`` everywhere.
+    """λ_ξ(s) = softplus(MLP_ξ(s)) >= 0 per member, output bias initialised so that λ(s) ≈ ``lam_init`` everywhere.
 
     The raw (unclamped) output is what the multiplier losses train; users of λ clamp it to [0, λ_max].
     """
 
-    def __init__(self, obs_dim: int, hidden: list[int], lam_init: float, activation: str = "relu"):
+    def __init__(self, members: int, obs_dim: int, hidden: list[int], lam_init: float, activation: str = "relu"):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 1, activation)
-        last = self.net[-1]
-        assert isinstance(last, nn.Linear)
+        self.net = BatchedMLP((members,), obs_dim, hidden, 1, activation)
+        last = self.net.layers[-1]
         nn.init.uniform_(last.weight, -1e-3, 1e-3)  # start (almost) flat at lam_init
         nn.init.constant_(last.bias, softplus_inverse(lam_init))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """(S, B, obs) -> (S, B)."""
         return F.softplus(self.net(obs)).squeeze(-1)
+
+
+def clip_grad_norm_per_member(params: list[torch.Tensor], max_norm: float, member_dims: int = 1,
+                              groups: list[slice] | None = None) -> None:
+    """Global-norm gradient clipping (as ``nn.utils.clip_grad_norm_``) applied to each member on its own.
+
+    Every gradient leads with the member dimensions: (S, ...) with ``member_dims = 1``, or (S, K, ...) with
+    ``member_dims = 2``, where ``groups`` splits the K axis into sets clipped separately (the critic's reward twins
+    and cost twins, whose scales differ). Sums of squares run over the last axis first, one row at a time, so a
+    member's norm does not depend on how many members sit beside it."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    total = None  # (S,) or (S, K); summed tensor by tensor (a reduction across a stack would group rows by S)
+    for g in grads:
+        x = g.pow(2)
+        while x.dim() > member_dims:
+            x = x.sum(-1)
+        total = x if total is None else total + x
+    if groups is None:
+        scale = (max_norm / (total.sqrt() + 1e-6)).clamp(max=1.0)
+    else:
+        scale = torch.ones_like(total)
+        for group in groups:
+            norm = total[:, group].sum(1, keepdim=True).sqrt()
+            scale[:, group] = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(*scale.shape, *([1] * (g.dim() - scale.dim()))))

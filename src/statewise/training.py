@@ -24,9 +24,10 @@ from statewise.config import Config
 from statewise.diagnostics import ValueBiasProbe
 from statewise.errors import ConfigError, RunDirError
 from statewise.evaluate import (
-    build_env, calibration, check_cost_signal, episode_seeds, monte_carlo_calibration, run_episodes)
+    build_env, calibration, check_cost_signal, episode_seeds, monte_carlo_calibration_from, rollout_members,
+    summarize_episodes)
 from statewise.logger import RunLogger
-from statewise.sac import SAC
+from statewise.sac import SAC, stream_seed
 
 LAMBDA_GRID_N = 41  # λ(s) snapshots on the task plane at every evaluation
 
@@ -42,12 +43,33 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / env_name / f"{cfg.label}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def population_configs(config: Config, seeds: list[int], run_dir: str | Path | None = None) -> list[Config]:
+    """One config per seed, identical otherwise. With ``run_dir``, member k writes ``run_dir/<label>-s<seed>`` (the
+    names ``statewise bench`` gives); without, each gets its own default directory."""
+    if not seeds:
+        raise ConfigError("a population needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"population seeds must be distinct, got {seeds}")
+    out = []
+    for seed in seeds:
+        cfg = copy.deepcopy(config)
+        cfg.seed = int(seed)
+        cfg.validate()
+        cfg.run_dir = str(Path(run_dir) / f"{cfg.label}-s{seed}") if run_dir else ""
+        out.append(cfg)
+    return out
+
+
+_MEMBER_KEYS = ("seed", "run_dir")
+
+
 def train(config: Config | dict | str | Path) -> TrainResult:
     """Train one agent as described by ``config`` (a Config, a dict of keys, or a YAML path).
 
     Writes a new run directory (``config.run_dir``, or ``runs/<env>/<algo>-s<seed>-<time>``) with
     config.yaml, versions.json, metrics.csv, eval.csv, tb/ events, checkpoint.pt, probe.npz and
     summary.json. Raises a :class:`statewise.errors.StatewiseError` on bad input, before writing.
+    A single run is a population of one (:func:`train_population`).
     """
     if isinstance(config, (str, Path)):
         cfg = Config.from_yaml(config)
@@ -55,116 +77,199 @@ def train(config: Config | dict | str | Path) -> TrainResult:
         cfg = Config.from_dict(config)
     else:
         cfg = copy.deepcopy(config)  # the caller's object is left as it was (validate resolves 'auto')
-    cfg.validate()
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-    if run_dir.exists():
-        raise RunDirError(f"run directory {run_dir} already exists; choose another --run-dir (nothing was overwritten)")
+    return train_population([cfg])[0]
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+
+def train_population(configs: list[Config]) -> list[TrainResult]:
+    """Train S independent agents in one process, one batched update for all (``statewise train --seeds``).
+
+    ``configs`` differ only in ``seed`` and ``run_dir`` (see :func:`population_configs`). Member k writes exactly the
+    run directory that ``train(configs[k])`` would write, with identical files on CPU apart from timings: every
+    network, optimiser state, multiplier, replay buffer and random stream has its own member slice.
+    """
+    configs = [copy.deepcopy(c) for c in configs]
+    for cfg in configs:
+        cfg.validate()
+    first = configs[0]
+    shared = {k: v for k, v in first.to_dict().items() if k not in _MEMBER_KEYS}
+    for cfg in configs[1:]:
+        other = {k: v for k, v in cfg.to_dict().items() if k not in _MEMBER_KEYS}
+        if other != shared:
+            diff = sorted(k for k in shared if shared[k] != other.get(k))
+            raise ConfigError(f"members of a population may differ only in seed and run_dir, not in {', '.join(diff)}")
+    seeds = [cfg.seed for cfg in configs]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"population seeds must be distinct, got {seeds}")
+    run_dirs = [Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg) for cfg in configs]
+    if len(set(run_dirs)) != len(run_dirs):
+        raise RunDirError("members of a population need distinct run directories")
+    for run_dir in run_dirs:
+        if run_dir.exists():
+            raise RunDirError(f"run directory {run_dir} already exists; choose another --run-dir "
+                              "(nothing was overwritten)")
+
+    if first.threads:
+        torch.set_num_threads(first.threads)
+    keep_freed_memory()
     # denormal floats (tiny gradients late in training) make CPU kernels several times slower
     torch.set_flush_denormal(True)
-    device = torch.device(cfg.device)
+    device = torch.device(first.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    torch.manual_seed(first.seed)
+    np.random.seed(first.seed)
 
     with contextlib.ExitStack() as cleanup:  # closes what was opened, in reverse order, on any exit
-        eval_env = build_env(cfg.env, cfg.max_episode_steps)
-        cleanup.callback(eval_env.close)
-        check_cost_signal(eval_env, cfg.seed)  # fails loudly (EnvError) before the run directory is created
-        collector = make_collector(functools.partial(build_env, cfg.env, cfg.max_episode_steps), cfg.num_envs,
-                                   cfg.vector_mode)
-        cleanup.callback(collector.close)
-        bias_probe = None
-        if cfg.value_bias:
-            probe_env = build_env(cfg.env, cfg.max_episode_steps)
-            cleanup.callback(probe_env.close)
-            bias_probe = ValueBiasProbe(probe_env, cfg.seed)  # EnvError (one line) before anything is written
-        obs_dim = collector.single_observation_space.shape[0]
-        act_dim = collector.single_action_space.shape[0]
+        members: list[_Member] = []
+        for cfg, run_dir in zip(configs, run_dirs):
+            eval_env = build_env(cfg.env, cfg.max_episode_steps)
+            cleanup.callback(eval_env.close)
+            check_cost_signal(eval_env, cfg.seed)  # fails loudly (EnvError) before any run directory is created
+            collector = make_collector(functools.partial(build_env, cfg.env, cfg.max_episode_steps), cfg.num_envs,
+                                       cfg.vector_mode)
+            cleanup.callback(collector.close)
+            bias_probe = None
+            if cfg.value_bias:
+                probe_env = build_env(cfg.env, cfg.max_episode_steps)
+                cleanup.callback(probe_env.close)
+                bias_probe = ValueBiasProbe(probe_env, cfg.seed)  # EnvError (one line) before anything is written
+            members.append(_Member(cfg, run_dir, collector, eval_env, bias_probe))
+        obs_dim = members[0].collector.single_observation_space.shape[0]
+        act_dim = members[0].collector.single_action_space.shape[0]
 
-        agent = SAC(obs_dim, act_dim, cfg).to(device)
-        buffer = ReplayBuffer(obs_dim, act_dim, min(cfg.sac.buffer_size, cfg.steps + cfg.num_envs), device, cfg.seed)
-        run_dir = runio.create_run_dir(run_dir)
-        cfg.run_dir = str(run_dir)
-        runio.atomic_write(run_dir / runio.CONFIG_FILE, cfg.to_yaml())
-        runio.write_json(run_dir / runio.VERSIONS_FILE, runio.versions())
-        logger = RunLogger(run_dir, runio.TRAIN_CSV, runio.EVAL_CSV,
-                           extra={"value_bias": runio.VALUE_BIAS_CSV} if bias_probe else None)
-        cleanup.callback(logger.close)
-        summary = _loop(cfg, collector, eval_env, agent, buffer, logger, run_dir, device, obs_dim, act_dim,
-                        bias_probe)
-    return TrainResult(run_dir, summary)
+        agent = SAC(obs_dim, act_dim, first, seeds).to(device)
+        buffer = ReplayBuffer(obs_dim, act_dim, min(first.sac.buffer_size, first.steps + first.num_envs), device,
+                              [stream_seed(seed, "replay") for seed in seeds])
+        for m in members:
+            m.run_dir = runio.create_run_dir(m.run_dir)
+            m.cfg.run_dir = str(m.run_dir)
+            runio.atomic_write(m.run_dir / runio.CONFIG_FILE, m.cfg.to_yaml())
+            runio.write_json(m.run_dir / runio.VERSIONS_FILE, runio.versions())
+            m.logger = RunLogger(m.run_dir, runio.TRAIN_CSV, runio.EVAL_CSV,
+                                 extra={"value_bias": runio.VALUE_BIAS_CSV} if m.bias_probe else None)
+            cleanup.callback(m.logger.close)
+        summaries = _loop(members, agent, buffer, device, obs_dim, act_dim)
+    return [TrainResult(m.run_dir, summary) for m, summary in zip(members, summaries)]
 
 
-def _loop(cfg: Config, collector: Collector, eval_env, agent: SAC, buffer: ReplayBuffer, logger: RunLogger,
-          run_dir: Path, device: torch.device, obs_dim: int, act_dim: int,
-          bias_probe: ValueBiasProbe | None = None) -> dict[str, Any]:
+def keep_freed_memory() -> None:
+    """Ask glibc's malloc to keep freed memory instead of returning it to the OS (Linux only; a no-op elsewhere).
+
+    An update allocates and frees tens of megabytes of activations; with glibc's defaults, blocks of this size are
+    mapped fresh from the OS and page-faulted in on every update, which made elementwise kernels on a population's
+    activations several times slower than their arithmetic (benchmarks/throughput.py). Memory in use then stays at
+    its peak for the life of the process, which a training process reaches anyway."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (e.g. musl): leave the allocator alone
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    libc.mallopt(m_trim_threshold, 2**31 - 1)
+    libc.mallopt(m_top_pad, 64 << 20)
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum: larger blocks are still mapped
+
+
+@dataclass
+class _Member:
+    """What one member of a population owns outside the batched agent: its config, files, environments and
+    running statistics."""
+
+    cfg: Config
+    run_dir: Path
+    collector: Collector
+    eval_env: Any
+    bias_probe: ValueBiasProbe | None
+    logger: RunLogger | None = None
+
+    def __post_init__(self) -> None:
+        n = self.cfg.num_envs
+        self.ep_returns: deque[float] = deque(maxlen=10)
+        self.ep_costs: deque[float] = deque(maxlen=10)
+        self.ep_ret, self.ep_cost = np.zeros(n), np.zeros(n)
+        self.window_violations = self.total_violations = self.warmup_violations = 0
+        self.eval_seeds = episode_seeds(self.cfg.seed, "eval", self.cfg.eval_episodes)
+        self.last_eval: dict[str, float] = {}
+        self.last_bias: dict[str, float] = {}
+        self.grid_history: list[np.ndarray] = []
+        self.probe_history: list[np.ndarray] = []
+
+
+def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torch.device, obs_dim: int,
+          act_dim: int) -> list[dict[str, Any]]:
+    cfg = members[0].cfg  # the shared settings
     s = cfg.sac
     signal = agent.signal
-    task = eval_env.unwrapped
+    task = members[0].eval_env.unwrapped
     plane_obs = None
     if hasattr(task, "plane"):
         _, _, grid = task.plane().grid(LAMBDA_GRID_N)
-        plane_obs = torch.as_tensor(grid, dtype=torch.float32, device=device)
-    probe_obs: torch.Tensor | None = None
-    probe_history: list[np.ndarray] = []
+        plane_obs = torch.as_tensor(grid, dtype=torch.float32, device=device).expand(agent.members, *grid.shape)
+    probe_obs: torch.Tensor | None = None  # (S, P, obs)
     probe_steps: list[int] = []
-    grid_history: list[np.ndarray] = []
     grid_steps: list[int] = []
 
-    n = collector.num_envs
-    ep_returns: deque[float] = deque(maxlen=10)
-    ep_costs: deque[float] = deque(maxlen=10)
-    window_steps = window_violations = 0
-    total_violations = warmup_violations = warmup_steps = 0
-    ep_ret, ep_cost = np.zeros(n), np.zeros(n)
-    last_eval: dict[str, float] = {}
-    last_bias: dict[str, float] = {}
+    n = cfg.num_envs
+    window_steps = warmup_steps = 0
     last_row: dict[str, float] = {}
     last_log_time, last_log_step, last_updates = time.perf_counter(), 0, 0
     start_time = last_log_time
 
-    eval_seeds = episode_seeds(cfg.seed, "eval", cfg.eval_episodes)  # the same starts at every evaluation
-    obs = collector.reset(cfg.seed)
-    random_actions = collector.single_action_space
-    random_actions.seed(cfg.seed)
-    view = Agent(agent, cfg, run_dir)  # numpy-facing act / multiplier / cost_value, shared with statewise.load
+    obs = np.stack([m.collector.reset(m.cfg.seed) for m in members])  # (S, N, obs)
+    for m in members:
+        m.collector.single_action_space.seed(m.cfg.seed)
 
-    bar = tqdm(total=cfg.steps, disable=not cfg.progress, unit="step", dynamic_ncols=True, mininterval=0.5,
-               desc=f"{cfg.label} {cfg.env.split('/')[-1]} s{cfg.seed}")
+    def act_batch(batch: np.ndarray, deterministic: bool) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(batch, dtype=np.float32), device=device)
+        return agent.act(x, deterministic).cpu().numpy()
+
+    def evaluate(seeds: list[list[int]], record: bool = False) -> list[list[Any]]:
+        """Deterministic episodes of every member at once, one batched policy call per step."""
+        return rollout_members([m.eval_env for m in members],
+                               lambda batch: act_batch(batch[:, None], True)[:, 0], seeds, record)
+
+    desc = f"{cfg.label} {cfg.env.split('/')[-1]} s{','.join(str(m.cfg.seed) for m in members)}"
+    bar = tqdm(total=cfg.steps, disable=not cfg.progress, unit="step", dynamic_ncols=True, mininterval=0.5, desc=desc)
     pending_bar = 0
-    t = updates_done = 0  # t counts collected transitions (env steps over all environments)
+    t = updates_done = 0  # t counts collected transitions per member (env steps over its environments)
     while t < cfg.steps:
         prev, t = t, t + n
         if t <= s.start_steps:
-            act = np.stack([random_actions.sample() for _ in range(n)])
+            act = np.stack([np.stack([m.collector.single_action_space.sample() for _ in range(n)]) for m in members])
         else:
-            act = view.act(obs, deterministic=False)
-        step = collector.step(act)
-        cost = step.cost
-        buffer.add(obs, act, step.reward * s.reward_scale, signal.train_cost(cost) if signal else cost,
-                   step.next_obs, step.terminated)
-        ep_ret += step.reward
-        ep_cost += cost
-        violations = int(np.count_nonzero(cost > 0.0))
+            act = act_batch(obs, deterministic=False)
+        steps = [m.collector.step(act[k]) for k, m in enumerate(members)]
+        raw_cost = np.stack([st.cost for st in steps])
+        buffer.add(obs, act, np.stack([st.reward for st in steps]) * s.reward_scale,
+                   signal.train_cost(raw_cost) if signal else raw_cost, np.stack([st.next_obs for st in steps]),
+                   np.stack([st.terminated for st in steps]))
         window_steps += n
-        window_violations += violations
-        if t <= s.start_steps:  # random warm-up actions: counted apart, so the learners' ratio excludes them
+        if t <= s.start_steps:
             warmup_steps += n
-            warmup_violations += violations
-        for i in np.flatnonzero(step.done):
-            ep_returns.append(float(ep_ret[i]))
-            ep_costs.append(float(ep_cost[i]))
-            ep_ret[i] = ep_cost[i] = 0.0
-        obs = step.obs
+        for m, st in zip(members, steps):
+            m.ep_ret += st.reward
+            m.ep_cost += st.cost
+            violations = int(np.count_nonzero(st.cost > 0.0))
+            m.window_violations += violations
+            if t <= s.start_steps:  # random warm-up actions: counted apart, so the learners' ratio excludes them
+                m.warmup_violations += violations
+            for i in np.flatnonzero(st.done):
+                m.ep_returns.append(float(m.ep_ret[i]))
+                m.ep_costs.append(float(m.ep_cost[i]))
+                m.ep_ret[i] = m.ep_cost[i] = 0.0
+        obs = np.stack([st.obs for st in steps])
 
         if _crossed(prev, t, s.start_steps) and agent.multiplier is not None:  # distinct states (no duplicates)
-            gen = torch.Generator(device=device).manual_seed(cfg.seed + 7)
-            idx = torch.randperm(len(buffer), generator=gen, device=device)[: cfg.probe_size]
-            probe_obs = buffer.obs[idx].clone()
+            rows = []
+            for k, m in enumerate(members):
+                gen = torch.Generator(device=device).manual_seed(m.cfg.seed + 7)
+                idx = torch.randperm(len(buffer), generator=gen, device=device)[: cfg.probe_size]
+                rows.append(buffer.obs[k, idx])
+            probe_obs = torch.stack(rows)
 
         log_now = _crossed(prev, t, cfg.log_every, every=True)
         stats: dict[str, torch.Tensor] = {}
@@ -179,43 +284,57 @@ def _loop(cfg: Config, collector: Collector, eval_env, agent: SAC, buffer: Repla
 
         if log_now:
             now = time.perf_counter()
-            total_violations += window_violations
-            row: dict[str, float] = {
-                "time_s": now - start_time,
-                "env_steps_per_s": (t - last_log_step) / (now - last_log_time),
-                "updates_per_s": (agent.n_updates - last_updates) / (now - last_log_time),
-                "episode_return": float(np.mean(ep_returns)) if ep_returns else float("nan"),
-                "episode_cost": float(np.mean(ep_costs)) if ep_costs else float("nan"),
-                "train_violation_ratio": window_violations / window_steps,
-                "cumulative_violations": float(total_violations),
-            }
-            row.update({k: float(v) for k, v in stats.items()})
+            shared_row = {"time_s": now - start_time, "env_steps_per_s": (t - last_log_step) / (now - last_log_time),
+                          "updates_per_s": (agent.n_updates - last_updates) / (now - last_log_time)}
+            names = list(stats)
+            values = torch.stack([stats[k].float() for k in names], 1).tolist() if names else [[]] * len(members)
+            lam_probe = quantiles = None
             if probe_obs is not None:
-                lam_probe = agent.lam(probe_obs)
-                q = torch.quantile(lam_probe, torch.tensor([0.5, 0.9], device=device))
-                row.update(lam_probe_mean=float(lam_probe.mean()), lam_probe_max=float(lam_probe.max()),
-                           lam_probe_q50=float(q[0]), lam_probe_q90=float(q[1]))
-                probe_history.append(lam_probe.cpu().numpy())
+                lam_probe = agent.lam(probe_obs)  # (S, P)
+                quantiles = torch.quantile(lam_probe, torch.tensor([0.5, 0.9], device=device), dim=1).T.tolist()
+                lam_np = lam_probe.cpu().numpy()
                 probe_steps.append(t)
-            logger.log("train", t, row)
-            window_steps = window_violations = 0
+            for k, m in enumerate(members):
+                m.total_violations += m.window_violations
+                row: dict[str, float] = {
+                    **shared_row,
+                    "episode_return": float(np.mean(m.ep_returns)) if m.ep_returns else float("nan"),
+                    "episode_cost": float(np.mean(m.ep_costs)) if m.ep_costs else float("nan"),
+                    "train_violation_ratio": m.window_violations / window_steps,
+                    "cumulative_violations": float(m.total_violations),
+                }
+                row.update(zip(names, values[k]))
+                if lam_probe is not None:
+                    row.update(lam_probe_mean=float(lam_np[k].mean(dtype=np.float32)), lam_probe_max=float(lam_np[k].max()),
+                               lam_probe_q50=quantiles[k][0], lam_probe_q90=quantiles[k][1])
+                    m.probe_history.append(lam_np[k])
+                m.logger.log("train", t, row)
+                m.window_violations = 0
+                if k == 0:
+                    last_row = row
+            window_steps = 0
             last_log_time, last_log_step, last_updates = now, t, agent.n_updates
-            last_row = row
-            bar.set_postfix(_postfix(last_row, last_eval), refresh=False)
+            bar.set_postfix(_postfix(last_row, members[0].last_eval), refresh=False)
 
         if _crossed(prev, t, cfg.eval_every, every=True) or t >= cfg.steps:
-            last_eval = run_episodes(eval_env, view.act, eval_seeds)
+            results = evaluate([m.eval_seeds for m in members])
+            grid_lam = None
             if plane_obs is not None and agent.multiplier is not None:
-                grid_history.append(agent.lam(plane_obs).cpu().numpy())
+                grid_lam = agent.lam(plane_obs).cpu().numpy()
                 grid_steps.append(t)
-            logger.log("eval", t, last_eval)
-            if bias_probe is not None and t > s.start_steps:
-                last_bias = bias_probe.measure(agent, buffer, t)
-                logger.log("value_bias", t, last_bias)
-            bar.set_postfix(_postfix(last_row, last_eval), refresh=False)
+            for k, m in enumerate(members):
+                m.last_eval = summarize_episodes(results[k])
+                if grid_lam is not None:
+                    m.grid_history.append(grid_lam[k])
+                m.logger.log("eval", t, m.last_eval)
+                if m.bias_probe is not None and t > s.start_steps:
+                    m.last_bias = m.bias_probe.measure(agent.member(k), buffer.obs[k, :len(buffer)], t)
+                    m.logger.log("value_bias", t, m.last_bias)
+            bar.set_postfix(_postfix(last_row, members[0].last_eval), refresh=False)
 
         if cfg.checkpoint_every and _crossed(prev, t, cfg.checkpoint_every, every=True):
-            save_checkpoint(run_dir, agent, t, obs_dim, act_dim)
+            for k, m in enumerate(members):
+                save_checkpoint(m.run_dir, agent, k, t, obs_dim, act_dim)
         pending_bar += n
         if pending_bar >= 100 or t >= cfg.steps:
             bar.update(pending_bar)
@@ -223,34 +342,41 @@ def _loop(cfg: Config, collector: Collector, eval_env, agent: SAC, buffer: Repla
     bar.close()
     wall = time.perf_counter() - start_time
 
-    save_checkpoint(run_dir, agent, t, obs_dim, act_dim)
-    if probe_obs is not None:
-        arrays = dict(obs=probe_obs.cpu().numpy(), steps=np.asarray(probe_steps),
-                      lam=np.asarray(probe_history, dtype=np.float32))
-        if grid_history:
-            arrays.update(grid_steps=np.asarray(grid_steps), grid_lam=np.asarray(grid_history, dtype=np.float32))
-        runio.atomic_save(arrays, run_dir / runio.PROBE_FILE, saver=lambda obj, fh: np.savez_compressed(fh, **obj))
-
-    final_seeds = episode_seeds(cfg.seed, "final", cfg.final_eval_episodes)
-    final = run_episodes(eval_env, view.act, final_seeds)
-    calib, mc_calib = {}, {}
-    if agent.multiplier is not None:
-        calib = calibration(eval_env, view.multiplier, view.cost_value)
-        scores = {"lambda": view.multiplier, "cost_value": view.cost_value}
-        mc_calib = monte_carlo_calibration(eval_env, view.act, scores, final_seeds)
-    summary = {
-        "algo": cfg.algo, "label": cfg.label, "env": cfg.env, "seed": cfg.seed, "steps": t, "num_envs": n,
-        "wall_time_s": wall, "env_steps_per_s": t / wall, "gradient_updates": agent.n_updates,
-        # fraction of collected transitions with cost > 0 while the agent acted (after the random warm-up), and
-        # over all transitions including the warm-up
-        "train_violation_ratio": (total_violations + window_violations - warmup_violations) / max(1, t - warmup_steps),
-        "train_violation_ratio_total": (total_violations + window_violations) / t,
-        "final_eval": final, "calibration": calib, "mc_calibration": mc_calib,
-    }
-    if last_bias:
-        summary["value_bias"] = last_bias
-    runio.write_json(run_dir / runio.SUMMARY_FILE, summary)
-    return summary
+    final_seeds = [episode_seeds(m.cfg.seed, "final", cfg.final_eval_episodes) for m in members]
+    finals = evaluate(final_seeds, record=agent.multiplier is not None)
+    summaries = []
+    for k, m in enumerate(members):
+        save_checkpoint(m.run_dir, agent, k, t, obs_dim, act_dim)
+        if probe_obs is not None:
+            arrays = dict(obs=probe_obs[k].cpu().numpy(), steps=np.asarray(probe_steps),
+                          lam=np.asarray(m.probe_history, dtype=np.float32))
+            if m.grid_history:
+                arrays.update(grid_steps=np.asarray(grid_steps), grid_lam=np.asarray(m.grid_history, dtype=np.float32))
+            runio.atomic_save(arrays, m.run_dir / runio.PROBE_FILE,
+                              saver=lambda obj, fh: np.savez_compressed(fh, **obj))
+        final = summarize_episodes(finals[k])
+        calib, mc_calib = {}, {}
+        if agent.multiplier is not None:
+            view = Agent(agent.member(k), m.cfg, m.run_dir)  # numpy-facing, exactly as statewise.load gives it
+            calib = calibration(m.eval_env, view.multiplier, view.cost_value)
+            scores = {"lambda": view.multiplier, "cost_value": view.cost_value}
+            mc_calib = monte_carlo_calibration_from(finals[k], scores)
+        summary = {
+            "algo": cfg.algo, "label": cfg.label, "env": cfg.env, "seed": m.cfg.seed, "steps": t, "num_envs": n,
+            "population": agent.members,
+            "wall_time_s": wall, "env_steps_per_s": t / wall, "gradient_updates": agent.n_updates,
+            # fraction of collected transitions with cost > 0 while the agent acted (after the random warm-up), and
+            # over all transitions including the warm-up
+            "train_violation_ratio": (m.total_violations + m.window_violations - m.warmup_violations)
+            / max(1, t - warmup_steps),
+            "train_violation_ratio_total": (m.total_violations + m.window_violations) / t,
+            "final_eval": final, "calibration": calib, "mc_calibration": mc_calib,
+        }
+        if m.last_bias:
+            summary["value_bias"] = m.last_bias
+        runio.write_json(m.run_dir / runio.SUMMARY_FILE, summary)
+        summaries.append(summary)
+    return summaries
 
 
 def _crossed(prev: int, t: int, mark: int, every: bool = False) -> bool:
@@ -269,7 +395,8 @@ def _postfix(row: dict[str, float], last_eval: dict[str, float]) -> dict[str, st
     return out
 
 
-def save_checkpoint(run_dir: Path, agent: SAC, step: int, obs_dim: int, act_dim: int) -> None:
-    ckpt = {"meta": {"step": step, "obs_dim": obs_dim, "act_dim": act_dim},
-            "agent": agent.state_dict(), "optimizers": agent.optimizer_states()}
+def save_checkpoint(run_dir: Path, agent: SAC, member: int, step: int, obs_dim: int, act_dim: int) -> None:
+    """Member ``member``'s checkpoint: a population of one, loadable by :func:`statewise.load`."""
+    module, optimizers = agent.member_state(member)
+    ckpt = {"meta": {"step": step, "obs_dim": obs_dim, "act_dim": act_dim}, "agent": module, "optimizers": optimizers}
     runio.atomic_save(ckpt, run_dir / runio.CHECKPOINT_FILE)
