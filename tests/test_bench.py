@@ -23,9 +23,9 @@ def test_grid_runs_skips_and_reports(tmp_path):
     calls = []
 
     class Recording(LocalExecutor):
-        def run(self, fn, specs):
-            calls.extend(specs)
-            return super().run(fn, specs)
+        def run(self, fn, groups):
+            calls.extend(spec for group in groups for spec in group)
+            return super().run(fn, groups)
 
     again = bench(specs, Recording(1), progress=False)
     assert [s.run_dir for s in calls] == [str(victim)] and len(again) == 4

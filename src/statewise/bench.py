@@ -1,14 +1,17 @@
 """Multi-seed benchmark grids and their report (``statewise bench`` / ``statewise report``).
 
 A grid is every (env, algo, seed) combination, one run directory each under ``OUT/<env>/<algo>-s<seed>``.
-Runs are executed by an :class:`Executor`; the local one uses worker processes. A cluster engine can
-replace it without touching the rest: it only has to turn specs into summaries. Finished runs (with a
+The seeds of one (env, variant) cell train as one population (one process, one batched update; see
+:func:`statewise.training.train_population`) unless populations are turned off. Work items (groups of specs) are
+executed by an :class:`Executor`; the local one uses worker processes. A cluster engine can replace it without
+touching the rest: it only has to turn groups of specs into lists of summaries. Finished runs (with a
 ``summary.json``) are skipped, so an interrupted grid continues where it stopped; an unfinished run
 directory is moved aside (``.interrupted-<time>``), never deleted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -71,26 +74,33 @@ class RunSpec:
     config: str = ""  # YAML file with the shared settings ("" = defaults)
     overrides: tuple[str, ...] = field(default_factory=tuple)  # shared, then the variant's own
     label: str = ""
+    threads: int = 1  # torch threads of the worker process (bench gives spare cores to the populations)
 
     def build(self) -> Config:
         cfg = Config.from_yaml(self.config) if self.config else Config()
         cfg.algo, cfg.env, cfg.seed, cfg.steps, cfg.run_dir = self.algo, self.env, self.seed, self.steps, self.run_dir
         cfg.label = self.label
-        cfg.progress, cfg.threads = False, 1  # one torch thread per worker process
+        cfg.progress, cfg.threads = False, self.threads
         cfg.apply_overrides(list(self.overrides))
         return cfg.validate()
 
 
+def run_group(group: tuple[RunSpec, ...]) -> list[dict[str, Any]]:
+    """Train the seeds of one grid cell (same env, same variant) as one population, in a worker process, and return
+    their summaries in order. A group of one is an ordinary single run."""
+    from statewise.training import train_population
+
+    return [result.summary for result in train_population([spec.build() for spec in group])]
+
+
 def run_spec(spec: RunSpec) -> dict[str, Any]:
     """Train one grid cell (in a worker process) and return its summary."""
-    from statewise.training import train
-
-    return train(spec.build()).summary
+    return run_group((spec,))[0]
 
 
 class Executor(Protocol):
-    def run(self, fn: Callable[[RunSpec], dict], specs: list[RunSpec]) -> Iterator[tuple[RunSpec, dict]]:
-        """Yield (spec, fn(spec)) as runs finish, in any order."""
+    def run(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[tuple[Any, Any]]:
+        """Yield (item, fn(item)) as the items finish, in any order."""
 
 
 class LocalExecutor:
@@ -99,15 +109,25 @@ class LocalExecutor:
     def __init__(self, workers: int):
         self.workers = workers
 
-    def run(self, fn: Callable[[RunSpec], dict], specs: list[RunSpec]) -> Iterator[tuple[RunSpec, dict]]:
+    def run(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[tuple[Any, Any]]:
         if self.workers <= 1:
-            for spec in specs:
-                yield spec, fn(spec)
+            for item in items:
+                yield item, fn(item)
             return
         with ProcessPoolExecutor(max_workers=self.workers) as pool:
-            futures = {pool.submit(fn, spec): spec for spec in specs}
+            futures = {pool.submit(fn, item): item for item in items}
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()
+
+
+def group_specs(specs: list[RunSpec], populations: bool = True) -> list[tuple[RunSpec, ...]]:
+    """The seeds of each (env, variant) cell as one population (in seed order), or every run on its own."""
+    if not populations:
+        return [(spec,) for spec in specs]
+    cells: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        cells.setdefault((spec.env, spec.label, spec.algo, spec.config, spec.overrides, spec.steps), []).append(spec)
+    return [tuple(sorted(group, key=lambda sp: sp.seed)) for group in cells.values()]
 
 
 def plan(algos: list[str | dict[str, Any] | Variant], envs: list[str], seeds: list[int], steps: int, out: Path,
@@ -167,8 +187,10 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def bench(specs: list[RunSpec], executor: Executor, progress: bool = True) -> list[dict[str, Any]]:
-    """Run the specs not yet finished; return the summaries of the whole grid."""
+def bench(specs: list[RunSpec], executor: Executor, progress: bool = True,
+          populations: bool = True) -> list[dict[str, Any]]:
+    """Run the specs not yet finished; return the summaries of the whole grid. With ``populations`` (the default) the
+    unfinished seeds of each (env, variant) cell train together in one process (:func:`run_group`)."""
     done, todo = [], []
     for spec in specs:
         run_dir = Path(spec.run_dir)
@@ -179,14 +201,18 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True) -> li
         if run_dir.exists():
             run_dir.rename(run_dir.with_name(f"{run_dir.name}.interrupted-{time.strftime('%Y%m%d-%H%M%S')}"))
         todo.append(spec)
+    groups = group_specs(todo, populations)
+    workers = getattr(executor, "workers", 1)
+    if groups and len(groups) < workers:  # fewer work items than cores: each gets the spare cores as threads
+        groups = [tuple(dataclasses.replace(spec, threads=workers // len(groups)) for spec in g) for g in groups]
     bar = tqdm(total=len(specs), initial=len(done), disable=not progress, unit="run", desc="grid")
-    for spec, summary in executor.run(run_spec, todo):
-        done.append(summary)
-        fe = summary["final_eval"]
-        name = f"{spec.label or spec.algo} {spec.env.split('/')[-1]} s{spec.seed}"
-        bar.set_postfix_str(f"{name}: return {fe['return']:.2f} "
-                            f"cost {fe['cost']:.2f}")
-        bar.update(1)
+    for group, summaries in executor.run(run_group, groups):
+        for spec, summary in zip(group, summaries):
+            done.append(summary)
+            fe = summary["final_eval"]
+            name = f"{spec.label or spec.algo} {spec.env.split('/')[-1]} s{spec.seed}"
+            bar.set_postfix_str(f"{name}: return {fe['return']:.2f} cost {fe['cost']:.2f}")
+            bar.update(1)
     bar.close()
     return done
 

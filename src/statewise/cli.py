@@ -41,6 +41,9 @@ Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device
 @click.option("--env", "env_id", default=None, help=ENV_HELP)
 @click.option("--steps", type=int, default=None, help="Environment steps to train for.")
 @click.option("--seed", type=int, default=None, help="Random seed (same seed, same results on CPU).")
+@click.option("--seeds", "seeds_spec", default=None, metavar="LIST",
+              help="Train a population of seeds in one process with one batched update, e.g. 0-7 or 0,3,5 "
+                   "(one run directory per seed: RUN_DIR/<algo>-s<seed>).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="YAML file of config keys (see configs/).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -53,25 +56,58 @@ Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device
               help="How several environments step: sync (in turn, this process) or async (one process each) "
                    "[default: single for one environment, sync for several].")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def train(algo, env_id, steps, seed, config_path, overrides, run_dir, device, num_envs, vector_mode,
+def train(algo, env_id, steps, seed, seeds_spec, config_path, overrides, run_dir, device, num_envs, vector_mode,
           no_progress) -> None:
     from statewise.plots import plot_runs
-    from statewise.training import train as run_training
+    from statewise.training import population_configs, train_population
 
+    if seed is not None and seeds_spec is not None:
+        raise StatewiseError("give --seed (one run) or --seeds (a population), not both")
     cfg = Config.from_yaml(config_path) if config_path else Config()
-    for key, value in (("algo", algo), ("env", env_id), ("steps", steps), ("seed", seed), ("run_dir", run_dir),
+    for key, value in (("algo", algo), ("env", env_id), ("steps", steps), ("seed", seed),
                        ("device", device), ("num_envs", num_envs), ("vector_mode", vector_mode)):
         if value is not None:
             cfg.set(key, value)
     if no_progress:
         cfg.progress = False
     cfg.apply_overrides(list(overrides))
-    result = run_training(cfg)
-    plots = plot_runs([result.run_dir], result.run_dir / "plots")
-    final = result.summary["final_eval"]
-    click.echo(f"run directory: {result.run_dir}")
-    click.echo(_summary_line(final, result.summary.get("calibration", {})))
+    if seeds_spec is None:
+        if run_dir is not None:
+            cfg.run_dir = run_dir
+        configs = [cfg]
+    else:
+        configs = population_configs(cfg, parse_seeds(seeds_spec), run_dir)
+    results = train_population(configs)
+    for result in results:
+        click.echo(f"run directory: {result.run_dir}")
+        click.echo(_summary_line(result.summary["final_eval"], result.summary.get("calibration", {})))
+    if seeds_spec is not None and run_dir is not None:  # the population's curves side by side
+        plots = plot_runs([r.run_dir for r in results], Path(run_dir) / "plots")
+    else:
+        plots = [p for r in results for p in plot_runs([r.run_dir], r.run_dir / "plots")]
     click.echo(f"plots: {', '.join(str(p) for p in plots)}")
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """``0-7`` -> [0, ..., 7]; ``0,3,5`` -> [0, 3, 5]; ranges and single seeds combine (``0-3,8``)."""
+    seeds: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if "-" in part.lstrip("-"):
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise StatewiseError(f"--seeds: '{part}' is not a seed or a range like 0-7 (in '{spec}')") from None
+    if any(x < 0 for x in seeds):
+        raise StatewiseError(f"--seeds: seeds must be non-negative, got '{spec}'")
+    if len(set(seeds)) != len(seeds):
+        raise StatewiseError(f"--seeds: each seed at most once, got '{spec}'")
+    return seeds
 
 
 @cli.command("eval")
@@ -148,8 +184,11 @@ def plot(run_dirs, out) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Shared override (repeatable).")
 @click.option("--cost-limit", type=float, default=None,
               help="Episode-cost level for counting threshold crossings in the report [default: 0].")
+@click.option("--populations/--no-populations", default=True, show_default=True,
+              help="Train the seeds of each (env, variant) cell as one population (one process, one batched "
+                   "update), or every run in its own process.")
 def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, config_path, overrides,
-              cost_limit) -> None:
+              cost_limit, populations) -> None:
     """Run a grid of algorithms (or labelled variants) x environments x seeds in parallel worker processes,
     skipping runs already finished in OUT, then write OUT/report.md."""
     import os
@@ -173,7 +212,7 @@ def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, co
         raise StatewiseError(f"--workers must be positive, got {workers}")
     specs = plan(variants, env_ids, seed_list, int(steps), Path(out), config_path or grid.get("config", ""),
                  tuple(grid.get("set", [])) + tuple(overrides))
-    bench(specs, LocalExecutor(workers or os.cpu_count() or 1))
+    bench(specs, LocalExecutor(workers or os.cpu_count() or 1), populations=populations)
     limit = cost_limit if cost_limit is not None else float(grid.get("cost_limit", 0.0))
     click.echo(str(report(Path(out), limit)))
 
