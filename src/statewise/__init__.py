@@ -6,9 +6,12 @@ Python API::
     result = statewise.train({"algo": "sac-alam", "env": "statewise/DoubleIntegrator-v0", "steps": 20000})
     agent = statewise.load(result.run_dir)
     agent.act(obs), agent.multiplier(obs)
+    # a population: five seeds in one process, one batched update, one run directory each
+    cfg = statewise.Config(algo="sac-alam", steps=20000)
+    results = statewise.train_population(statewise.population_configs(cfg, [0, 1, 2, 3, 4], "runs/pop"))
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from statewise.config import ALGORITHMS, Config  # noqa: E402
 from statewise.errors import StatewiseError  # noqa: E402
@@ -18,7 +21,8 @@ from statewise.errors import StatewiseError  # noqa: E402
 # (The training module is statewise.training, not statewise.train: a submodule import would bind its name on the
 # package and hide the function.)
 _LAZY = {"Agent": "statewise.agent", "load": "statewise.agent", "TrainResult": "statewise.training",
-         "train": "statewise.training"}
+         "train": "statewise.training", "train_population": "statewise.training",
+         "population_configs": "statewise.training"}
 
 
 def __getattr__(name: str):
@@ -29,4 +33,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'statewise' has no attribute '{name}'")
 
 
-__all__ = ["ALGORITHMS", "Agent", "Config", "StatewiseError", "TrainResult", "load", "train", "__version__"]
+__all__ = ["ALGORITHMS", "Agent", "Config", "StatewiseError", "TrainResult", "load", "population_configs", "train",
+           "train_population", "__version__"]

@@ -177,6 +177,9 @@ class Config:
     # at every evaluation, the critics against Monte-Carlo truth on replay and exactly feasible states
     # (value_bias.csv; statewise.diagnostics). Needs a task with batched dynamics (the double integrator).
     value_bias: bool = False
+    # torch.compile the update: true, false, or auto = on a GPU, and on a CPU with a C++ compiler when the run has
+    # at least 20k updates (compiling takes 20-80 s; statewise.sac.compile_decision)
+    compile: bool | str = "auto"
     progress: bool = True
     sac: SACConfig = field(default_factory=SACConfig)
     constraint: ConstraintConfig = field(default_factory=ConstraintConfig)
@@ -247,6 +250,8 @@ class Config:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", self.label):
             raise ConfigError(f"label must be letters, digits and . _ + - (it names run directories), "
                               f"got '{self.label}'")
+        if self.compile not in (True, False, "auto"):
+            raise ConfigError(f"compile must be true, false or auto, got '{self.compile}'")
         m = self.multiplier
         m.kind = kind if m.kind == "auto" else m.kind
         m.update = update if m.update == "auto" else m.update

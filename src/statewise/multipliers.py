@@ -3,8 +3,9 @@
 Every multiplier has the same small interface, so the SAC backbone never knows which one it holds:
 
 * ``value(obs)``: the detached multiplier λ(s) ∈ [0, λ_max] for a batch of states (S, B, obs) -> (S, B);
-* ``update(obs, g)``: one optimiser step given the residual g = Q^c(s, ã) − d at ã ~ π (no grad), (S, B);
-  returns per-member statistics of shape (S,);
+* ``update(obs, g, functional)``: one optimiser step given the residual g = Q^c(s, ã) − d at ã ~ π (no grad),
+  (S, B); returns per-member statistics of shape (S,). Learned multipliers write their loss as a function of their
+  parameter tensors (``loss``) and step with :class:`statewise.optim.Adam`, so the step can be compiled;
 * ``end_round()``: called after the K_λ steps of one multiplier update (moves the dual iterate).
 
 Implementations: :class:`ScalarMultiplier` (SAC-Lag: dual ascent on the batch-mean residual),
@@ -16,11 +17,11 @@ from __future__ import annotations
 
 import copy
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from statewise.config import MultiplierConfig
-from statewise.nets import MultiplierNet, adam, clip_grad_norm_per_member
+from statewise.nets import MultiplierNet
+from statewise.optim import Adam, clip_per_member, take_grad
 
 
 class ScalarMultiplier(nn.Module):
@@ -33,19 +34,22 @@ class ScalarMultiplier(nn.Module):
         super().__init__()
         self.lam_max = cfg.lam_max
         self.lam = nn.Parameter(torch.full((members,), float(cfg.lam_init)))
-        self.optimizer = adam([self.lam], cfg.lr)
+        self.optimizer = Adam([self.lam], cfg.lr)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.lam.detach().clamp(0.0, self.lam_max)[:, None].expand(obs.shape[:2])
 
-    def update(self, obs: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
-        member_loss = -self.lam * g.mean(1)
-        self.optimizer.zero_grad(set_to_none=True)
-        member_loss.sum().backward()
-        self.optimizer.step()
-        with torch.no_grad():
-            self.lam.clamp_(0.0, self.lam_max)
-        return {"multiplier_loss": member_loss.detach()}
+    @staticmethod
+    def loss(params: list[torch.Tensor], obs: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        member_loss = -params[0] * g.mean(1)
+        return member_loss.sum(), member_loss
+
+    @torch.no_grad()
+    def update(self, obs: torch.Tensor, g: torch.Tensor, functional: bool = False) -> dict[str, torch.Tensor]:
+        grads, member_loss = take_grad(self.loss, [self.lam], obs, g, functional=functional)
+        self.optimizer.step(grads)
+        self.lam.clamp_(0.0, self.lam_max)
+        return {"multiplier_loss": member_loss}
 
     def end_round(self) -> None:
         pass
@@ -83,7 +87,7 @@ class PIDMultiplier(nn.Module):
         return self.lam.clone()[:, None].expand(obs.shape[:2])  # a copy: update() changes self.lam in place
 
     @torch.no_grad()
-    def update(self, obs: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
+    def update(self, obs: torch.Tensor, g: torch.Tensor, functional: bool = False) -> dict[str, torch.Tensor]:
         delta = g.mean(1)
         self.integral.copy_((self.integral + self.ki * delta).clamp(min=0.0))
         self.p_ema.mul_(self.ema_p).add_((1.0 - self.ema_p) * delta)
@@ -126,7 +130,8 @@ class NetworkMultiplier(nn.Module):
         self.prev: MultiplierNet | None = None
         if self.rule == "regression":
             self.prev = copy.deepcopy(self.net).requires_grad_(False)
-        self.optimizer = adam(self.net.parameters(), cfg.lr)
+        self._names = [name for name, _ in self.net.named_parameters()]
+        self.optimizer = Adam(list(self.net.parameters()), cfg.lr)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -139,22 +144,23 @@ class NetworkMultiplier(nn.Module):
             lam_prev = self.prev(obs).clamp(0.0, self.lam_max)
             return (lam_prev + self.rho_lambda * g).clamp(0.0, self.lam_max)
 
-    def update(self, obs: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
-        lam = self.net(obs)
+    def loss(self, params: list[torch.Tensor], obs: torch.Tensor, g: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rule's loss as a function of the network's parameter tensors: (sum over members, per member)."""
+        lam = torch.func.functional_call(self.net, dict(zip(self._names, params)), (obs,))
         if self.rule == "regression":
-            target = self.dual_target(obs, g)
-            member_loss = (lam - target).pow(2).mean(1)
+            member_loss = (lam - self.dual_target(obs, g)).pow(2).mean(1)
         else:
-            g = g.detach()
             if self.anti_windup:  # projected dual ascent: no push above the cap
                 g = torch.where((lam.detach() >= self.lam_max) & (g > 0), torch.zeros_like(g), g)
             member_loss = -(lam * g).mean(1)
-        self.optimizer.zero_grad(set_to_none=True)
-        member_loss.sum().backward()
-        if self.grad_clip > 0:
-            clip_grad_norm_per_member(list(self.net.parameters()), self.grad_clip)
-        self.optimizer.step()
-        return {"multiplier_loss": member_loss.detach()}
+        return member_loss.sum(), member_loss
+
+    @torch.no_grad()
+    def update(self, obs: torch.Tensor, g: torch.Tensor, functional: bool = False) -> dict[str, torch.Tensor]:
+        grads, member_loss = take_grad(self.loss, self.optimizer.params, obs, g, functional=functional)
+        self.optimizer.step(clip_per_member(grads, self.grad_clip))
+        return {"multiplier_loss": member_loss}
 
     def end_round(self) -> None:
         if self.prev is not None:

@@ -19,14 +19,6 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # docs/algorithm.md §3
 _ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh}
 
 
-def adam(params, lr: float) -> torch.optim.Adam:
-    """Adam on stacked members. Adam is elementwise, so one optimiser over stacked members updates each member as
-    if it were alone, provided every element goes through the same arithmetic: the ``foreach`` implementation does
-    (separate IEEE operations), the ``fused`` kernel does not (its vector body and scalar tail round differently, so
-    a member's update would depend on where its elements fall in the stack)."""
-    return torch.optim.Adam(params, lr=lr, foreach=True)
-
-
 class BatchedLinear(nn.Module):
     """Independent linear layers, one per member: weight (*members, in, out), bias (*members, 1, out).
 
@@ -106,6 +98,10 @@ class TanhGaussianPolicy(nn.Module):
         mean, log_std = self.net(obs).split(self.act_dim, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
+    def forward(self, obs: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reparameterised sample (:meth:`sample`), so ``functional_call`` can differentiate through it."""
+        return self.sample(obs, eps)
+
     def sample(self, obs: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised sample for standard-normal noise ``eps`` (same shape as the action) and its
         log-probability: (S, B, obs) -> (S, B, act), (S, B). The caller draws ``eps`` from each member's own
@@ -152,30 +148,3 @@ class MultiplierNet(nn.Module):
         """(S, B, obs) -> (S, B)."""
         return F.softplus(self.net(obs)).squeeze(-1)
 
-
-def clip_grad_norm_per_member(params: list[torch.Tensor], max_norm: float, member_dims: int = 1,
-                              groups: list[slice] | None = None) -> None:
-    """Global-norm gradient clipping (as ``nn.utils.clip_grad_norm_``) applied to each member on its own.
-
-    Every gradient leads with the member dimensions: (S, ...) with ``member_dims = 1``, or (S, K, ...) with
-    ``member_dims = 2``, where ``groups`` splits the K axis into sets clipped separately (the critic's reward twins
-    and cost twins, whose scales differ). Sums of squares run over the last axis first, one row at a time, so a
-    member's norm does not depend on how many members sit beside it."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    total = None  # (S,) or (S, K); summed tensor by tensor (a reduction across a stack would group rows by S)
-    for g in grads:
-        x = g.pow(2)
-        while x.dim() > member_dims:
-            x = x.sum(-1)
-        total = x if total is None else total + x
-    if groups is None:
-        scale = (max_norm / (total.sqrt() + 1e-6)).clamp(max=1.0)
-    else:
-        scale = torch.ones_like(total)
-        for group in groups:
-            norm = total[:, group].sum(1, keepdim=True).sqrt()
-            scale[:, group] = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(scale.view(*scale.shape, *([1] * (g.dim() - scale.dim()))))

@@ -22,6 +22,8 @@ TRAIN_CSV = "metrics.csv"
 EVAL_CSV = "eval.csv"
 VALUE_BIAS_CSV = "value_bias.csv"
 PROBE_FILE = "probe.npz"
+# 2: member-leading parameter shapes and statewise.optim.Adam states (populations); 1 (no field): single runs before
+CHECKPOINT_FORMAT = 2
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -95,4 +97,7 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {first[:200]}") from None
     if not isinstance(ckpt, dict) or "agent" not in ckpt or "meta" not in ckpt:
         raise CheckpointError(f"checkpoint {path} is not a statewise checkpoint")
+    if ckpt["meta"].get("format", 1) != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} has format {ckpt['meta'].get('format', 1)}, this statewise reads "
+                              f"format {CHECKPOINT_FORMAT} (written since populations); retrain the run")
     return ckpt

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,8 @@ from statewise.buffer import ReplayBuffer
 from statewise.config import Config
 from statewise.constraints import make_signal
 from statewise.multipliers import make_multiplier
-from statewise.nets import Critic, TanhGaussianPolicy, adam, clip_grad_norm_per_member, member_randn
+from statewise.nets import Critic, TanhGaussianPolicy, member_randn
+from statewise.optim import Adam, clip_per_member, take_grad
 from statewise.penalties import penalty
 
 # random streams of one member, each seeded from (member seed, purpose) so that they never coincide
@@ -100,11 +102,15 @@ class SAC(nn.Module):
         s = cfg.sac
         self.signal = make_signal(cfg.constraint) if self.constrained else None
         self.target_entropy = float(-act_dim if s.target_entropy == "auto" else s.target_entropy)
-        self.opt_actor = adam(self.actor.parameters(), s.lr_actor)
-        self.opt_critic = adam(self.critic.parameters(), s.lr_critic)
-        self.opt_alpha = adam([self.log_alpha], s.lr_alpha)
-        self._critic_params = list(self.critic.parameters())
+        self.opt_actor = Adam(list(self.actor.parameters()), s.lr_actor)
+        self.opt_critic = Adam(list(self.critic.parameters()), s.lr_critic)
+        self.opt_alpha = Adam([self.log_alpha], s.lr_alpha)
+        self._actor_names = [name for name, _ in self.actor.named_parameters()]
+        self._critic_names = [name for name, _ in self.critic.named_parameters()]
         self._target_params = list(self.critic_target.parameters())
+        self._compiled = False
+        self.compile_seconds = 0.0  # time spent compiling (the first update and the first multiplier round)
+        self._step_fn, self._multiplier_step_fn = self._step, self._multiplier_step
         self._critic_groups = [slice(0, 2), slice(2, 4)] if self.constrained else None
         self._member_tau: torch.Tensor | None = None  # per-critic Polyak rates when the cost twins' differ
         if self.constrained and cfg.constraint.tau != s.tau:
@@ -133,11 +139,15 @@ class SAC(nn.Module):
         self.generators = {purpose: [torch.Generator(device=device).manual_seed(stream_seed(seed, purpose))
                                      for seed in self.seeds] for purpose in ("update", "act")}
 
-    def _apply(self, fn, recurse=True):  # .to(device) moves the generators along with the weights
+    def _apply(self, fn, recurse=True):  # .to(device) moves generators and optimiser states with the weights
         out = super()._apply(fn, recurse)
         device = self.log_alpha.device
         if self.generators and self.generators["update"][0].device != device:
             self.seed_generators(device)
+            for opt in self.optimizers().values():
+                opt.to(device)
+            if self._member_tau is not None:
+                self._member_tau = self._member_tau.to(device)
         return out
 
     # ----------------------------------------------------------------- acting
@@ -169,103 +179,149 @@ class SAC(nn.Module):
         return self.signal.aggregate(self.critic(x, self.actor.mode(x))[:, 2:])[:, :obs.shape[1]]
 
     @torch.no_grad()
-    def residual(self, obs: torch.Tensor) -> torch.Tensor:
-        """g(s, ã) = Q^c(s, ã) − d with ã ~ π(·|s): the signal every multiplier is driven by, (S, N)."""
-        act, _ = self.actor.sample(obs, self.noise("update", (obs.shape[1], self.act_dim)))
+    def residual(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """g(s, ã) = Q^c(s, ã) − d with ã ~ π(·|s) (noise ``eps``, or drawn from the members' update streams): the
+        signal every multiplier is driven by, (S, N)."""
+        if eps is None:
+            eps = self.noise("update", (obs.shape[1], self.act_dim))
+        act, _ = self.actor.sample(obs, eps)
         return self.signal.residual(self.signal.aggregate(self.critic(obs, act)[:, 2:]))
 
     # ----------------------------------------------------------------- update
     def update(self, buffer: ReplayBuffer, log: bool = False) -> dict[str, torch.Tensor]:
-        cfg, s = self.cfg, self.cfg.sac
-        b = s.batch_size
+        """One gradient step of every member (and, every m_λ steps, a multiplier round). Random draws (replay
+        indices, policy noise) happen here, from each member's own generators; the arithmetic is in :meth:`_step`
+        and :meth:`_multiplier_step`, which :meth:`compile` replaces by compiled versions."""
+        cfg, b = self.cfg, self.cfg.sac.batch_size
+        warming = self._compiled and self.n_updates < (cfg.multiplier.period if self.multiplier is not None else 1)
+        start = time.perf_counter() if warming else 0.0
         batch = buffer.sample(b)
         eps = self.noise("update", (2, b, self.act_dim))
-        alpha = member_exp(self.log_alpha.detach()).unsqueeze(1)  # (S, 1)
-        stats: dict[str, torch.Tensor] = {}
+        stats = self._step_fn(batch, eps, log or self._compiled)
+        self.n_updates += 1
+        if self.multiplier is not None and self.n_updates % cfg.multiplier.period == 0:
+            k = cfg.multiplier.steps  # K_λ fresh minibatches; policy and critics are fixed during the round
+            obs = buffer.sample_obs(b * k).view(self.members, k, b, self.obs_dim)
+            stats.update(self._round(obs, self.noise("update", (k, b, self.act_dim))))
+        if warming:  # the first calls of the compiled functions compile them
+            self.compile_seconds += time.perf_counter() - start
+        return stats
+
+    @torch.no_grad()
+    def _step(self, batch, eps: torch.Tensor, log: bool) -> dict[str, torch.Tensor]:
+        """Steps 1-3 and 5 of the module docstring for a batch (S, B, ...) and policy noise eps (S, 2, B, act)."""
+        cfg, s, functional = self.cfg, self.cfg.sac, self._compiled
+        alpha = member_exp(self.log_alpha).unsqueeze(1)  # (S, 1)
 
         # 1) critics (reward twins + cost twins of every member in one ensemble)
-        with torch.no_grad():
-            next_act, next_logp = self.actor.sample(batch.next_obs, eps[:, 0])
-            next_values = self.critic_target(batch.next_obs, next_act)
-            not_done = 1.0 - batch.terminated
-            y = batch.rew + s.gamma * not_done * (Critic.reward_value(next_values) - alpha * next_logp)
-            targets = [y, y]
-            if self.constrained:
-                y_c = self.signal.backup(batch.cost, self.signal.target_value(next_values[:, 2:]), batch.terminated)
-                targets += [y_c, y_c]
-            targets = torch.stack(targets, dim=1)  # (S, K, B)
-        values = self.critic(batch.obs, batch.act)
-        member_loss = (values - targets).pow(2).mean(dim=2)  # (S, K)
-        critic_loss = member_loss.sum()
-        self.opt_critic.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        if s.grad_clip > 0:  # per member; the reward and the cost twins separately (their scales differ)
-            clip_grad_norm_per_member(self._critic_params, s.grad_clip, 2, self._critic_groups)
-        self.opt_critic.step()
+        next_act, next_logp = self.actor.sample(batch.next_obs, eps[:, 0])
+        next_values = self.critic_target(batch.next_obs, next_act)
+        not_done = 1.0 - batch.terminated
+        y = batch.rew + s.gamma * not_done * (Critic.reward_value(next_values) - alpha * next_logp)
+        targets = [y, y]
+        if self.constrained:
+            y_c = self.signal.backup(batch.cost, self.signal.target_value(next_values[:, 2:]), batch.terminated)
+            targets += [y_c, y_c]
+        targets = torch.stack(targets, dim=1)  # (S, K, B)
+        grads, member_loss = take_grad(self._critic_loss, self.opt_critic.params, batch.obs, batch.act, targets,
+                                       functional=functional)
+        # per member; the reward and the cost twins separately (their scales differ)
+        self.opt_critic.step(clip_per_member(grads, s.grad_clip, 2, self._critic_groups))
 
-        # 2) actor, critics frozen
-        for p in self._critic_params:
-            p.requires_grad_(False)
-        act, logp = self.actor.sample(batch.obs, eps[:, 1])
-        pi_values = self.critic(batch.obs, act)
+        # 2) actor against the updated critics (which receive no gradient)
+        grads, aux = take_grad(self._actor_loss, self.opt_actor.params, batch.obs, eps[:, 1], alpha,
+                               functional=functional)
+        self.opt_actor.step(clip_per_member(grads, s.grad_clip))
+        logp = aux["logp"]
+
+        # 3) temperature: L_α = −mean[log α · (log π + H̄)], whose gradient in log α is −mean(log π + H̄)
+        self.opt_alpha.step([-(logp + self.target_entropy).mean(1)])
+
+        # 5) Polyak averaging of the target critics: rate τ for the reward twins, constraint.tau for the cost twins
+        if self._member_tau is None:
+            torch._foreach_lerp_(self._target_params, self._critic_params, s.tau)
+        else:
+            for target, param in zip(self._target_params, self._critic_params):
+                target.lerp_(param, self._member_tau.view(1, -1, *([1] * (param.dim() - 2))))
+
+        if not log:
+            return {}
+        stats = dict(reward_critic_loss=member_loss[:, :2].sum(1), actor_loss=aux["loss"], alpha=alpha.squeeze(1),
+                     entropy=-logp.mean(1), q=aux["q"].mean(1))
+        if self.constrained:  # every statistic has shape (S,)
+            g, lam, lam_eff = aux["g"], aux["lam"], aux["lam_eff"]
+            stats.update(cost_critic_loss=member_loss[:, 2:].sum(1), qc=g.mean(1) + self.signal.threshold,
+                         residual=g.mean(1), violated_frac=(g > 0).float().mean(1), lam_batch_mean=lam.mean(1),
+                         lam_batch_max=lam.amax(1), lam_eff_mean=lam_eff.mean(1),
+                         active_frac=(lam_eff > 0).float().mean(1))
+        return stats
+
+    def _critic_loss(self, params, obs, act, targets):
+        """Σ_members Σ_i mean_B (Q_i(s,a) − y_i)², and the per-member, per-critic terms (S, K)."""
+        values = torch.func.functional_call(self.critic, dict(zip(self._critic_names, params)), (obs, act))
+        member_loss = (values - targets).pow(2).mean(dim=2)
+        return member_loss.sum(), member_loss
+
+    def _actor_loss(self, params, obs, eps, alpha):
+        """Σ_members mean_B[(α log π(ã|s) − min_i Q_i(s,ã) + pen(g, λ(s))) / norm], ã = tanh(μ + σ·eps)."""
+        cfg = self.cfg
+        act, logp = torch.func.functional_call(self.actor, dict(zip(self._actor_names, params)), (obs, eps))
+        pi_values = self.critic(obs, act)
         q_pi = Critic.reward_value(pi_values)
         per_sample = alpha * logp - q_pi
+        aux = {"logp": logp, "q": q_pi}
         if self.constrained:
             g = self.signal.residual(self.signal.aggregate(pi_values[:, 2:]))
-            lam = self.multiplier.value(batch.obs)
+            lam = self.multiplier.value(obs)
             pen, lam_eff = penalty(cfg.multiplier.penalty, g, lam, cfg.multiplier.rho)
             lam_eff = lam_eff.detach()
             per_sample = per_sample + pen
             if cfg.multiplier.normalize_actor:
                 per_sample = per_sample / (1.0 + lam_eff)
-        actor_loss = per_sample.mean(1)  # (S,)
-        self.opt_actor.zero_grad(set_to_none=True)
-        actor_loss.sum().backward()
-        if s.grad_clip > 0:
-            clip_grad_norm_per_member(list(self.actor.parameters()), s.grad_clip)
-        self.opt_actor.step()
-        for p in self._critic_params:
-            p.requires_grad_(True)
+            aux.update(g=g, lam=lam, lam_eff=lam_eff)
+        aux["loss"] = per_sample.mean(1)
+        return aux["loss"].sum(), aux
 
-        # 3) temperature
-        alpha_loss = -(self.log_alpha.unsqueeze(1) * (logp.detach() + self.target_entropy)).mean(1)
-        self.opt_alpha.zero_grad(set_to_none=True)
-        alpha_loss.sum().backward()
-        self.opt_alpha.step()
-
-        # 4) multiplier, every m_λ gradient steps
-        self.n_updates += 1
-        if self.multiplier is not None and self.n_updates % cfg.multiplier.period == 0:
-            # K_λ fresh minibatches (policy and critics are fixed during the round); one residual pass per minibatch
-            # keeps the activations small enough to stay in cache
-            obs = buffer.sample_obs(b * cfg.multiplier.steps)
-            for k in range(cfg.multiplier.steps):
-                chunk = obs[:, k * b:(k + 1) * b]
-                stats.update(self.multiplier.update(chunk, self.residual(chunk)))
-            self.multiplier.end_round()
-
-        # 5) Polyak averaging of the target critics: rate τ for the reward twins, constraint.tau for the cost twins
-        with torch.no_grad():
-            if self._member_tau is None:
-                torch._foreach_lerp_(self._target_params, self._critic_params, s.tau)
-            else:
-                tau = self._member_tau.to(self.log_alpha.device)
-                for target, param in zip(self._target_params, self._critic_params):
-                    target.lerp_(param, tau.view(1, -1, *([1] * (param.dim() - 2))))
-
-        if log:  # every statistic has shape (S,)
-            with torch.no_grad():
-                stats.update(reward_critic_loss=member_loss[:, :2].sum(1), actor_loss=actor_loss.detach(),
-                             alpha=alpha.squeeze(1), entropy=-logp.mean(1), q=q_pi.mean(1))
-                if self.constrained:
-                    stats.update(cost_critic_loss=member_loss[:, 2:].sum(1), qc=g.mean(1) + self.signal.threshold,
-                                 residual=g.mean(1), violated_frac=(g > 0).float().mean(1),
-                                 lam_batch_mean=lam.mean(1), lam_batch_max=lam.amax(1),
-                                 lam_eff_mean=lam_eff.mean(1), active_frac=(lam_eff > 0).float().mean(1))
+    @torch.no_grad()
+    def _round(self, obs: torch.Tensor, eps: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Step 4: K_λ multiplier steps on minibatches obs (S, K, B, obs) with residual noise eps (S, K, B, act),
+        then end_round(). One residual pass per minibatch keeps the activations small enough to stay in cache."""
+        stats: dict[str, torch.Tensor] = {}
+        for k in range(obs.shape[1]):
+            stats = self._multiplier_step_fn(obs[:, k], eps[:, k])
+        self.multiplier.end_round()
         return stats
 
+    @torch.no_grad()
+    def _multiplier_step(self, obs: torch.Tensor, eps: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One multiplier step on a minibatch: the residual g(s, ã) = Q^c(s, ã) − d at ã ~ π, then the rule's update."""
+        return self.multiplier.update(obs, self.residual(obs, eps), functional=self._compiled)
+
+    # ------------------------------------------------------------ compilation
+    def compile(self, mode: bool | str, device: torch.device) -> str:
+        """Compile the update (``torch.compile`` of :meth:`_step` and :meth:`_multiplier_step`; CUDA graphs on a GPU) for
+        ``mode`` = True, False or "auto" (compile on a GPU, and on a CPU when a C++ compiler is present and the run
+        is long enough to repay the compile time, see :func:`compile_decision`). Returns a one-line note for the
+        user (empty when nothing needs saying). Compiled and eager updates agree to float rounding."""
+        want, note = compile_decision(mode, device, self.cfg)
+        if not want:
+            return note
+        self._compiled = True
+        options = {"mode": "reduce-overhead"} if device.type == "cuda" else {}
+        self._step_fn = torch.compile(self._step, **options)
+        self._multiplier_step_fn = torch.compile(self._multiplier_step, **options)
+        return note
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled
+
+    @property
+    def _critic_params(self) -> list[torch.Tensor]:
+        return self.opt_critic.params
+
     # ------------------------------------------------------------ checkpoints
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+    def optimizers(self) -> dict[str, Adam]:
         opts = {"actor": self.opt_actor, "critic": self.opt_critic, "alpha": self.opt_alpha}
         if self.multiplier is not None and self.multiplier.optimizer is not None:
             opts["multiplier"] = self.multiplier.optimizer
@@ -294,8 +350,31 @@ class SAC(nn.Module):
 
 
 def _slice_optimizer_state(state: dict[str, Any], k: int) -> dict[str, Any]:
-    """Slice member k out of an optimiser state dict (Adam: exp_avg, exp_avg_sq; the shared step count is kept)."""
-    out = copy.copy(state)
-    out["state"] = {idx: {name: (value[k:k + 1].clone() if torch.is_tensor(value) and value.dim() > 0 else value)
-                          for name, value in entry.items()} for idx, entry in state["state"].items()}
-    return out
+    """Member k of an :class:`statewise.optim.Adam` state (moments sliced; the shared step count kept)."""
+    return {name: ([t[k:k + 1].clone() for t in value] if isinstance(value, list) else value.clone())
+            for name, value in state.items()}
+
+
+def has_cpp_compiler() -> bool:
+    """Whether torch.compile can build CPU kernels here (it needs a C++ compiler)."""
+    import os
+    import shutil
+
+    return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
+
+
+COMPILE_MIN_UPDATES = 20_000  # compile: auto compiles on a CPU only for runs with at least this many updates
+
+
+def compile_decision(mode: bool | str, device: torch.device, cfg: Config) -> tuple[bool, str]:
+    """(compile?, note for the user) for ``compile`` = True, False or "auto"."""
+    if mode is False:
+        return False, ""
+    if device.type == "cuda":
+        return True, ""
+    if not has_cpp_compiler():
+        return False, "compile: no C++ compiler found (g++, c++ or clang++), so the update runs eagerly"
+    if mode == "auto":
+        updates = (cfg.steps - cfg.sac.start_steps) * cfg.sac.update_ratio
+        return updates >= COMPILE_MIN_UPDATES, ""
+    return True, ""

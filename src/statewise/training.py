@@ -6,6 +6,7 @@ import contextlib
 import copy
 import functools
 import math
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -138,6 +139,9 @@ def train_population(configs: list[Config]) -> list[TrainResult]:
         act_dim = members[0].collector.single_action_space.shape[0]
 
         agent = SAC(obs_dim, act_dim, first, seeds).to(device)
+        note = agent.compile(first.compile, device)
+        if note:
+            print(f"statewise: {note}", file=sys.stderr)
         buffer = ReplayBuffer(obs_dim, act_dim, min(first.sac.buffer_size, first.steps + first.num_envs), device,
                               [stream_seed(seed, "replay") for seed in seeds])
         for m in members:
@@ -365,6 +369,7 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
             "algo": cfg.algo, "label": cfg.label, "env": cfg.env, "seed": m.cfg.seed, "steps": t, "num_envs": n,
             "population": agent.members,
             "wall_time_s": wall, "env_steps_per_s": t / wall, "gradient_updates": agent.n_updates,
+            "compiled": agent.compiled, "compile_s": agent.compile_seconds,
             # fraction of collected transitions with cost > 0 while the agent acted (after the random warm-up), and
             # over all transitions including the warm-up
             "train_violation_ratio": (m.total_violations + m.window_violations - m.warmup_violations)
@@ -398,5 +403,6 @@ def _postfix(row: dict[str, float], last_eval: dict[str, float]) -> dict[str, st
 def save_checkpoint(run_dir: Path, agent: SAC, member: int, step: int, obs_dim: int, act_dim: int) -> None:
     """Member ``member``'s checkpoint: a population of one, loadable by :func:`statewise.load`."""
     module, optimizers = agent.member_state(member)
-    ckpt = {"meta": {"step": step, "obs_dim": obs_dim, "act_dim": act_dim}, "agent": module, "optimizers": optimizers}
+    meta = {"format": runio.CHECKPOINT_FORMAT, "step": step, "obs_dim": obs_dim, "act_dim": act_dim}
+    ckpt = {"meta": meta, "agent": module, "optimizers": optimizers}
     runio.atomic_save(ckpt, run_dir / runio.CHECKPOINT_FILE)
