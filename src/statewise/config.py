@@ -178,7 +178,7 @@ class Config:
     # (value_bias.csv; statewise.diagnostics). Needs a task with batched dynamics (the double integrator).
     value_bias: bool = False
     # torch.compile the update: true, false, or auto = on a GPU, and on a CPU with a C++ compiler when the run has
-    # at least 20k updates (compiling takes 20-80 s; statewise.sac.compile_decision)
+    # at least 10k updates (compiling takes 15-80 s; statewise.sac.compile_decision)
     compile: bool | str = "auto"
     progress: bool = True
     sac: SACConfig = field(default_factory=SACConfig)

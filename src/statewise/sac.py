@@ -363,7 +363,7 @@ def has_cpp_compiler() -> bool:
     return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
 
 
-COMPILE_MIN_UPDATES = 20_000  # compile: auto compiles on a CPU only for runs with at least this many updates
+COMPILE_MIN_UPDATES = 10_000  # compile: auto compiles on a CPU only for runs with at least this many updates
 
 
 def compile_decision(mode: bool | str, device: torch.device, cfg: Config) -> tuple[bool, str]:
