@@ -7,10 +7,11 @@ Every algorithm is this class with a different constraint signal / multiplier / 
 One gradient step (:meth:`SAC.update`):
 
 1. critics:  y   = r + γ (1−term) (min_i Q̄_i(s',a') − α log π(a'|s'))          a' ~ π(·|s')
-             y_c = signal.backup(c, max_i Q̄^c_i(s',a'), term)
+             y_c = signal.backup(c, agg_i Q̄^c_i(s',a'), term)      agg: constraint.twin_target (mean by default)
              L   = Σ_i mean (Q_i(s,a) − y)² + Σ_i mean (Q^c_i(s,a) − y_c)²    (one batched ensemble;
                                                                            gradient norm clipped per twin pair)
-2. actor:    L_π = mean[ (α log π(ã|s) − min_i Q_i(s,ã) + pen(g, λ(s))) / norm ],   g = max_i Q^c_i(s,ã) − d
+2. actor:    L_π = mean[ (α log π(ã|s) − min_i Q_i(s,ã) + pen(g, λ(s))) / norm ],   g = agg_i Q^c_i(s,ã) − d
+             (agg: constraint.twin_aggregate, mean by default)
 3. alpha:    L_α = −mean[ log α · sg(log π(ã|s) + H̄) ]
 4. every m_λ steps, K_λ times: multiplier.update(s, g(s, ã ~ π)) on a fresh batch, then end_round()
 5. Polyak:   Q̄ ← (1−τ) Q̄ + τ Q  (reward critics: sac.tau; cost critics: constraint.tau)
@@ -22,7 +23,9 @@ own), Adam is elementwise, gradient norms are clipped per member, and every rand
 indices) comes from the member's own generators. A single run is a population of one.
 
 No host-device synchronisation happens inside an update: statistics stay tensors of shape (S,) and are only
-read when the trainer logs.
+read when the trainer logs. Steps 1-3 and 5 are :meth:`SAC._step`, one step of 4 is :meth:`SAC._multiplier_step`;
+both are written over parameter tensors (:mod:`statewise.optim`) so that :meth:`SAC.compile` can capture each as one
+graph.
 """
 
 from __future__ import annotations
@@ -210,7 +213,7 @@ class SAC(nn.Module):
     @torch.no_grad()
     def _step(self, batch, eps: torch.Tensor, log: bool) -> dict[str, torch.Tensor]:
         """Steps 1-3 and 5 of the module docstring for a batch (S, B, ...) and policy noise eps (S, 2, B, act)."""
-        cfg, s, functional = self.cfg, self.cfg.sac, self._compiled
+        s, functional = self.cfg.sac, self._compiled
         alpha = member_exp(self.log_alpha).unsqueeze(1)  # (S, 1)
 
         # 1) critics (reward twins + cost twins of every member in one ensemble)
@@ -307,6 +310,9 @@ class SAC(nn.Module):
         if not want:
             return note
         self._compiled = True
+        # torch.compile caches per code object, and every SAC shares the code of _step: without a reset, the 9th agent
+        # compiled in one process (a grid run inline, a benchmark) would hit the recompile limit and run unoptimised
+        torch._dynamo.reset()
         options = {"mode": "reduce-overhead"} if device.type == "cuda" else {}
         self._step_fn = torch.compile(self._step, **options)
         self._multiplier_step_fn = torch.compile(self._multiplier_step, **options)
