@@ -330,8 +330,8 @@ def _runs_table(runs: list[Path]) -> list[str]:
 
     lines = ["### Each run", "",
              "| run | steps | final return | final cost | training violation ratio | wall time [s] | env steps/s | "
-             "networks (actor/critics, λ) | device, threads | torch |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "population | compiled (s) | networks (actor/critics, λ) | device, threads | torch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         summary = json.loads((run / runio.SUMMARY_FILE).read_text())
         cfg = yaml.safe_load((run / runio.CONFIG_FILE).read_text())
@@ -341,10 +341,12 @@ def _runs_table(runs: list[Path]) -> list[str]:
         if cfg["multiplier"]["kind"] == "network":
             nets += ", " + "x".join(map(str, cfg["multiplier"]["hidden"]))
         fe = summary["final_eval"]
+        population = summary.get("population", 1)  # runs from before populations were single processes
+        compiled = f"yes ({summary['compile_s']:.0f})" if summary.get("compiled") else "no"
         lines.append(f"| {run.name} | {summary['steps']} | {fe['return']:.3g} | {fe['cost']:.3g} | "
                      f"{summary['train_violation_ratio']:.3g} | {summary['wall_time_s']:.0f} | "
-                     f"{summary['env_steps_per_s']:.0f} | {nets} | {cfg['device']}, {cfg['threads']} | "
-                     f"{torch_version} |")
+                     f"{summary['env_steps_per_s']:.0f} | {population} | {compiled} | {nets} | "
+                     f"{cfg['device']}, {cfg['threads']} | {torch_version} |")
     return lines + [""]
 
 
