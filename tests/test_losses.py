@@ -102,6 +102,38 @@ def test_dual_target_fixed_point_is_complementary_slackness():
         assert (norm < 1e-5) == at_rest, (g, norm)
 
 
+def test_log_space_fit_loss_and_gradient_by_hand():
+    """fit_space=log: L = mean (log(1+λ) − log(1+λ̂))²; with λ ≡ λ0 (zero last layer, bias b) and λ_prev ≡ 3,
+    dL/db = mean 2 (log(1+λ0) − log(1+λ̂)) / (1+λ0) · σ(b) (softplus' = sigmoid). Same fixed point as linear."""
+    from statewise.nets import softplus_inverse
+
+    obs = torch.randn(1, 4, 3)
+    g = torch.tensor([[-1.0, 0.0, 2.0, 200.0]])  # targets 2, 3, 5 and the cap 10
+    lam0 = 1.5
+    grads = {}
+    for space in ("linear", "log"):
+        m = _network_multiplier("regression", lam_max=10.0, fit_space=space, grad_clip=0.0)
+        _set_prev_output(m, 3.0)
+        last = m.net.net.layers[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.fill_(softplus_inverse(lam0))
+        captured = []
+        m.optimizer.step = captured.append
+        out = m.update(obs, g)
+        grads[space] = captured[0][-1].item()
+        target = np.array([2.0, 3.0, 5.0, 10.0])
+        if space == "log":
+            expected_loss = np.mean((np.log1p(lam0) - np.log1p(target)) ** 2)
+        else:
+            expected_loss = np.mean((lam0 - target) ** 2)
+        assert out["multiplier_loss"].item() == pytest.approx(expected_loss, rel=1e-5)
+    sig = 1.0 / (1.0 + math.exp(-softplus_inverse(lam0)))
+    target = np.array([2.0, 3.0, 5.0, 10.0])
+    assert grads["log"] == pytest.approx(np.mean(2 * (np.log1p(lam0) - np.log1p(target)) / (1 + lam0)) * sig, rel=1e-5)
+    assert grads["linear"] == pytest.approx(np.mean(2 * (lam0 - target)) * sig, rel=1e-5)
+
+
 def test_regression_gradient_is_scaled_dual_ascent_when_unclipped():
     """docs/algorithm.md §5: with λ_prev = λ_ξ and no clipping, ∇ regression = 2ρ_λ ∇ dual ascent."""
     reg = _network_multiplier("regression", rho_lambda=0.5)

@@ -126,6 +126,7 @@ class NetworkMultiplier(nn.Module):
         self.target_tau = cfg.target_tau
         self.grad_clip = cfg.grad_clip
         self.anti_windup = cfg.anti_windup
+        self.fit_space = cfg.fit_space
         self.net = MultiplierNet(members, obs_dim, cfg.hidden, cfg.lam_init, activation)
         self.prev: MultiplierNet | None = None
         if self.rule == "regression":
@@ -149,7 +150,10 @@ class NetworkMultiplier(nn.Module):
         """The rule's loss as a function of the network's parameter tensors: (sum over members, per member)."""
         lam = torch.func.functional_call(self.net, dict(zip(self._names, params)), (obs,))
         if self.rule == "regression":
-            member_loss = (lam - self.dual_target(obs, g)).pow(2).mean(1)
+            target = self.dual_target(obs, g)
+            if self.fit_space == "log":
+                lam, target = torch.log1p(lam), torch.log1p(target)
+            member_loss = (lam - target).pow(2).mean(1)
         else:
             if self.anti_windup:  # projected dual ascent: no push above the cap
                 g = torch.where((lam.detach() >= self.lam_max) & (g > 0), torch.zeros_like(g), g)
