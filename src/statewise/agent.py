@@ -70,4 +70,7 @@ def load(run_dir: str | Path, device: str = "cpu") -> Agent:
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint in {run_dir} does not match its config.yaml: {first[:200]}") from None
+    if not all(sac.finite_members()):
+        raise CheckpointError(f"checkpoint in {run_dir} holds non-finite parameters (the run diverged); "
+                              "there is no policy to use")
     return Agent(sac.to(device).eval(), cfg, run_dir, int(meta.get("step", 0)))

@@ -209,9 +209,12 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True,
     for group, summaries in executor.run(run_group, groups):
         for spec, summary in zip(group, summaries):
             done.append(summary)
-            fe = summary["final_eval"]
             name = f"{spec.label or spec.algo} {spec.env.split('/')[-1]} s{spec.seed}"
-            bar.set_postfix_str(f"{name}: return {fe['return']:.2f} cost {fe['cost']:.2f}")
+            if summary.get("status") == "failed":
+                bar.set_postfix_str(f"{name}: FAILED at step {summary['failure']['step']}")
+            else:
+                fe = summary["final_eval"]
+                bar.set_postfix_str(f"{name}: return {fe['return']:.2f} cost {fe['cost']:.2f}")
             bar.update(1)
     bar.close()
     return done
@@ -340,8 +343,14 @@ def _runs_table(runs: list[Path]) -> list[str]:
         nets = "x".join(map(str, cfg["sac"]["hidden"]))
         if cfg["multiplier"]["kind"] == "network":
             nets += ", " + "x".join(map(str, cfg["multiplier"]["hidden"]))
-        fe = summary["final_eval"]
         population = summary.get("population", 1)  # runs from before populations were single processes
+        if summary.get("status") == "failed":
+            failure = summary["failure"]
+            lines.append(f"| {run.name} | **failed at step {failure['step']}: non-finite {failure['quantity']}** "
+                         f"| – | – | – | – | – | {population} | – | {nets} | {cfg['device']}, {cfg['threads']} | "
+                         f"{torch_version} |")
+            continue
+        fe = summary["final_eval"]
         compiled = f"yes ({summary['compile_s']:.0f})" if summary.get("compiled") else "no"
         lines.append(f"| {run.name} | {summary['steps']} | {fe['return']:.3g} | {fe['cost']:.3g} | "
                      f"{summary['train_violation_ratio']:.3g} | {summary['wall_time_s']:.0f} | "
@@ -367,15 +376,24 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
         by_label: dict[str, list[dict[str, float]]] = {}
         steps: dict[str, set[int]] = {}
         order: dict[str, tuple[int, bool, str]] = {}
+        failed: list[tuple[Path, dict[str, Any]]] = []
         for run in runs:
             summary = json.loads((run / runio.SUMMARY_FILE).read_text())
             label = summary.get("label", summary["algo"])
-            by_label.setdefault(label, []).append(run_metrics(run, cost_limit))
+            if summary.get("status") == "failed":  # every metric of a diverged run is non-finite, its cost too
+                failed.append((run, summary))
+                by_label.setdefault(label, []).append({})
+            else:
+                by_label.setdefault(label, []).append(run_metrics(run, cost_limit))
             steps.setdefault(label, set()).add(summary["steps"])
             order[label] = variant_order(summary["algo"], label)
         figure = learning_curves(runs, env_dir)
         labels = sorted(by_label, key=order.__getitem__)
         keys = list(dict.fromkeys(k for rows in by_label.values() for row in rows for k in row))
+        for rows in by_label.values():
+            for row in rows:
+                if not row:
+                    row.update(dict.fromkeys(keys, float("nan")))
         lines += [f"## {env_dir.name}", "",
                   f"{len(runs)} runs; steps per run: "
                   + ", ".join(f"{a} {'/'.join(map(str, sorted(steps[a])))}" for a in labels)
@@ -383,6 +401,11 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
                   + ", ".join(f"{a} {len(by_label[a])}" for a in labels) + "). Non-finite: undefined for that "
                   "run (an AUROC when the final policy never violated has no positive states) or diverged; not "
                   "measured: the run predates the metric or its task lacks what it needs.", ""]
+        if failed:
+            lines += [f"**{len(failed)} of {len(runs)} runs failed** (diverged; counted as non-finite in every metric, "
+                      "never as safe):", ""]
+            lines += [f"* {run.name}: non-finite {s['failure']['quantity']} at step {s['failure']['step']}"
+                      for run, s in failed] + [""]
         headline = [k for k in HEADLINE_METRICS if k in keys]
         for title, subset in (("Headline", headline), ("All metrics", keys)):
             lines += [f"### {title}", "", "| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]

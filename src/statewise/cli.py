@@ -80,12 +80,19 @@ def train(algo, env_id, steps, seed, seeds_spec, config_path, overrides, run_dir
     results = train_population(configs)
     for result in results:
         click.echo(f"run directory: {result.run_dir}")
-        click.echo(_summary_line(result.summary["final_eval"], result.summary.get("calibration", {})))
+        if result.failed:
+            click.echo(_failure_line(result.summary))
+        else:
+            click.echo(_summary_line(result.summary["final_eval"], result.summary.get("calibration", {})))
     if seeds_spec is not None and run_dir is not None:  # the population's curves side by side
         plots = plot_runs([r.run_dir for r in results], Path(run_dir) / "plots")
     else:
         plots = [p for r in results for p in plot_runs([r.run_dir], r.run_dir / "plots")]
     click.echo(f"plots: {', '.join(str(p) for p in plots)}")
+    failed = [r for r in results if r.failed]
+    if failed:
+        raise RunFailed(f"{len(failed)} of {len(results)} run(s) failed: " + "; ".join(
+            f"{r.run_dir} at step {r.summary['failure']['step']}" for r in failed))
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -228,6 +235,17 @@ def report_cmd(out, cost_limit) -> None:
     click.echo(str(report(Path(out), cost_limit)))
 
 
+class RunFailed(Exception):
+    """Training ran but a run diverged: exit code 1 (user errors are 2)."""
+
+
+def _failure_line(summary: dict) -> str:
+    failure = summary["failure"]
+    kept = summary.get("last_checkpoint_step")
+    return (f"FAILED at step {failure['step']}: non-finite {failure['quantity']}; "
+            + (f"last good checkpoint at step {kept}" if kept else "no checkpoint was written"))
+
+
 def _summary_line(result: dict, calib: dict) -> str:
     parts = [f"return {result['return']:.2f}", f"cost {result['cost']:.2f}",
              f"step violation rate {result['step_violation_rate']:.4f}",
@@ -245,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     except StatewiseError as exc:
         click.echo(f"statewise: error: {exc}", err=True)
         sys.exit(2)
+    except RunFailed as exc:
+        click.echo(f"statewise: error: {exc}", err=True)
+        sys.exit(1)
     except click.exceptions.Abort:
         click.echo("statewise: aborted", err=True)
         sys.exit(130)

@@ -273,6 +273,8 @@ class Config:
         if self.sac.target_entropy != "auto" and not isinstance(self.sac.target_entropy, (int, float)):
             raise ConfigError("sac.target_entropy must be a number or 'auto'")
 
+        _check_numbers(self)
+
         _choice("multiplier.kind", m.kind, MULTIPLIER_KINDS)
         if m.kind == "none":
             if self.algo != "sac":
@@ -318,7 +320,7 @@ class Config:
         for name in ("pid_ema_p", "pid_ema_d"):
             if not 0.0 <= getattr(m, name) < 1.0:
                 raise ConfigError(f"multiplier.{name} must be in [0, 1), got {getattr(m, name)}")
-        for name in ("sac.lr_actor", "sac.lr_critic", "sac.lr_alpha", "sac.alpha_init", "multiplier.lr",
+        for name in ("sac.lr_actor", "sac.lr_critic", "sac.lr_alpha", "sac.alpha_init", "sac.reward_scale", "multiplier.lr",
                      "multiplier.rho", "multiplier.rho_lambda", "multiplier.lam_max"):
             _positive(name, self._get(name))
         for name in ("sac.gamma", "constraint.gamma_c"):
@@ -435,6 +437,35 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"unknown {name} '{value}'; choose from {', '.join(choices)}")
+
+
+# Largest value each hyper-parameter may take: far beyond any sensible setting, small enough that it cannot overflow
+# float32 arithmetic in the update (a learning rate of 1e308 would turn every parameter into inf at the first step).
+_CEILINGS = {
+    "sac.lr_actor": 1.0, "sac.lr_critic": 1.0, "sac.lr_alpha": 1.0, "multiplier.lr": 1.0,
+    "sac.alpha_init": 1e4, "sac.reward_scale": 1e6, "sac.update_ratio": 1e3, "sac.grad_clip": 1e9,
+    "multiplier.rho": 1e6, "multiplier.rho_lambda": 1e6, "multiplier.lam_max": 1e6, "multiplier.grad_clip": 1e9,
+    "multiplier.pid_kp": 1e6, "multiplier.pid_ki": 1e6, "multiplier.pid_kd": 1e6,
+}
+
+
+def _check_numbers(cfg: "Config") -> None:
+    """Every number in the config is finite, and none is beyond its ceiling (absurd values are refused, not run)."""
+    def walk(node: Any, prefix: str) -> None:
+        for f in dataclasses.fields(node):
+            value, name = getattr(node, f.name), prefix + f.name
+            if dataclasses.is_dataclass(value):
+                walk(value, name + ".")
+            elif isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value}")
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                top = _CEILINGS.get(name)
+                if top is not None and abs(value) > top:
+                    raise ConfigError(f"{name} = {value:g} is beyond the supported maximum {top:g}")
+                if name == "sac.target_entropy" and abs(value) > 1e6:
+                    raise ConfigError(f"sac.target_entropy = {value:g} is beyond the supported range ±1e6")
+
+    walk(cfg, "")
 
 
 def _positive(name: str, value: float) -> None:

@@ -348,6 +348,13 @@ class SAC(nn.Module):
         one.load_state_dict({key: value[k:k + 1] for key, value in self.state_dict().items()})
         return one.to(self.log_alpha.device)
 
+    @torch.no_grad()
+    def finite_members(self) -> list[bool]:
+        """Whether each member's networks, targets, temperature and multiplier are all finite (one host sync)."""
+        flags = [torch.isfinite(v).reshape(self.members, -1).all(1) for v in self.state_dict().values()
+                 if v.is_floating_point()]
+        return torch.stack(flags).all(0).tolist()
+
     def member_state(self, k: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Member k as a population of one: (module state, optimiser states), every member-leading tensor sliced
         [k:k+1] and copied. This is what member k's checkpoint holds, readable by :func:`statewise.load`."""

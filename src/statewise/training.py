@@ -20,10 +20,10 @@ from tqdm import tqdm
 from statewise import runio
 from statewise.agent import Agent
 from statewise.buffer import ReplayBuffer
-from statewise.collect import Collector, make_collector
+from statewise.collect import Collector, Transitions, make_collector
 from statewise.config import Config
 from statewise.diagnostics import ValueBiasProbe
-from statewise.errors import ConfigError, RunDirError
+from statewise.errors import ConfigError, EnvError, RunDirError
 from statewise.evaluate import (
     build_env, calibration, check_cost_signal, episode_seeds, monte_carlo_calibration_from, rollout_members,
     summarize_episodes)
@@ -37,6 +37,11 @@ LAMBDA_GRID_N = 41  # λ(s) snapshots on the task plane at every evaluation
 class TrainResult:
     run_dir: Path
     summary: dict[str, Any]
+
+    @property
+    def failed(self) -> bool:
+        """The run stopped early because something became non-finite (``summary["failure"]`` says what)."""
+        return self.summary.get("status") == "failed"
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -201,6 +206,13 @@ class _Member:
         self.last_bias: dict[str, float] = {}
         self.grid_history: list[np.ndarray] = []
         self.probe_history: list[np.ndarray] = []
+        self.failure: dict[str, Any] | None = None  # set once, when the run diverges (``fail`` in the loop)
+        self.checkpoint_step: int | None = None  # step of the last checkpoint written
+        self.summary: dict[str, Any] = {}
+
+    @property
+    def alive(self) -> bool:
+        return self.failure is None
 
 
 def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torch.device, obs_dim: int,
@@ -218,6 +230,7 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
     grid_steps: list[int] = []
 
     n = cfg.num_envs
+    failed: list[int] = []  # members that diverged (their slices keep computing; nothing of theirs is used)
     window_steps = warmup_steps = 0
     last_row: dict[str, float] = {}
     last_log_time, last_log_step, last_updates = time.perf_counter(), 0, 0
@@ -229,7 +242,23 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
 
     def act_batch(batch: np.ndarray, deterministic: bool) -> np.ndarray:
         x = torch.as_tensor(np.asarray(batch, dtype=np.float32), device=device)
-        return agent.act(x, deterministic).cpu().numpy()
+        act = agent.act(x, deterministic).cpu().numpy()
+        if failed:  # a diverged member's (non-finite) actions never reach an environment
+            act[failed] = 0.0
+        return act
+
+    def fail(k: int, t: int, quantity: str) -> None:
+        """Member k diverged at step t: one line now, a summary that says so, and no further steps or files."""
+        m = members[k]
+        if not m.alive:
+            return
+        m.failure = {"step": t, "quantity": quantity}
+        failed.append(k)
+        tqdm.write(f"statewise: run {m.run_dir} failed at step {t}: non-finite {quantity}", file=sys.stderr)
+        m.summary = {"status": "failed", "failure": m.failure, "algo": cfg.algo, "label": cfg.label, "env": cfg.env,
+                     "seed": m.cfg.seed, "steps": t, "num_envs": n, "population": agent.members,
+                     "last_checkpoint_step": m.checkpoint_step}
+        runio.write_json(m.run_dir / runio.SUMMARY_FILE, m.summary)
 
     def evaluate(seeds: list[list[int]], record: bool = False) -> list[list[Any]]:
         """Deterministic episodes of every member at once, one batched policy call per step."""
@@ -246,7 +275,26 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
             act = np.stack([np.stack([m.collector.single_action_space.sample() for _ in range(n)]) for m in members])
         else:
             act = act_batch(obs, deterministic=False)
-        steps = [m.collector.step(act[k]) for k, m in enumerate(members)]
+        steps = []
+        for k, m in enumerate(members):
+            st = None
+            if m.alive and not np.isfinite(act[k]).all():
+                fail(k, t, "action from the policy")
+            if m.alive:
+                try:
+                    st = m.collector.step(act[k])
+                except EnvError as exc:  # e.g. a non-finite cost in the middle of a run
+                    fail(k, t, f"environment output ({exc})")
+                else:
+                    if not np.isfinite(st.next_obs).all() or not np.isfinite(st.obs).all():
+                        fail(k, t, "observation from the environment")
+                    elif not np.isfinite(st.reward).all():
+                        fail(k, t, "reward from the environment")
+            if not m.alive:  # a placeholder step: the diverged member's environment is not stepped again
+                zeros = np.zeros(n)
+                st = Transitions(next_obs=np.zeros_like(obs[k]), reward=zeros, cost=zeros, terminated=zeros > 0,
+                                 done=zeros > 0, obs=np.zeros_like(obs[k]))
+            steps.append(st)
         raw_cost = np.stack([st.cost for st in steps])
         buffer.add(obs, act, np.stack([st.reward for st in steps]) * s.reward_scale,
                    signal.train_cost(raw_cost) if signal else raw_cost, np.stack([st.next_obs for st in steps]),
@@ -298,7 +346,10 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
                 quantiles = torch.quantile(lam_probe, torch.tensor([0.5, 0.9], device=device), dim=1).T.tolist()
                 lam_np = lam_probe.cpu().numpy()
                 probe_steps.append(t)
+            finite = agent.finite_members()  # networks, targets, α and λ: one host sync per log
             for k, m in enumerate(members):
+                if not m.alive:
+                    continue
                 m.total_violations += m.window_violations
                 row: dict[str, float] = {
                     **shared_row,
@@ -314,6 +365,13 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
                     m.probe_history.append(lam_np[k])
                 m.logger.log("train", t, row)
                 m.window_violations = 0
+                bad = [name for name in names if not math.isfinite(row[name])]
+                if bad:
+                    fail(k, t, ", ".join(bad))
+                elif not finite[k]:
+                    fail(k, t, "network parameters")
+                elif lam_probe is not None and not np.isfinite(lam_np[k]).all():
+                    fail(k, t, "λ")
                 if k == 0:
                     last_row = row
             window_steps = 0
@@ -321,12 +379,14 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
             bar.set_postfix(_postfix(last_row, members[0].last_eval), refresh=False)
 
         if _crossed(prev, t, cfg.eval_every, every=True) or t >= cfg.steps:
-            results = evaluate([m.eval_seeds for m in members])
+            results = evaluate([m.eval_seeds if m.alive else [] for m in members])
             grid_lam = None
             if plane_obs is not None and agent.multiplier is not None:
                 grid_lam = agent.lam(plane_obs).cpu().numpy()
                 grid_steps.append(t)
             for k, m in enumerate(members):
+                if not m.alive:
+                    continue
                 m.last_eval = summarize_episodes(results[k])
                 if grid_lam is not None:
                     m.grid_history.append(grid_lam[k])
@@ -337,19 +397,33 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
             bar.set_postfix(_postfix(last_row, members[0].last_eval), refresh=False)
 
         if cfg.checkpoint_every and _crossed(prev, t, cfg.checkpoint_every, every=True):
+            finite = agent.finite_members()  # a checkpoint is never written with non-finite parameters
             for k, m in enumerate(members):
-                save_checkpoint(m.run_dir, agent, k, t, obs_dim, act_dim)
+                if m.alive and not finite[k]:
+                    fail(k, t, "network parameters")
+                if m.alive:
+                    save_checkpoint(m.run_dir, agent, k, t, obs_dim, act_dim)
+                    m.checkpoint_step = t
         pending_bar += n
         if pending_bar >= 100 or t >= cfg.steps:
             bar.update(pending_bar)
             pending_bar = 0
+        if len(failed) == len(members):
+            break
     bar.close()
     wall = time.perf_counter() - start_time
 
-    final_seeds = [episode_seeds(m.cfg.seed, "final", cfg.final_eval_episodes) for m in members]
+    finite = agent.finite_members()
+    for k in range(len(members)):
+        if not finite[k]:  # diverged since the last log
+            fail(k, t, "network parameters")
+    final_seeds = [episode_seeds(m.cfg.seed, "final", cfg.final_eval_episodes) if m.alive else [] for m in members]
     finals = evaluate(final_seeds, record=agent.multiplier is not None)
     summaries = []
     for k, m in enumerate(members):
+        if not m.alive:
+            summaries.append(m.summary)
+            continue
         save_checkpoint(m.run_dir, agent, k, t, obs_dim, act_dim)
         if probe_obs is not None:
             arrays = dict(obs=probe_obs[k].cpu().numpy(), steps=np.asarray(probe_steps),
@@ -366,7 +440,7 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
             scores = {"lambda": view.multiplier, "cost_value": view.cost_value}
             mc_calib = monte_carlo_calibration_from(finals[k], scores)
         summary = {
-            "algo": cfg.algo, "label": cfg.label, "env": cfg.env, "seed": m.cfg.seed, "steps": t, "num_envs": n,
+            "status": "ok", "algo": cfg.algo, "label": cfg.label, "env": cfg.env, "seed": m.cfg.seed, "steps": t, "num_envs": n,
             "population": agent.members,
             "wall_time_s": wall, "env_steps_per_s": t / wall, "gradient_updates": agent.n_updates,
             "compiled": agent.compiled, "compile_s": agent.compile_seconds,
