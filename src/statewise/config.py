@@ -320,8 +320,8 @@ class Config:
         for name in ("pid_ema_p", "pid_ema_d"):
             if not 0.0 <= getattr(m, name) < 1.0:
                 raise ConfigError(f"multiplier.{name} must be in [0, 1), got {getattr(m, name)}")
-        for name in ("sac.lr_actor", "sac.lr_critic", "sac.lr_alpha", "sac.alpha_init", "sac.reward_scale", "multiplier.lr",
-                     "multiplier.rho", "multiplier.rho_lambda", "multiplier.lam_max"):
+        for name in ("sac.lr_actor", "sac.lr_critic", "sac.lr_alpha", "sac.alpha_init", "sac.reward_scale",
+                     "multiplier.lr", "multiplier.rho", "multiplier.rho_lambda", "multiplier.lam_max"):
             _positive(name, self._get(name))
         for name in ("sac.gamma", "constraint.gamma_c"):
             if not 0.0 <= self._get(name) < 1.0:
