@@ -63,7 +63,19 @@ class ToyEarlyCostEnv(_Counter):
         return self._obs(), 1.0, False, False, {"cost": float(self.lifetime <= self.early)}
 
 
+class ToyWrongShapeEnv(ToyCostEnv):
+    """Its observations have 2 entries, its observation space says 1."""
+
+    def _obs(self):
+        return np.array([self.t, 0.0], np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self._obs(), {}
+
+
 _ENVS = {
+    "ToyWrongShape-v0": ("ToyWrongShapeEnv", None),
     "ToyEarlyCost-v0": ("ToyEarlyCostEnv", 50),
     "ToyCost-v0": ("ToyCostEnv", None),
     "ToySafetyGym-v0": ("ToySafetyGymEnv", 5),

@@ -167,6 +167,8 @@ def load_grid(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise StatewiseError(f"grid file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StatewiseError(f"cannot read grid file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise StatewiseError(f"grid file {path} must hold a mapping")
     unknown = set(data) - GRID_KEYS
@@ -174,6 +176,8 @@ def load_grid(path: str | Path) -> dict[str, Any]:
         raise StatewiseError(f"unknown key(s) in grid file {path}: {', '.join(sorted(unknown))}; "
                              f"expected {', '.join(sorted(GRID_KEYS))}")
     if "config" in data:
+        if not isinstance(data["config"], str) or not data["config"]:
+            raise StatewiseError(f"grid file {path}: config must be a file name, got {data['config']!r}")
         data["config"] = str((path.parent / data["config"]).resolve())
     if "seeds" in data and not (isinstance(data["seeds"], list) and all(isinstance(x, int) for x in data["seeds"])):
         raise StatewiseError(f"grid file {path}: seeds must be a list of integers")
@@ -182,6 +186,18 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     for key in ("algos", "envs", "set"):
         if key in data and not isinstance(data[key], list):
             raise StatewiseError(f"grid file {path}: {key} must be a list")
+    if "steps" in data and not (isinstance(data["steps"], int) and not isinstance(data["steps"], bool)
+                                and data["steps"] > 0):
+        raise StatewiseError(f"grid file {path}: steps must be a positive integer, got {data['steps']!r}")
+    if "cost_limit" in data:
+        limit = data["cost_limit"]
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not np.isfinite(limit):
+            raise StatewiseError(f"grid file {path}: cost_limit must be a finite number, got {limit!r}")
+    for key in ("envs", "set"):
+        if key in data and not all(isinstance(x, str) and x for x in data[key]):
+            raise StatewiseError(f"grid file {path}: {key} must be a list of non-empty strings")
+    if "config" in data and not Path(data["config"]).is_file():
+        raise StatewiseError(f"grid file {path}: config file {data['config']} not found")
     if "algos" in data:
         data["algos"] = [Variant.parse(entry) for entry in data["algos"]]
     return data
@@ -196,7 +212,7 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True,
         run_dir = Path(spec.run_dir)
         summary = run_dir / runio.SUMMARY_FILE
         if summary.is_file():
-            done.append(json.loads(summary.read_text()))
+            done.append(runio.read_json(summary))
             continue
         if run_dir.exists():
             run_dir.rename(run_dir.with_name(f"{run_dir.name}.interrupted-{time.strftime('%Y%m%d-%H%M%S')}"))
@@ -225,7 +241,7 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
     """Everything the report tabulates for one run (docs/algorithm.md §7)."""
     from statewise.plots import read_csv
 
-    summary = json.loads((run_dir / runio.SUMMARY_FILE).read_text())
+    summary = runio.read_json(run_dir / runio.SUMMARY_FILE)
     ev = read_csv(run_dir / runio.EVAL_CSV)
     out = {
         "return (last 10% of evals)": last_fraction_mean(ev["return"]),
@@ -263,7 +279,7 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
             out[f"{key.replace('_', ' ')} vs violation within {summary['mc_calibration']['horizon']} steps"] = value
     probe_path = run_dir / runio.PROBE_FILE
     if probe_path.is_file():
-        probe = np.load(probe_path)
+        probe = runio.read_npz(probe_path)
         lam = probe["lam"]
         if len(lam) > 2:
             out["λ total variation (probe mean)"] = total_variation(lam.mean(axis=1))
@@ -336,10 +352,10 @@ def _runs_table(runs: list[Path]) -> list[str]:
              "population | compiled (s) | networks (actor/critics, λ) | device, threads | torch |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
-        summary = json.loads((run / runio.SUMMARY_FILE).read_text())
-        cfg = yaml.safe_load((run / runio.CONFIG_FILE).read_text())
+        summary = runio.read_json(run / runio.SUMMARY_FILE)
+        cfg = runio.read_config(run)
         versions_path = run / runio.VERSIONS_FILE
-        torch_version = json.loads(versions_path.read_text()).get("torch", "?") if versions_path.is_file() else "?"
+        torch_version = runio.read_json(versions_path).get("torch", "?") if versions_path.is_file() else "?"
         nets = "x".join(map(str, cfg["sac"]["hidden"]))
         if cfg["multiplier"]["kind"] == "network":
             nets += ", " + "x".join(map(str, cfg["multiplier"]["hidden"]))
@@ -378,7 +394,7 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
         order: dict[str, tuple[int, bool, str]] = {}
         failed: list[tuple[Path, dict[str, Any]]] = []
         for run in runs:
-            summary = json.loads((run / runio.SUMMARY_FILE).read_text())
+            summary = runio.read_json(run / runio.SUMMARY_FILE)
             label = summary.get("label", summary["algo"])
             if summary.get("status") == "failed":  # every metric of a diverged run is non-finite, its cost too
                 failed.append((run, summary))

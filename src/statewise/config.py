@@ -218,7 +218,10 @@ class Config:
             raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except RecursionError:  # an anchor that refers to itself (a: &a {b: *a})
+            raise ConfigError(f"config file {path} refers to itself (a recursive YAML anchor)") from None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -335,6 +338,10 @@ class Config:
             raise ConfigError(f"seed must be in [0, 2**32 - 2**21), got {self.seed}")
         if not isinstance(m.normalize_actor, bool):
             raise ConfigError(f"multiplier.normalize_actor must be true, false or auto, got '{m.normalize_actor}'")
+        for name in ("sac.hidden", "multiplier.hidden"):
+            hidden = self._get(name)
+            if not hidden or any(not isinstance(h, int) or isinstance(h, bool) or h <= 0 for h in hidden):
+                raise ConfigError(f"{name} must be a non-empty list of positive layer widths, got {hidden}")
         limits = {"threads": (self.threads, 1024), "num_envs": (self.num_envs, 1024),
                   "multiplier.pid_d_delay": (m.pid_d_delay, 100_000), "multiplier.steps": (m.steps, 10_000),
                   "probe_size": (self.probe_size, 1_000_000)}
@@ -355,10 +362,6 @@ class Config:
                 f"for the cost value signal, got {self.constraint.threshold}")
         if not 0.0 < m.lam_init < m.lam_max:
             raise ConfigError(f"multiplier.lam_init must be in (0, lam_max={m.lam_max}), got {m.lam_init}")
-        for name in ("sac.hidden", "multiplier.hidden"):
-            hidden = self._get(name)
-            if not hidden or any(int(h) <= 0 for h in hidden):
-                raise ConfigError(f"{name} must be a non-empty list of positive layer widths, got {hidden}")
         return self
 
     def _get(self, dotted: str) -> Any:

@@ -25,21 +25,26 @@ def read_csv(path: Path) -> dict[str, np.ndarray]:
     """Columns of a statewise CSV as float arrays (empty cells become NaN)."""
     if not path.is_file():
         return {}
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        return {}
-    return {k: np.array([float(r[k]) if r.get(k) not in ("", None) else np.nan for r in rows]) for k in rows[0]}
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = reader.fieldnames or []
+        if header and header[0] != "step":
+            raise ValueError("the first column is not 'step'")
+        if not rows:
+            return {}
+        return {k: np.array([float(r[k]) if r.get(k) not in ("", None) else np.nan for r in rows]) for k in header}
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as exc:
+        raise CheckpointError(f"{path} is corrupt or not a statewise CSV: {str(exc).splitlines()[0][:120]}") from None
 
 
 def _run_label(run_dir: Path) -> tuple[str, str]:
     """(group label = the run's label, by default its algorithm; env) from the run's config.yaml."""
-    import yaml
-
     cfg_path = run_dir / runio.CONFIG_FILE
     if not cfg_path.is_file():
         raise CheckpointError(f"{run_dir} is not a statewise run directory (no {runio.CONFIG_FILE})")
-    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg = runio.read_config(run_dir)
     return str(cfg.get("label") or cfg.get("algo")), str(cfg.get("env"))
 
 
@@ -136,15 +141,13 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path) -> Path | None:
 def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> Path | None:
     """λ(s) on the task plane at ``columns`` points in training (from the snapshots in probe.npz), one row per
     algorithm with a multiplier network (its lowest seed), with the exact feasible boundary where known."""
-    import yaml
-
     from statewise.evaluate import build_env
     from statewise.training import LAMBDA_GRID_N
 
     first: dict[str, tuple[int, Path]] = {}
     rank: dict[str, tuple[int, bool, str]] = {}
     for d in run_dirs:
-        cfg = yaml.safe_load((d / runio.CONFIG_FILE).read_text())
+        cfg = runio.read_config(d)
         if cfg["multiplier"]["kind"] != "network" or not (d / runio.PROBE_FILE).is_file():
             continue
         label = cfg.get("label") or cfg["algo"]
@@ -154,7 +157,7 @@ def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> P
     if not first:
         return None
     first = {label: first[label] for label in sorted(first, key=rank.__getitem__)}
-    env_id = yaml.safe_load((next(iter(first.values()))[1] / runio.CONFIG_FILE).read_text())["env"]
+    env_id = runio.read_config(next(iter(first.values()))[1])["env"]
     env = build_env(env_id)
     task = env.unwrapped
     if not hasattr(task, "plane"):
@@ -167,7 +170,7 @@ def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> P
     fig, axes = plt.subplots(len(first), columns, figsize=(3.6 * columns, 3.0 * len(first)), squeeze=False,
                              layout="constrained")
     for row, (algo, (seed, d)) in zip(axes, first.items()):
-        probe = np.load(d / runio.PROBE_FILE)
+        probe = runio.read_npz(d / runio.PROBE_FILE)
         steps, grids = probe["grid_steps"], probe["grid_lam"]
         picks = np.unique(np.linspace(0, len(steps) - 1, columns).round().astype(int))
         vmax = float(grids[picks].max())
@@ -187,12 +190,10 @@ def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> P
 def reliability_curves(run_dirs: list[Path], out: Path) -> Path | None:
     """Violation frequency within H steps per λ-quantile bin (Monte-Carlo, final policy), and the same for
     Q^c as a reference; one line per algorithm, averaged over its seeds."""
-    import json
-
     curves: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
     horizon = None
     for d in run_dirs:
-        summary = json.loads((d / runio.SUMMARY_FILE).read_text())
+        summary = runio.read_json(d / runio.SUMMARY_FILE)
         mc = summary.get("mc_calibration") or {}
         for score in ("lambda", "cost_value"):
             if f"{score}_reliability" in mc:
@@ -255,9 +256,7 @@ def value_bias_curves(run_dirs: list[Path], out: Path) -> Path | None:
 
 
 def _variant_key(run_dir: Path) -> tuple:
-    import yaml
-
-    cfg = yaml.safe_load((run_dir / runio.CONFIG_FILE).read_text())
+    cfg = runio.read_config(run_dir)
     return variant_order(cfg["algo"], str(cfg.get("label") or cfg["algo"]))
 
 

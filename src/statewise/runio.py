@@ -54,6 +54,50 @@ def atomic_save(obj: Any, path: str | Path, saver: Any = None) -> None:
         raise
 
 
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A run file written by :func:`write_json` (summary.json, versions.json); a missing or corrupt one is a
+    one-line CheckpointError."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path} is corrupt or unreadable: {str(exc).splitlines()[0][:120]}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is corrupt: expected a JSON object")
+    return data
+
+
+def read_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run's config.yaml as a mapping (one-line CheckpointError if missing or corrupt)."""
+    import yaml
+
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CheckpointError(f"{path} is corrupt or unreadable: {str(exc).splitlines()[0][:120]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("sac"), dict) or "env" not in data:
+        raise CheckpointError(f"{path} is corrupt: not a statewise config")
+    return data
+
+
+def read_npz(path: str | Path) -> Any:
+    """probe.npz and friends: numpy arrays only (no pickles); one-line CheckpointError if corrupt."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(f"{path} is corrupt or unreadable: {str(exc).splitlines()[0][:120]}") from None
+
+
 def write_json(path: str | Path, data: Any) -> None:
     atomic_write(path, json.dumps(data, indent=2, sort_keys=False, default=float) + "\n")
 
@@ -68,10 +112,19 @@ def versions() -> dict[str, str]:
             "torch": torch.__version__, "numpy": numpy.__version__, "gymnasium": gymnasium.__version__}
 
 
+def exists(path: Path) -> bool:
+    """``path.exists()``, but a path the OS refuses (a name too long, ...) is a RunDirError, not a traceback."""
+    try:
+        return path.exists()
+    except OSError as exc:
+        name = str(path) if len(str(path)) <= 80 else str(path)[:77] + "..."
+        raise RunDirError(f"cannot use run directory {name}: {exc.strerror or exc}") from None
+
+
 def create_run_dir(path: str | Path) -> Path:
     """Create a new run directory; an existing one is never reused or overwritten."""
     path = Path(path)
-    if path.exists():
+    if exists(path):
         raise RunDirError(f"run directory {path} already exists; choose another --run-dir (nothing was overwritten)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

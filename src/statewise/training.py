@@ -110,7 +110,7 @@ def train_population(configs: list[Config]) -> list[TrainResult]:
     if len(set(run_dirs)) != len(run_dirs):
         raise RunDirError("members of a population need distinct run directories")
     for run_dir in run_dirs:
-        if run_dir.exists():
+        if runio.exists(run_dir):
             raise RunDirError(f"run directory {run_dir} already exists; choose another --run-dir "
                               "(nothing was overwritten)")
 
@@ -157,8 +157,24 @@ def train_population(configs: list[Config]) -> list[TrainResult]:
             m.logger = RunLogger(m.run_dir, runio.TRAIN_CSV, runio.EVAL_CSV,
                                  extra={"value_bias": runio.VALUE_BIAS_CSV} if m.bias_probe else None)
             cleanup.callback(m.logger.close)
-        summaries = _loop(members, agent, buffer, device, obs_dim, act_dim)
+        try:
+            summaries = _loop(members, agent, buffer, device, obs_dim, act_dim)
+        except Exception:  # not on Ctrl-C: an interrupted run keeps its logs
+            _remove_unfinished(members)
+            raise
     return [TrainResult(m.run_dir, summary) for m, summary in zip(members, summaries)]
+
+
+def _remove_unfinished(members: list["_Member"]) -> None:
+    """On an error inside the loop: a run directory that holds neither a checkpoint nor a summary has
+    nothing worth keeping, so it goes (no half-written run is left to be mistaken for a result)."""
+    import shutil
+
+    for m in members:
+        if m.logger is not None:
+            m.logger.close()
+        if m.checkpoint_step is None and not m.summary and m.run_dir.is_dir():
+            shutil.rmtree(m.run_dir, ignore_errors=True)
 
 
 def keep_freed_memory() -> None:

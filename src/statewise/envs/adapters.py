@@ -97,6 +97,11 @@ def _suggestion(name: str) -> str:
     return ""
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else ""
+
+
 def _resolve_spec(env_id: str) -> EnvSpec:
     """Find the registered spec of ``env_id`` (``Name-v0`` or ``module:Name-v0``).
 
@@ -108,13 +113,16 @@ def _resolve_spec(env_id: str) -> EnvSpec:
     name = env_id
     if ":" in env_id:
         module, name = env_id.split(":", 1)
+        if not module or not name:
+            raise EnvError(f"environment id '{env_id}' must be Name-v0 or module:Name-v0")
         if module == "safety_gymnasium":
             safety_gymnasium.load()
         else:
             try:
                 importlib.import_module(module)
-            except ImportError as e:
-                raise EnvError(f"cannot import module '{module}' for environment '{env_id}': {e}") from None
+            except Exception as e:  # noqa: BLE001 - the user's module failed to import: say why in one line
+                raise EnvError(f"cannot import module '{module}' for environment '{env_id}': "
+                               f"{type(e).__name__}: {_first_line(e)}") from None
     if safety_gymnasium.is_safety_gymnasium_id(name):
         safety_gymnasium.check_supported(name)
         if name not in gym.registry:
@@ -155,6 +163,8 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise
     except gym.error.Error as e:
         raise EnvError(f"cannot create environment '{env_id}': {e}") from None
+    except Exception as e:  # noqa: BLE001 - the env's constructor raised: one line, not a traceback
+        raise EnvError(f"cannot create environment '{env_id}': {type(e).__name__}: {_first_line(e)}") from None
 
     env = SafetyGymnasiumAdapter(env)
     if disable_checker is False or (disable_checker is None and not spec.disable_env_checker):

@@ -1,0 +1,174 @@
+"""Every user error is one line on stderr and exit code 2: no traceback, no new run directory, no temporary file.
+
+Each case is a command line (with {tmp} for a fresh directory and {run} for a small finished run whose files a
+case may corrupt first) and a fragment the one-line message must contain."""
+
+import shutil
+import sys
+
+import pytest
+
+from statewise.cli import main
+
+from conftest import tiny_config
+
+SET = "train --steps 50 --run-dir {tmp}/new --set"
+CASES = [
+    # --set and options
+    (f"{SET} sac.hidden=[]", "sac.hidden"),
+    (f"{SET} sac.hidden=[0,4]", "sac.hidden"),
+    (f"{SET} sac.hidden=[a]", "sac.hidden"),
+    (f"{SET} multiplier.hidden=[-1]", "multiplier.hidden"),
+    (f"{SET} sac.lr_actor=inf", "finite"),
+    (f"{SET} sac.lr_critic=.nan", "NaN"),
+    (f"{SET} multiplier.rho=1e308", "maximum"),
+    (f"{SET} sac.alpha_init=inf", "finite"),
+    (f"{SET} sac.reward_scale=inf", "finite"),
+    (f"{SET} sac.reward_scale=0", "positive"),
+    (f"{SET} sac.gamma=1", "sac.gamma"),
+    (f"{SET} sac.tau=0", "sac.tau"),
+    (f"{SET} sac.batch_size=-3", "batch_size"),
+    (f"{SET} sac.batch_size=abc", "sac.batch_size"),
+    (f"{SET} nonsense=1", "unknown config key"),
+    (f"{SET} sac.nonsense=1", "unknown config key"),
+    (f"{SET} sac=1", "unknown config key"),
+    (f"{SET} novalue", "key=value"),
+    (f"{SET} multiplier.kind=banana", "multiplier.kind"),
+    (f"{SET} multiplier.fit_space=cubic", "fit_space"),
+    (f"{SET} constraint.threshold=1000", "threshold"),
+    (f"{SET} constraint.twin_target=min", "twin_target"),
+    (f"{SET} multiplier.lam_init=500", "lam_init"),
+    (f"{SET} label=a/b", "label"),
+    (f"{SET} device=tpu", "device"),
+    (f"{SET} compile=sometimes", "compile"),
+    (f"{SET} threads=100000", "threads"),
+    (f"{SET} seed=-1", "seed"),
+    (f"{SET} sac.start_steps=10 --set sac.batch_size=256", "start_steps"),
+    ("train --steps 0 --run-dir {tmp}/new", "steps"),
+    ("train --steps 50 --algo banana --run-dir {tmp}/new", "unknown algorithm"),
+    ("train --steps 50 --algo sac --set multiplier.kind=network --run-dir {tmp}/new", "unconstrained"),
+    ("train --steps 50 --num-envs 0 --run-dir {tmp}/new", "num_envs"),
+    ("train --steps 50 --num-envs 2 --vector-mode single --run-dir {tmp}/new", "vector_mode"),
+    ("train --steps 50 --seed 1 --seeds 0-3 --run-dir {tmp}/new", "--seeds"),
+    ("train --steps 50 --seeds 3-1 --run-dir {tmp}/new", "--seeds"),
+    ("train --steps 50 --seeds 0,0 --run-dir {tmp}/new", "--seeds"),
+    ("train --steps 50 --seeds x --run-dir {tmp}/new", "--seeds"),
+    ("train --steps 50 --device cuda --run-dir {tmp}/new", "cuda"),
+    ("train --steps 50 --bogus-flag", "bogus"),
+    ("train --steps abc", "abc"),
+    # environments
+    ("train --steps 50 --env Nope-v0 --run-dir {tmp}/new", "unknown environment"),
+    ("train --steps 50 --env statewise/DoubleIntegrater-v0 --run-dir {tmp}/new", "Did you mean"),
+    ("train --steps 50 --env :Foo-v0 --run-dir {tmp}/new", "module:Name-v0"),
+    ("train --steps 50 --env nosuchmodule_xyz:Foo-v0 --run-dir {tmp}/new", "cannot import module"),
+    ("train --steps 50 --env _raising_module:Foo-v0 --run-dir {tmp}/new", "RuntimeError: boom"),
+    ("train --steps 50 --env _broken_syntax:Foo-v0 --run-dir {tmp}/new", "SyntaxError"),
+    ("train --steps 50 --env _toy_envs:ToyNoCost-v0 --set max_episode_steps=9 --run-dir {tmp}/new", "no cost"),
+    ("train --steps 50 --env _toy_envs:ToyWrongShape-v0 --set max_episode_steps=9 --run-dir {tmp}/new", "shape"),
+    ("train --steps 50 --env CartPole-v1 --run-dir {tmp}/new", "CartPole"),
+    # config files
+    ("train --steps 50 --config {tmp}/missing.yaml --run-dir {tmp}/new", "not found"),
+    ("train --steps 50 --config {tmp}/list.yaml --run-dir {tmp}/new", "mapping"),
+    ("train --steps 50 --config {tmp}/broken.yaml --run-dir {tmp}/new", "not valid YAML"),
+    ("train --steps 50 --config {tmp}/selfref.yaml --run-dir {tmp}/new", "refers to itself"),
+    ("train --steps 50 --config {tmp}/unknown.yaml --run-dir {tmp}/new", "unknown config key"),
+    # run directories
+    ("train --steps 50 --run-dir {run}", "already exists"),
+    ("train --steps 50 --run-dir {tmp}/afile/sub", "run directory"),
+    ("train --steps 50 --run-dir {tmp}/" + "x" * 300, "run directory"),
+    ("eval {tmp}/nowhere", "does not exist"),
+    ("eval {tmp}", "no checkpoint"),
+    ("eval {run} --episodes 0", "--episodes"),
+    ("eval {run} --seed -5", "--seed"),
+    ("eval {run} --video --video-episodes 5 --episodes 2", "--video-episodes"),
+    ("eval {run}", "corrupt", "checkpoint.pt"),
+    ("eval {run}", "config.yaml", "config.yaml"),
+    ("eval {run}", "non-finite parameters", "nan-checkpoint"),
+    # plots and reports on corrupt files
+    ("plot {tmp}/nowhere", "does not exist"),
+    ("plot {run}", "config.yaml", "config.yaml"),
+    ("plot {run}", "eval.csv", "eval.csv"),
+    ("plot {run}", "metrics.csv", "metrics.csv"),
+    ("report {tmp}/grid", "summary.json", "summary.json"),
+    ("report {tmp}/grid", "probe.npz", "probe.npz"),
+    ("report {tmp}/grid", "eval.csv", "eval.csv"),
+    ("report {tmp}/nowhere", "no benchmark runs"),
+    # grids
+    ("bench --out {tmp}/g", "--steps is required"),
+    ("bench --steps 10 --workers 0 --out {tmp}/g", "--workers"),
+    ("bench --steps 10 --seeds 0 --out {tmp}/g", "--seeds"),
+    ("bench --steps 10 --algos banana --out {tmp}/g", "banana"),
+    ("bench --grid {tmp}/missing.yaml --out {tmp}/g", "not found"),
+    ("bench --grid {tmp}/grid_steps.yaml --out {tmp}/g", "steps must be a positive integer"),
+    ("bench --grid {tmp}/grid_cost.yaml --out {tmp}/g", "cost_limit"),
+    ("bench --grid {tmp}/grid_key.yaml --out {tmp}/g", "unknown key"),
+    ("bench --grid {tmp}/grid_seeds.yaml --out {tmp}/g", "seeds"),
+    ("bench --grid {tmp}/grid_config.yaml --out {tmp}/g", "config file"),
+    ("bench --grid {tmp}/broken.yaml --out {tmp}/g", "not valid YAML"),
+]
+
+FILES = {
+    "list.yaml": "- 1\n- 2\n",
+    "broken.yaml": "a: [1, 2\n",
+    "selfref.yaml": "a: &a\n  b: *a\n",
+    "unknown.yaml": "sac:\n  bogus: 1\n",
+    "afile": "not a directory\n",
+    "grid_steps.yaml": "steps: abc\nalgos: [sac-lag]\n",
+    "grid_cost.yaml": "steps: 10\ncost_limit: abc\nalgos: [sac-lag]\n",
+    "grid_key.yaml": "steps: 10\nbogus: 1\n",
+    "grid_seeds.yaml": "steps: 10\nseeds: 3\n",
+    "grid_config.yaml": "steps: 10\nconfig: nowhere.yaml\n",
+    "_raising_module.py": "raise RuntimeError('boom')\n",
+    "_broken_syntax.py": "def f(:\n",
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    import statewise
+
+    root = tmp_path_factory.mktemp("finished")
+    cfg = tiny_config(root / "run", steps=150)
+    statewise.train(cfg)
+    return root / "run"
+
+
+def _corrupt(run, what: str) -> None:
+    import torch
+
+    if what == "nan-checkpoint":
+        ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+        for value in ckpt["agent"].values():
+            if value.is_floating_point():
+                value.fill_(float("nan"))
+        torch.save(ckpt, run / "checkpoint.pt")
+    else:
+        (run / what).write_text("garbage{[\n")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{i:02d}" for i in range(len(CASES))])
+def test_bad_input_one_line_exit_2_nothing_written(case, tmp_path, finished_run, capsys, monkeypatch):
+    command, fragment, *corrupt = case
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("_raising_module", "_broken_syntax"):
+        sys.modules.pop(name, None)
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    grid = tmp_path / "grid" / "DoubleIntegrator-v0" / "sac-alam-s0"
+    shutil.copytree(finished_run, grid)
+    if corrupt:
+        _corrupt(grid if command.startswith("report") else run, corrupt[0])
+    before = sorted(p for p in tmp_path.rglob("*") if "plots" not in p.parts)
+    argv = command.format(tmp=tmp_path, run=run).split()
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    out = capsys.readouterr()
+    assert exit_info.value.code == 2, (out.out, out.err)
+    lines = [line for line in out.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("statewise: error: "), out.err
+    assert fragment in lines[0], lines[0]
+    after = sorted(p for p in tmp_path.rglob("*") if "plots" not in p.parts)
+    assert after == before, set(after) ^ set(before)  # no run directory, no temporary file
+    assert len(CASES) >= 60
