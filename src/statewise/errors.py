@@ -14,6 +14,14 @@ class EnvError(StatewiseError):
     """An environment that cannot be used (unknown id, no cost signal, NaN cost, ...)."""
 
 
+class EnvConstructionError(EnvError):
+    """The environment's constructor raised; ``original`` is what it raised (e.g. an OpenGL backend failure)."""
+
+    def __init__(self, message: str, original: BaseException):
+        super().__init__(message)
+        self.original = original
+
+
 class CheckpointError(StatewiseError):
     """A run directory or checkpoint that is missing or unreadable."""
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from statewise.errors import StatewiseError
+from statewise.errors import EnvConstructionError, StatewiseError
 
 VIDEO_INSTALL = 'pip install -e ".[video]"  (or: pip install "statewise[video]")'
 
@@ -54,9 +54,11 @@ def record(env_id: str, max_episode_steps: int, policy: Callable[[np.ndarray], n
                              "(nothing was overwritten)")
     try:  # MuJoCo environments open their OpenGL context when made with a render mode
         env = build_env(env_id, max_episode_steps, render_mode="rgb_array")
+    except EnvConstructionError as exc:  # OpenGL failures surface as many exception types
+        raise _no_backend(env_id, exc.original) from None
     except StatewiseError:
         raise
-    except Exception as exc:  # OpenGL failures surface as many exception types
+    except Exception as exc:
         raise _no_backend(env_id, exc) from None
     try:
         fps = int(env.metadata.get("render_fps") or 30)

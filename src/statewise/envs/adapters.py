@@ -27,7 +27,7 @@ import statewise.envs  # noqa: F401  (registers the built-in envs)
 from statewise.envs import safety_gymnasium
 from statewise.envs.base import BUILTIN_ENVS
 from statewise.envs.velocity import VELOCITY_TASKS
-from statewise.errors import EnvError
+from statewise.errors import EnvConstructionError, EnvError
 
 
 class SafetyGymnasiumAdapter(gym.Wrapper):
@@ -164,7 +164,8 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     except gym.error.Error as e:
         raise EnvError(f"cannot create environment '{env_id}': {e}") from None
     except Exception as e:  # noqa: BLE001 - the env's constructor raised: one line, not a traceback
-        raise EnvError(f"cannot create environment '{env_id}': {type(e).__name__}: {_first_line(e)}") from None
+        raise EnvConstructionError(f"cannot create environment '{env_id}': {type(e).__name__}: {_first_line(e)}",
+                                   e) from None
 
     env = SafetyGymnasiumAdapter(env)
     if disable_checker is False or (disable_checker is None and not spec.disable_env_checker):
