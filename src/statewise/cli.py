@@ -56,11 +56,23 @@ Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device
               help="How several environments step: sync (in turn, this process) or async (one process each) "
                    "[default: single for one environment, sync for several].")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--resume", "resume_dir", default=None, metavar="RUN_DIR",
+              help="Continue a killed run from its last checkpoint (RUN_DIR of one run, or of a population's runs); "
+                   "takes no other option but --no-progress.")
 def train(algo, env_id, steps, seed, seeds_spec, config_path, overrides, run_dir, device, num_envs, vector_mode,
-          no_progress) -> None:
-    from statewise.plots import plot_runs
-    from statewise.training import population_configs, train_population
+          no_progress, resume_dir) -> None:
+    from statewise.training import population_configs, resume, train_population
 
+    if resume_dir is not None:
+        given = [name for name, value in (("--algo", algo), ("--env", env_id), ("--steps", steps), ("--seed", seed),
+                                          ("--seeds", seeds_spec), ("--config", config_path), ("--set", overrides),
+                                          ("--run-dir", run_dir), ("--device", device), ("--num-envs", num_envs),
+                                          ("--vector-mode", vector_mode)) if value]
+        if given:
+            raise StatewiseError(f"--resume continues a run with its own config.yaml; drop {', '.join(given)}")
+        results = resume(resume_dir, progress=False if no_progress else None)
+        _report_results(results, Path(resume_dir) if len(results) > 1 else None)
+        return
     if seed is not None and seeds_spec is not None:
         raise StatewiseError("give --seed (one run) or --seeds (a population), not both")
     cfg = Config.from_yaml(config_path) if config_path else Config()
@@ -78,14 +90,21 @@ def train(algo, env_id, steps, seed, seeds_spec, config_path, overrides, run_dir
     else:
         configs = population_configs(cfg, parse_seeds(seeds_spec), run_dir)
     results = train_population(configs)
+    _report_results(results, Path(run_dir) if seeds_spec is not None and run_dir is not None else None)
+
+
+def _report_results(results: list, population_dir: Path | None) -> None:
+    """Each run's directory and final numbers (or failure), the plots, and exit code 1 if a run failed."""
+    from statewise.plots import plot_runs
+
     for result in results:
         click.echo(f"run directory: {result.run_dir}")
         if result.failed:
             click.echo(_failure_line(result.summary))
         else:
             click.echo(_summary_line(result.summary["final_eval"], result.summary.get("calibration", {})))
-    if seeds_spec is not None and run_dir is not None:  # the population's curves side by side
-        plots = plot_runs([r.run_dir for r in results], Path(run_dir) / "plots")
+    if population_dir is not None:  # the population's curves side by side
+        plots = plot_runs([r.run_dir for r in results], population_dir / "plots")
     else:
         plots = [p for r in results for p in plot_runs([r.run_dir], r.run_dir / "plots")]
     click.echo(f"plots: {', '.join(str(p) for p in plots)}")

@@ -23,6 +23,7 @@ continue each environment's own random stream.
 from __future__ import annotations
 
 import functools
+import pickle
 from dataclasses import dataclass
 from typing import Callable
 
@@ -80,6 +81,13 @@ class Collector:
     def close(self) -> None:
         raise NotImplementedError
 
+    def get_state(self) -> bytes | None:
+        """The environments mid-episode, pickled (with the warm-up action space); None if they cannot be."""
+        return None
+
+    def set_state(self, state: bytes) -> None:
+        raise NotImplementedError
+
 
 class SingleCollector(Collector):
     """One environment, no vector env: the reference path that N = 1 in the vector modes must reproduce."""
@@ -104,6 +112,15 @@ class SingleCollector(Collector):
 
     def close(self) -> None:
         self.env.close()
+
+    def get_state(self) -> bytes | None:
+        from statewise.resume import pickle_envs
+
+        return pickle_envs((self.env, self.single_observation_space, self.single_action_space))
+
+    def set_state(self, state: bytes) -> None:
+        self.env.close()
+        self.env, self.single_observation_space, self.single_action_space = pickle.loads(state)
 
 
 class VectorCollector(Collector):
@@ -136,6 +153,17 @@ class VectorCollector(Collector):
 
     def close(self) -> None:
         self.venv.close()
+
+    def get_state(self) -> bytes | None:
+        if isinstance(self.venv, gym.vector.AsyncVectorEnv):  # the environments live in worker processes
+            return None
+        from statewise.resume import pickle_envs
+
+        return pickle_envs((self.venv, self.single_observation_space, self.single_action_space))
+
+    def set_state(self, state: bytes) -> None:
+        self.venv.close()
+        self.venv, self.single_observation_space, self.single_action_space = pickle.loads(state)
 
 
 def _self_resetting(make: Callable[[], gym.Env]) -> gym.Env:

@@ -177,7 +177,10 @@ class Config:
     eval_episodes: int = 10
     final_eval_episodes: int = 50
     log_every: int = 1_000
-    checkpoint_every: int = 0  # 0: only at the end
+    # checkpoint.pt and resume.pt (statewise train --resume) every this many env steps and at least every
+    # checkpoint_minutes of wall time; 0 turns either bound off (both 0: a checkpoint at the end only, no resume)
+    checkpoint_every: int = 10_000
+    checkpoint_minutes: float = 10.0
     probe_size: int = 1_024  # distinct states drawn from the buffer at start_steps (at most start_steps of them)
     # at every evaluation, the critics against Monte-Carlo truth on replay and exactly feasible states
     # (value_bias.csv; statewise.diagnostics). Needs a task with batched dynamics (the double integrator).
@@ -332,8 +335,10 @@ class Config:
         for name in ("sac.tau", "constraint.tau", "multiplier.target_tau"):
             if not 0.0 < self._get(name) <= 1.0:
                 raise ConfigError(f"{name} must be in (0, 1], got {self._get(name)}")
-        if self.sac.start_steps < 0 or self.checkpoint_every < 0 or self.threads < 0 or self.max_episode_steps < 0:
-            raise ConfigError("sac.start_steps, checkpoint_every, threads and max_episode_steps must be >= 0")
+        if (self.sac.start_steps < 0 or self.checkpoint_every < 0 or self.checkpoint_minutes < 0 or self.threads < 0
+                or self.max_episode_steps < 0):
+            raise ConfigError("sac.start_steps, checkpoint_every, checkpoint_minutes, threads and max_episode_steps "
+                              "must be >= 0")
         if not 0 <= self.seed < 2**32 - 2**21:  # numpy seeds must fit 32 bits (evaluation adds offsets)
             raise ConfigError(f"seed must be in [0, 2**32 - 2**21), got {self.seed}")
         if not isinstance(m.normalize_actor, bool):

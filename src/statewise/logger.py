@@ -46,6 +46,31 @@ class CSVWriter:
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
+            self._fh = None
+
+    def state(self) -> list[str]:
+        """What :meth:`restore` needs: the header (rows are cut back by step, see there)."""
+        return list(self._fields)
+
+    def restore(self, fields: list[str], step: int) -> None:
+        """Continue a file as it was at ``step`` with header ``fields``: rows logged after it are dropped (the file
+        is rewritten atomically), later rows are appended."""
+        self.close()
+        rows = []
+        if self.path.is_file():
+            with open(self.path, newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if int(float(r["step"])) <= step]
+        self._fields = list(fields)
+        if not self._fields:
+            self.path.unlink(missing_ok=True)
+            return
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self._fields, restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(self.path, buf.getvalue())
+        self._fh = open(self.path, "a", newline="")
+        self._writer = csv.DictWriter(self._fh, fieldnames=self._fields, restval="")
 
 
 class RunLogger:
@@ -53,14 +78,23 @@ class RunLogger:
     and TensorBoard events under ``tb/``."""
 
     def __init__(self, run_dir: Path, train_csv: str, eval_csv: str, tensorboard: bool = True,
-                 extra: dict[str, str] | None = None):
+                 extra: dict[str, str] | None = None, resume: tuple[dict[str, list[str]], int] | None = None):
+        """``resume = (headers, step)`` continues the logs of a resumed run: CSV rows after ``step`` are dropped and
+        TensorBoard purges its events after it."""
         self.csv = {"train": CSVWriter(run_dir / train_csv), "eval": CSVWriter(run_dir / eval_csv)}
         self.csv.update({stream: CSVWriter(run_dir / name) for stream, name in (extra or {}).items()})
+        if resume is not None:
+            headers, step = resume
+            for stream, writer in self.csv.items():
+                writer.restore(headers.get(stream, []), step)
         self.tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(log_dir=str(run_dir / "tb"))
+            self.tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=None if resume is None else resume[1] + 1)
+
+    def state(self) -> dict[str, list[str]]:
+        return {stream: writer.state() for stream, writer in self.csv.items()}
 
     def log(self, stream: str, step: int, row: dict[str, Any]) -> None:
         self.csv[stream].write({"step": step, **row})

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,27 @@ RESUME_FORMAT = 1
 FILES = (runio.RESUME_FILE, runio.RESUME_PREV_FILE)
 
 
+_saves = 0
+
+
 def save(run_dir: Path, state: dict[str, Any]) -> None:
     """Write ``resume.pt``; the one it replaces becomes ``resume.prev.pt`` (so a kill at any point leaves at least
     one complete file, and a population always has a step in common)."""
+    global _saves
+    _saves += 1
     latest, prev = run_dir / runio.RESUME_FILE, run_dir / runio.RESUME_PREV_FILE
     if latest.exists():
         os.replace(latest, prev)
+    if os.environ.get("STATEWISE_TEST_KILL_IN_SAVE") == str(_saves):  # fault injection (tests/test_resume.py)
+        (run_dir / f".{latest.name}.killed.tmp").write_bytes(b"half a file")
+        os.kill(os.getpid(), signal.SIGKILL)
     runio.atomic_save({"format": RESUME_FORMAT, **state}, latest)
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Temporary files a kill left behind (atomic writes that never reached their rename)."""
+    for path in run_dir.glob(".*.tmp"):
+        path.unlink(missing_ok=True)
 
 
 def available(run_dir: Path) -> dict[int, Path]:

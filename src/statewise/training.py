@@ -28,6 +28,9 @@ from statewise.evaluate import (
     build_env, calibration, check_cost_signal, episode_seeds, monte_carlo_calibration_from, rollout_members,
     summarize_episodes)
 from statewise.logger import RunLogger
+from statewise.resume import rng_state as resume_rng_state
+from statewise.resume import save as resume_save
+from statewise.resume import set_rng_state as resume_rng
 from statewise.sac import SAC, stream_seed
 
 LAMBDA_GRID_N = 41  # λ(s) snapshots on the task plane at every evaluation
@@ -86,7 +89,37 @@ def train(config: Config | dict | str | Path) -> TrainResult:
     return train_population([cfg])[0]
 
 
-def train_population(configs: list[Config]) -> list[TrainResult]:
+def resume(path: str | Path, progress: bool | None = None) -> list[TrainResult]:
+    """Continue a killed run (``statewise train --resume``) from its newest resume state: ``path`` is a run directory,
+    or a directory of runs trained together as a population (``--seeds``; runs that finished or failed are left as
+    they are). On CPU the continued run writes exactly the files an uninterrupted run writes (timings aside)."""
+    from statewise import resume as resume_io
+
+    path = Path(path)
+    if not path.is_dir():
+        raise RunDirError(f"nothing to resume: {path} is not a directory")
+    if (path / runio.CONFIG_FILE).is_file():
+        candidates = [path]
+    else:
+        candidates = sorted(d for d in path.iterdir() if (d / runio.CONFIG_FILE).is_file())
+    todo = [d for d in candidates if not (d / runio.SUMMARY_FILE).is_file()]
+    if not todo:
+        raise RunDirError(f"nothing to resume in {path}: " + ("every run has finished (summary.json)" if candidates
+                                                              else "no run directory (config.yaml) found"))
+    for d in todo:
+        resume_io.remove_temporaries(d)
+    states = resume_io.load_common(todo)
+    configs = []
+    for d in todo:
+        cfg = Config.from_yaml(d / runio.CONFIG_FILE)
+        cfg.run_dir = str(d)
+        if progress is not None:
+            cfg.progress = progress
+        configs.append(cfg)
+    return train_population(configs, _resumed=states)
+
+
+def train_population(configs: list[Config], _resumed: list[dict[str, Any]] | None = None) -> list[TrainResult]:
     """Train S independent agents in one process, one batched update for all (``statewise train --seeds``).
 
     ``configs`` differ only in ``seed`` and ``run_dir`` (see :func:`population_configs`). Member k writes exactly the
@@ -110,7 +143,7 @@ def train_population(configs: list[Config]) -> list[TrainResult]:
     if len(set(run_dirs)) != len(run_dirs):
         raise RunDirError("members of a population need distinct run directories")
     for run_dir in run_dirs:
-        if runio.exists(run_dir):
+        if _resumed is None and runio.exists(run_dir):
             raise RunDirError(f"run directory {run_dir} already exists; choose another --run-dir "
                               "(nothing was overwritten)")
 
@@ -149,20 +182,44 @@ def train_population(configs: list[Config]) -> list[TrainResult]:
             print(f"statewise: {note}", file=sys.stderr)
         buffer = ReplayBuffer(obs_dim, act_dim, min(first.sac.buffer_size, first.steps + first.num_envs), device,
                               [stream_seed(seed, "replay") for seed in seeds])
-        for m in members:
-            m.run_dir = runio.create_run_dir(m.run_dir)
-            m.cfg.run_dir = str(m.run_dir)
-            runio.atomic_write(m.run_dir / runio.CONFIG_FILE, m.cfg.to_yaml())
-            runio.write_json(m.run_dir / runio.VERSIONS_FILE, runio.versions())
-            m.logger = RunLogger(m.run_dir, runio.TRAIN_CSV, runio.EVAL_CSV,
-                                 extra={"value_bias": runio.VALUE_BIAS_CSV} if m.bias_probe else None)
+        extra = {"value_bias": runio.VALUE_BIAS_CSV} if first.value_bias else None
+        if _resumed is not None:
+            _restore(agent, buffer, members, _resumed)
+        for k, m in enumerate(members):
+            if _resumed is None:
+                m.run_dir = runio.create_run_dir(m.run_dir)
+                m.cfg.run_dir = str(m.run_dir)
+                runio.atomic_write(m.run_dir / runio.CONFIG_FILE, m.cfg.to_yaml())
+                runio.write_json(m.run_dir / runio.VERSIONS_FILE, runio.versions())
+                m.logger = RunLogger(m.run_dir, runio.TRAIN_CSV, runio.EVAL_CSV, extra=extra)
+            else:
+                m.logger = RunLogger(m.run_dir, runio.TRAIN_CSV, runio.EVAL_CSV, extra=extra,
+                                     resume=(_resumed[k]["member"]["logs"], _resumed[k]["step"]))
             cleanup.callback(m.logger.close)
         try:
-            summaries = _loop(members, agent, buffer, device, obs_dim, act_dim)
+            summaries = _loop(members, agent, buffer, device, obs_dim, act_dim, _resumed)
         except Exception:  # not on Ctrl-C: an interrupted run keeps its logs
             _remove_unfinished(members)
             raise
     return [TrainResult(m.run_dir, summary) for m, summary in zip(members, summaries)]
+
+
+def _restore(agent: SAC, buffer: ReplayBuffer, members: list["_Member"], states: list[dict[str, Any]]) -> None:
+    """Put every member's saved slice back into the batched agent and buffer (the inverse of ``save_resume``)."""
+    parts = [st["member"] for st in states]
+    agent.load_state_dict({key: torch.cat([p["module"][key] for p in parts]) for key in parts[0]["module"]})
+    merged = {}
+    for name, first in parts[0]["optimizers"].items():
+        merged[name] = {field: ([torch.cat([p["optimizers"][name][field][i] for p in parts])
+                                 for i in range(len(value))] if isinstance(value, list) else value)
+                        for field, value in first.items()}
+    agent.load_optimizer_states(merged)
+    for k, p in enumerate(parts):
+        for purpose, state in p["generators"].items():
+            agent.generators[purpose][k].set_state(state)
+        buffer.load_member_state(k, p["buffer"])
+        members[k].restore_stats(p["stats"])
+    agent.n_updates = int(states[0]["loop"]["n_updates"])
 
 
 def _remove_unfinished(members: list["_Member"]) -> None:
@@ -230,9 +287,24 @@ class _Member:
     def alive(self) -> bool:
         return self.failure is None
 
+    _STATS = ("ep_ret", "ep_cost", "window_violations", "total_violations", "warmup_violations", "last_eval",
+              "last_bias", "grid_history", "probe_history", "checkpoint_step")
+
+    def stats(self) -> dict[str, Any]:
+        """The running statistics a resume needs (statewise.resume)."""
+        out = {name: copy.deepcopy(getattr(self, name)) for name in self._STATS}
+        out.update(ep_returns=list(self.ep_returns), ep_costs=list(self.ep_costs))
+        return out
+
+    def restore_stats(self, stats: dict[str, Any]) -> None:
+        for name in self._STATS:
+            setattr(self, name, stats[name])
+        self.ep_returns.extend(stats["ep_returns"])
+        self.ep_costs.extend(stats["ep_costs"])
+
 
 def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torch.device, obs_dim: int,
-          act_dim: int) -> list[dict[str, Any]]:
+          act_dim: int, resumed: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     cfg = members[0].cfg  # the shared settings
     s = cfg.sac
     signal = agent.signal
@@ -252,9 +324,52 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
     last_log_time, last_log_step, last_updates = time.perf_counter(), 0, 0
     start_time = last_log_time
 
-    obs = np.stack([m.collector.reset(m.cfg.seed) for m in members])  # (S, N, obs)
-    for m in members:
-        m.collector.single_action_space.seed(m.cfg.seed)
+    t = updates_done = 0  # t counts collected transitions per member (env steps over its environments)
+    if resumed is None:
+        obs = np.stack([m.collector.reset(m.cfg.seed) for m in members])  # (S, N, obs)
+        for m in members:
+            m.collector.single_action_space.seed(m.cfg.seed)
+    else:
+        loop = resumed[0]["loop"]
+        t, updates_done = loop["t"], loop["updates_done"]
+        window_steps, warmup_steps = loop["window_steps"], loop["warmup_steps"]
+        probe_steps, grid_steps = list(loop["probe_steps"]), list(loop["grid_steps"])
+        last_log_step, last_updates = loop["last_log_step"], loop["n_updates"]
+        start_time -= loop["elapsed_s"]
+        rows = [state["member"]["obs"] for state in resumed]
+        for k, (m, state) in enumerate(zip(members, resumed)):
+            if state["member"]["envs"] is not None:
+                m.collector.set_state(state["member"]["envs"])
+            else:  # not picklable (async workers, some simulators): the environments start fresh episodes
+                rows[k] = m.collector.reset(stream_seed(m.cfg.seed, f"resume-{t}") % 2**31)
+                m.collector.single_action_space.seed(m.cfg.seed + t)
+                tqdm.write(f"statewise: the environments of {m.run_dir} could not be saved; they start new "
+                           "episodes (this resume is correct but not bit-identical)", file=sys.stderr)
+        obs = np.stack(rows)
+        if resumed[0]["member"]["probe_obs"] is not None:
+            probe_obs = torch.stack([torch.as_tensor(st["member"]["probe_obs"]) for st in resumed]).to(device)
+        resume_rng(resumed[0]["rng"])
+    last_resume_time = time.perf_counter()
+
+    def save_resume(t: int) -> None:
+        """Every member's resume.pt (statewise.resume) as things stand at the end of step t."""
+        shared = {"t": t, "updates_done": updates_done, "window_steps": window_steps, "warmup_steps": warmup_steps,
+                  "probe_steps": list(probe_steps), "grid_steps": list(grid_steps), "last_log_step": last_log_step,
+                  "n_updates": agent.n_updates, "elapsed_s": time.perf_counter() - start_time}
+        rng = resume_rng_state()
+        for k, m in enumerate(members):
+            if not m.alive:
+                continue
+            module, optimizers = agent.member_state(k)
+            member = {
+                "module": module, "optimizers": optimizers,
+                "generators": {p: gens[k].get_state() for p, gens in agent.generators.items()},
+                "buffer": buffer.member_state(k),
+                "envs": m.collector.get_state(), "obs": obs[k].copy(),
+                "probe_obs": None if probe_obs is None else probe_obs[k].cpu(),
+                "stats": m.stats(), "logs": m.logger.state(),
+            }
+            resume_save(m.run_dir, {"step": t, "loop": shared, "rng": rng, "member": member})
 
     def act_batch(batch: np.ndarray, deterministic: bool) -> np.ndarray:
         x = torch.as_tensor(np.asarray(batch, dtype=np.float32), device=device)
@@ -284,7 +399,6 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
     desc = f"{cfg.label} {cfg.env.split('/')[-1]} s{','.join(str(m.cfg.seed) for m in members)}"
     bar = tqdm(total=cfg.steps, disable=not cfg.progress, unit="step", dynamic_ncols=True, mininterval=0.5, desc=desc)
     pending_bar = 0
-    t = updates_done = 0  # t counts collected transitions per member (env steps over its environments)
     while t < cfg.steps:
         prev, t = t, t + n
         if t <= s.start_steps:
@@ -412,7 +526,9 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
                     m.logger.log("value_bias", t, m.last_bias)
             bar.set_postfix(_postfix(last_row, members[0].last_eval), refresh=False)
 
-        if cfg.checkpoint_every and _crossed(prev, t, cfg.checkpoint_every, every=True):
+        due_steps = cfg.checkpoint_every and _crossed(prev, t, cfg.checkpoint_every, every=True)
+        due_time = cfg.checkpoint_minutes and time.perf_counter() - last_resume_time >= 60.0 * cfg.checkpoint_minutes
+        if (due_steps or due_time) and t < cfg.steps:
             finite = agent.finite_members()  # a checkpoint is never written with non-finite parameters
             for k, m in enumerate(members):
                 if m.alive and not finite[k]:
@@ -420,6 +536,8 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
                 if m.alive:
                     save_checkpoint(m.run_dir, agent, k, t, obs_dim, act_dim)
                     m.checkpoint_step = t
+            save_resume(t)
+            last_resume_time = time.perf_counter()
         pending_bar += n
         if pending_bar >= 100 or t >= cfg.steps:
             bar.update(pending_bar)
@@ -470,6 +588,8 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
         if m.last_bias:
             summary["value_bias"] = m.last_bias
         runio.write_json(m.run_dir / runio.SUMMARY_FILE, summary)
+        for name in (runio.RESUME_FILE, runio.RESUME_PREV_FILE):  # a finished run has nothing to resume
+            (m.run_dir / name).unlink(missing_ok=True)
         summaries.append(summary)
     return summaries
 

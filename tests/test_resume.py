@@ -1,0 +1,125 @@
+"""Exact resume: a run killed with SIGKILL at random points (one of them inside a checkpoint write) and continued with
+``statewise train --resume`` writes the same eval.csv, probe.npz, checkpoint and metrics (less wall-clock columns)
+as a run that was never interrupted; with several environments and with populations too."""
+
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from statewise.cli import main
+
+TIMING = {"wall_time_s", "env_steps_per_s", "compile_s"}
+CLOCK_COLUMNS = {"time_s", "env_steps_per_s", "updates_per_s"}
+ARGS = ["--steps", "1500", "--set", "sac.start_steps=200", "--set", "checkpoint_every=150", "--set", "log_every=50",
+        "--set", "eval_every=300", "--set", "eval_episodes=2", "--set", "final_eval_episodes=3", "--set",
+        "probe_size=32", "--set", "sac.hidden=[16,16]", "--set", "multiplier.hidden=[16,16]", "--set",
+        "sac.batch_size=32", "--set", "threads=1", "--set", "compile=false", "--no-progress"]
+CLI = [sys.executable, "-m", "statewise.cli", "train"]
+
+
+def _resume_step(run: Path) -> int:
+    path = run / "resume.pt"
+    try:
+        return int(torch.load(path, weights_only=False, map_location="cpu")["step"])
+    except Exception:  # noqa: BLE001 - absent or being replaced
+        return -1
+
+
+def _runs(root: Path) -> list[Path]:
+    return [root] if (root / "config.yaml").is_file() else sorted(d for d in root.iterdir() if d.is_dir()
+                                                                   and d.name != "plots")
+
+
+def _kill_after_progress(cmd: list[str], watch: list[Path], rng: random.Random, env=None) -> bool:
+    """Start cmd, wait until it has written a newer resume state than it started from, then SIGKILL it after a random
+    delay. Returns False if the process finished first."""
+    before = max(_resume_step(r) for r in watch)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        if max(_resume_step(r) for r in watch) > before:
+            time.sleep(rng.uniform(0.0, 0.6))
+            break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        return False
+    proc.kill()
+    proc.wait()
+    return True
+
+
+def _same(reference: Path, resumed: Path) -> None:
+    for name in ("eval.csv", "probe.npz"):
+        assert (reference / name).read_bytes() == (resumed / name).read_bytes(), name
+    rows = [[{k: v for k, v in r.items() if k not in CLOCK_COLUMNS} for r in csv.DictReader(open(d / "metrics.csv"))]
+            for d in (reference, resumed)]
+    assert rows[0] == rows[1]
+    ca, cb = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (reference, resumed))
+    assert ca["meta"] == cb["meta"]
+    for key in ca["agent"]:
+        assert torch.equal(ca["agent"][key], cb["agent"][key]), key
+    for name, state in ca["optimizers"].items():
+        for field in ("exp_avg", "exp_avg_sq"):
+            for a, b in zip(state[field], cb["optimizers"][name][field]):
+                assert torch.equal(a, b), (name, field)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (reference, resumed))
+    assert {k: v for k, v in sa.items() if k not in TIMING} == {k: v for k, v in sb.items() if k not in TIMING}
+    assert not list(resumed.glob(".*.tmp")) and not (resumed / "resume.pt").exists()  # finished: nothing left over
+
+
+@pytest.mark.parametrize("extra,kills,kill_save", [([], 5, 2), (["--num-envs", "2"], 2, 2), (["--seeds", "0,1"], 2, 3)],
+                         ids=["single", "num-envs-2", "population"])
+def test_killed_and_resumed_equals_uninterrupted(tmp_path, extra, kills, kill_save):
+    rng = random.Random(len(extra) * 7 + kills)
+    subprocess.run(CLI + ARGS + extra + ["--run-dir", str(tmp_path / "reference")], check=True, capture_output=True)
+    target = tmp_path / "killed"
+    # the first process dies inside a checkpoint write (resume.pt renamed away, the new one half written; in the
+    # population, member 0's second write, so member 0 is left with step 150 as resume.prev.pt only)
+    proc = subprocess.run(CLI + ARGS + extra + ["--run-dir", str(target)], capture_output=True,
+                          env={**os.environ, "STATEWISE_TEST_KILL_IN_SAVE": str(kill_save)})
+    assert proc.returncode == -9
+    runs = _runs(target)
+    assert not (runs[0] / "resume.pt").exists() and (runs[0] / "resume.prev.pt").exists()
+    assert list(runs[0].glob(".*.tmp"))  # the torn write's temporary file, removed by the resume
+    done = 0
+    for _ in range(kills):
+        if _kill_after_progress(CLI + ["--resume", str(target), "--no-progress"], runs, rng):
+            done += 1
+    assert done == kills  # every kill landed mid-run
+    final = subprocess.run(CLI + ["--resume", str(target), "--no-progress"], capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    for ref, got in zip(_runs(tmp_path / "reference"), runs):
+        _same(ref, got)
+
+
+def test_resume_errors_are_one_line(tmp_path, capsys):
+    for argv, fragment in (
+        (["train", "--resume", str(tmp_path / "nowhere")], "not a directory"),
+        (["train", "--resume", str(tmp_path)], "no run directory"),
+        (["train", "--resume", str(tmp_path), "--steps", "5"], "drop --steps"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and fragment in err[0], err
+    # a finished run has nothing to resume; a run without any resume state says so
+    subprocess.run(CLI + ARGS[:2] + ["--set", "sac.start_steps=100", "--set", "sac.batch_size=32", "--set",
+                                     "checkpoint_every=0", "--set", "checkpoint_minutes=0", "--set", "eval_every=100",
+                                     "--run-dir", str(tmp_path / "done"), "--steps", "150", "--no-progress"],
+                   check=True, capture_output=True)
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(tmp_path / "done")])
+    assert "every run has finished" in capsys.readouterr().err
+    (tmp_path / "done" / "summary.json").unlink()
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(tmp_path / "done")])
+    assert "has no resume state" in capsys.readouterr().err
