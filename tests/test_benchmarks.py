@@ -22,3 +22,12 @@ def test_throughput_smoke(tmp_path):
     assert [r["members"] for r in result["populations"]] == [1, 2]  # --smoke keeps populations of at most 2
     for row in result["populations"]:
         assert row["updates_per_s_eager"] > 0 and row["env_steps_per_s_eager"] > 0
+
+
+def test_checkpoint_cost_smoke():
+    script = ROOT / "benchmarks" / "checkpoint_cost.py"
+    done = subprocess.run([sys.executable, str(script), "--smoke"], check=True, capture_output=True, text=True,
+                          timeout=300)
+    row = done.stdout.strip().splitlines()[-1].split()
+    size_mib, seconds = float(row[3]), float(row[4])
+    assert 0 < size_mib < 50 and 0 < seconds < 30
