@@ -1,5 +1,12 @@
 """The benchmark grid: planning, skipping finished runs, moving interrupted ones aside, the report."""
 
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from statewise.bench import LocalExecutor, bench, load_grid, plan, report
@@ -24,7 +31,7 @@ def test_grid_runs_skips_and_reports(tmp_path):
 
     class Recording(LocalExecutor):
         def run(self, fn, groups):
-            calls.extend(spec for group in groups for spec in group)
+            calls.extend(spec for group in groups for spec in group.specs)
             return super().run(fn, groups)
 
     again = bench(specs, Recording(1), progress=False)
@@ -113,3 +120,107 @@ def test_ablation_table_leaves_out_metrics_no_run_measured():
             for label in ABLATION.values()}
     table = "\n".join(_ablation_table(rows))
     assert "return (last 10% of evals)" in table and "lambda auroc" not in table
+
+
+def test_a_run_trained_with_other_settings_is_never_reused(tmp_path):
+    out = tmp_path / "grid"
+    bench(plan(["sac-lag"], ["statewise/DoubleIntegrator-v0"], [0], 150, out, overrides=TINY), LocalExecutor(1),
+          progress=False)
+    longer = plan(["sac-lag"], ["statewise/DoubleIntegrator-v0"], [0], 200, out, overrides=TINY)
+    with pytest.raises(StatewiseError, match=r"other settings \(steps: 150 there, 200 asked\).*--redo"):
+        bench(longer, LocalExecutor(1), progress=False)
+    other_lr = plan(["sac-lag"], ["statewise/DoubleIntegrator-v0"], [0], 150, out, overrides=TINY + ("sac.lr_actor=1e-3",))
+    with pytest.raises(StatewiseError, match="sac.lr_actor"):
+        bench(other_lr, LocalExecutor(1), progress=False)
+    summaries = bench(longer, LocalExecutor(1), progress=False, redo=True)
+    assert summaries[0]["steps"] == 200
+    assert list((out / "DoubleIntegrator-v0").glob("sac-lag-s0.stale-*"))
+    # threads do not change results, so they do not make a run stale
+    threads = [dataclasses.replace(spec, threads=2) for spec in longer]
+    assert bench(threads, LocalExecutor(1), progress=False)[0]["steps"] == 200
+
+
+def test_bench_resumes_an_interrupted_population(tmp_path):
+    """A grid cell killed inside a checkpoint write is resumed (not restarted) and ends with the files of a grid that
+    was never interrupted."""
+    overrides = TINY + ("checkpoint_every=50", "compile=false", "threads=1")
+    specs = plan(["sac-alam"], ["statewise/DoubleIntegrator-v0"], [0, 1], 300, tmp_path / "a", overrides=overrides)
+    bench(specs, LocalExecutor(1), progress=False)
+    victim = plan(["sac-alam"], ["statewise/DoubleIntegrator-v0"], [0, 1], 300, tmp_path / "b", overrides=overrides)
+    code = ("from pathlib import Path; from statewise.bench import bench, plan, LocalExecutor; "
+            f"bench(plan(['sac-alam'], ['statewise/DoubleIntegrator-v0'], [0, 1], 300, Path({str(tmp_path / 'b')!r}), "
+            f"overrides={overrides!r}), LocalExecutor(1), progress=False)")
+    died = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          env={**os.environ, "STATEWISE_TEST_KILL_IN_SAVE": "5"})
+    assert died.returncode == -9
+    calls = []
+
+    class Recording(LocalExecutor):
+        def run(self, fn, groups):
+            calls.extend(groups)
+            return super().run(fn, groups)
+
+    bench(victim, Recording(1), progress=False)
+    assert len(calls) == 1 and calls[0].resume and len(calls[0].specs) == 2
+    for name in ("sac-alam-s0", "sac-alam-s1"):
+        for f in ("eval.csv", "probe.npz"):
+            a = tmp_path / "a" / "DoubleIntegrator-v0" / name / f
+            assert a.read_bytes() == (tmp_path / "b" / "DoubleIntegrator-v0" / name / f).read_bytes(), (name, f)
+    assert not list((tmp_path / "b" / "DoubleIntegrator-v0").glob("*.interrupted-*"))
+
+
+def test_a_second_bench_on_the_same_grid_is_refused(tmp_path, capsys):
+    from statewise.bench import GridLock
+    from statewise.cli import main
+
+    with GridLock(tmp_path / "grid"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["bench", "--steps", "100", "--out", str(tmp_path / "grid"), "--algos", "sac-lag", "--seeds", "1"])
+    assert exit_info.value.code == 2
+    assert "another statewise bench is running" in capsys.readouterr().err
+    assert not (tmp_path / "grid" / "statewise" ).exists() and not list((tmp_path / "grid").glob("*/*-s0"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_workers_stop_when_bench_is_killed(tmp_path, how):
+    """kill -9 or SIGTERM of the bench parent: every worker is gone within seconds, and a restart is not refused."""
+    import signal
+
+    cmd = [sys.executable, "-m", "statewise.cli", "bench", "--steps", "100000", "--workers", "2", "--no-populations",
+           "--algos", "sac-lag", "--seeds", "2", "--out", str(tmp_path / "grid")]
+    parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: list[int] = []
+    deadline = time.time() + 60
+    while time.time() < deadline and len(children) < 2:
+        time.sleep(0.2)
+        children = _children(parent.pid)
+    assert len(children) >= 2, "the workers did not start"
+    parent.send_signal(getattr(signal, how))
+    parent.wait(timeout=30)
+    deadline = time.time() + 15
+    while time.time() < deadline and any(_alive(pid) for pid in children):
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children)
+    from statewise.bench import GridLock
+
+    with GridLock(tmp_path / "grid"):  # free again: no survivor holds it
+        pass
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
@@ -85,12 +85,62 @@ class RunSpec:
         return cfg.validate()
 
 
-def run_group(group: tuple[RunSpec, ...]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Group:
+    """A work item: the seeds of one grid cell trained as one population (``resume``: continued from their resume
+    states, statewise.resume)."""
+
+    specs: tuple[RunSpec, ...]
+    resume: bool = False
+
+
+def run_group(group: "Group | tuple[RunSpec, ...]") -> list[dict[str, Any]]:
     """Train the seeds of one grid cell (same env, same variant) as one population, in a worker process, and return
     their summaries in order. A group of one is an ordinary single run."""
-    from statewise.training import train_population
+    from statewise.training import resume_runs, train_population
 
-    return [result.summary for result in train_population([spec.build() for spec in group])]
+    if not isinstance(group, Group):
+        group = Group(tuple(group))
+    if group.resume:
+        results = resume_runs([Path(spec.run_dir) for spec in group.specs], progress=False,
+                              threads=group.specs[0].threads)
+    else:
+        results = train_population([spec.build() for spec in group.specs])
+    return [result.summary for result in results]
+
+
+# settings that do not change what a run computes (threads: bitwise equal results are tested for 1 and 2)
+_NOT_FINGERPRINTED = {"run_dir", "threads", "progress"}
+
+
+def fingerprint(cfg: Config) -> dict[str, Any]:
+    """The resolved settings a run's results depend on (config.yaml minus run_dir, threads, progress)."""
+    flat = _flat(cfg.to_dict())
+    return {k: v for k, v in flat.items() if k.split(".")[0] not in _NOT_FINGERPRINTED}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _stale(spec: RunSpec, run_dir: Path) -> str | None:
+    """Why the run in ``run_dir`` is not the run ``spec`` asks for (None if it is)."""
+    try:
+        old = Config.from_yaml(run_dir / runio.CONFIG_FILE).validate()
+    except StatewiseError as exc:
+        return f"its config.yaml cannot be read ({exc})"
+    want, have = fingerprint(spec.build()), fingerprint(old)
+    diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+    if not diff:
+        return None
+    shown = ", ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} asked" for k in diff[:3])
+    return shown + (f" and {len(diff) - 3} more" if len(diff) > 3 else "")
 
 
 def run_spec(spec: RunSpec) -> dict[str, Any]:
@@ -104,7 +154,9 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Worker processes on this machine (one per core by default)."""
+    """Worker processes on this machine (one per core by default), one fresh process per work item. The workers die
+    with the parent: on Ctrl-C or SIGTERM the parent terminates them before it exits, and on Linux the kernel kills
+    them if the parent is killed outright (PR_SET_PDEATHSIG), so no orphan keeps training."""
 
     def __init__(self, workers: int):
         self.workers = workers
@@ -114,10 +166,75 @@ class LocalExecutor:
             for item in items:
                 yield item, fn(item)
             return
-        with ProcessPoolExecutor(max_workers=self.workers) as pool:
-            futures = {pool.submit(fn, item): item for item in items}
-            for fut in as_completed(futures):
-                yield futures[fut], fut.result()
+        import multiprocessing
+
+        pool = multiprocessing.get_context("fork").Pool(self.workers, initializer=_die_with_parent,
+                                                        maxtasksperchild=1)
+        try:
+            for item, result in pool.imap_unordered(_Indexed(fn, items), range(len(items))):
+                yield item, result
+            pool.close()
+        except BaseException:
+            pool.terminate()  # SIGTERM to every worker now; the queued items never start
+            raise
+        finally:
+            pool.join()
+
+
+class _Indexed:
+    """fn applied to items[i], returning (item, result) (picklable for the pool)."""
+
+    def __init__(self, fn: Callable[[Any], Any], items: list[Any]):
+        self.fn, self.items = fn, items
+
+    def __call__(self, i: int) -> tuple[Any, Any]:
+        return self.items[i], self.fn(self.items[i])
+
+
+def _die_with_parent() -> None:
+    """In a worker: be killed when the parent dies (Linux prctl; elsewhere the parent's handlers must do it), and
+    leave Ctrl-C to the parent, which terminates the workers itself."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's terminate() ends a worker at once
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        try:
+            ctypes.CDLL("libc.so.6").prctl(pr_set_pdeathsig, signal.SIGKILL)
+        except OSError:
+            pass
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
+
+
+class GridLock:
+    """An exclusive lock on ``OUT/.bench.lock`` for the life of a bench (workers inherit it, so the lock is only free
+    when every worker is gone): a second bench on the same grid, or a restart while old workers are still stopping,
+    is refused with one line instead of colliding with them."""
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / ".bench.lock"
+        self.fh = None
+
+    def __enter__(self) -> "GridLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "w")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.close()
+            raise StatewiseError(f"another statewise bench is running in {self.path.parent} (or its workers are "
+                                 "still stopping); nothing was started") from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.fh.close()
 
 
 def group_specs(specs: list[RunSpec], populations: bool = True) -> list[tuple[RunSpec, ...]]:
@@ -203,27 +320,49 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def bench(specs: list[RunSpec], executor: Executor, progress: bool = True,
-          populations: bool = True) -> list[dict[str, Any]]:
+def bench(specs: list[RunSpec], executor: Executor, progress: bool = True, populations: bool = True,
+          redo: bool = False) -> list[dict[str, Any]]:
     """Run the specs not yet finished; return the summaries of the whole grid. With ``populations`` (the default) the
-    unfinished seeds of each (env, variant) cell train together in one process (:func:`run_group`)."""
-    done, todo = [], []
+    unfinished seeds of each (env, variant) cell train together in one process (:func:`run_group`).
+
+    A finished run (summary.json) is reused and an interrupted one with a resume state is resumed, but only if its
+    config.yaml resolves to the settings the spec asks for (:func:`fingerprint`); otherwise one line says what differs,
+    before anything runs, or with ``redo`` the old run is moved aside (``.stale-<time>``) and trained again. An
+    interrupted run without a resume state is moved aside (``.interrupted-<time>``) and trained again."""
+    from statewise import resume
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    done, todo, resumable = [], [], []
     for spec in specs:
         run_dir = Path(spec.run_dir)
         summary = run_dir / runio.SUMMARY_FILE
+        if run_dir.exists() and (run_dir / runio.CONFIG_FILE).is_file():
+            why = _stale(spec, run_dir)
+            if why is not None:
+                if not redo:
+                    raise StatewiseError(f"{run_dir} was trained with other settings ({why}); rerun with --redo "
+                                         "to move it aside and train it again")
+                run_dir.rename(run_dir.with_name(f"{run_dir.name}.stale-{stamp}"))
         if summary.is_file():
             done.append(runio.read_json(summary))
             continue
         if run_dir.exists():
-            run_dir.rename(run_dir.with_name(f"{run_dir.name}.interrupted-{time.strftime('%Y%m%d-%H%M%S')}"))
+            if resume.available(run_dir):
+                resumable.append(spec)
+                continue
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}.interrupted-{stamp}"))
         todo.append(spec)
-    groups = group_specs(todo, populations)
+    groups = [Group(g) for g in group_specs(todo, populations)]
+    for g in group_specs(resumable, populations):  # resumed together where the members share a checkpoint step
+        steps = [set(resume.available(Path(spec.run_dir))) for spec in g]
+        groups += [Group(g, resume=True)] if set.intersection(*steps) else [Group((spec,), resume=True) for spec in g]
     workers = getattr(executor, "workers", 1)
     if groups and len(groups) < workers:  # fewer work items than cores: each gets the spare cores as threads
-        groups = [tuple(dataclasses.replace(spec, threads=workers // len(groups)) for spec in g) for g in groups]
+        groups = [dataclasses.replace(g, specs=tuple(dataclasses.replace(spec, threads=workers // len(groups))
+                                                     for spec in g.specs)) for g in groups]
     bar = tqdm(total=len(specs), initial=len(done), disable=not progress, unit="run", desc="grid")
     for group, summaries in executor.run(run_group, groups):
-        for spec, summary in zip(group, summaries):
+        for spec, summary in zip(group.specs, summaries):
             done.append(summary)
             name = f"{spec.label or spec.algo} {spec.env.split('/')[-1]} s{spec.seed}"
             if summary.get("status") == "failed":

@@ -213,8 +213,11 @@ def plot(run_dirs, out) -> None:
 @click.option("--populations/--no-populations", default=True, show_default=True,
               help="Train the seeds of each (env, variant) cell as one population (one process, one batched "
                    "update), or every run in its own process.")
+@click.option("--redo", is_flag=True,
+              help="Runs in OUT trained with other settings are moved aside (.stale-<time>) and trained again "
+                   "(without it, bench refuses to reuse them).")
 def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, config_path, overrides,
-              cost_limit, populations) -> None:
+              cost_limit, populations, redo) -> None:
     """Run a grid of algorithms (or labelled variants) x environments x seeds in parallel worker processes,
     skipping runs already finished in OUT, then write OUT/report.md."""
     import os
@@ -238,7 +241,10 @@ def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, co
         raise StatewiseError(f"--workers must be positive, got {workers}")
     specs = plan(variants, env_ids, seed_list, int(steps), Path(out), config_path or grid.get("config", ""),
                  tuple(grid.get("set", [])) + tuple(overrides))
-    bench(specs, LocalExecutor(workers or os.cpu_count() or 1), populations=populations)
+    from statewise.bench import GridLock
+
+    with GridLock(Path(out)):
+        bench(specs, LocalExecutor(workers or os.cpu_count() or 1), populations=populations, redo=redo)
     limit = cost_limit if cost_limit is not None else float(grid.get("cost_limit", 0.0))
     click.echo(str(report(Path(out), limit)))
 
@@ -276,7 +282,14 @@ def _summary_line(result: dict, calib: dict) -> str:
     return ", ".join(parts)
 
 
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: workers terminated, nothing half-written kept
+
+
 def main(argv: list[str] | None = None) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         cli.main(args=argv, prog_name="statewise", standalone_mode=False)
     except StatewiseError as exc:

@@ -106,15 +106,25 @@ def resume(path: str | Path, progress: bool | None = None) -> list[TrainResult]:
     if not todo:
         raise RunDirError(f"nothing to resume in {path}: " + ("every run has finished (summary.json)" if candidates
                                                               else "no run directory (config.yaml) found"))
-    for d in todo:
+    return resume_runs(todo, progress=progress)
+
+
+def resume_runs(run_dirs: list[Path], progress: bool | None = None, threads: int | None = None
+                ) -> list[TrainResult]:
+    """Continue these runs as one population from the newest resume state they all have (see :func:`resume`)."""
+    from statewise import resume as resume_io
+
+    for d in run_dirs:
         resume_io.remove_temporaries(d)
-    states = resume_io.load_common(todo)
+    states = resume_io.load_common(run_dirs)
     configs = []
-    for d in todo:
+    for d in run_dirs:
         cfg = Config.from_yaml(d / runio.CONFIG_FILE)
         cfg.run_dir = str(d)
         if progress is not None:
             cfg.progress = progress
+        if threads is not None:
+            cfg.threads = threads
         configs.append(cfg)
     return train_population(configs, _resumed=states)
 
