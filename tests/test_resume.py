@@ -123,3 +123,19 @@ def test_resume_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--resume", str(tmp_path / "done")])
     assert "has no resume state" in capsys.readouterr().err
+
+
+def test_environments_that_cannot_be_saved_restart_their_episodes(tmp_path):
+    """--vector-mode async keeps its environments in worker processes: a resume starts them on new episodes, says so
+    in one line, and finishes the run (correct, not bit-identical)."""
+    target = tmp_path / "async"
+    args = ARGS + ["--num-envs", "2", "--vector-mode", "async", "--run-dir", str(target)]
+    proc = subprocess.run(CLI + args, capture_output=True, env={**os.environ, "STATEWISE_TEST_KILL_IN_SAVE": "3"})
+    assert proc.returncode == -9
+    final = subprocess.run(CLI + ["--resume", str(target), "--no-progress"], capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    assert "could not be saved; they start new episodes" in final.stderr
+    summary = json.loads((target / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["steps"] == 1500
+    steps = [int(r["step"]) for r in csv.DictReader(open(target / "metrics.csv"))]
+    assert steps == sorted(set(steps)) and steps[-1] == 1500  # no duplicated rows after the resume

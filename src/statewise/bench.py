@@ -6,7 +6,8 @@ The seeds of one (env, variant) cell train as one population (one process, one b
 executed by an :class:`Executor`; the local one uses worker processes. A cluster engine can replace it without
 touching the rest: it only has to turn groups of specs into lists of summaries. Finished runs (with a
 ``summary.json``) are skipped, so an interrupted grid continues where it stopped; an unfinished run
-directory is moved aside (``.interrupted-<time>``), never deleted.
+directory with a resume state is resumed, one without is moved aside (``.interrupted-<time>``), never deleted; a run
+whose config.yaml resolves to other settings is refused (``--redo`` moves it aside).
 """
 
 from __future__ import annotations

@@ -116,6 +116,8 @@ class SingleCollector(Collector):
     def get_state(self) -> bytes | None:
         from statewise.resume import pickle_envs
 
+        if _rebuilt_by_pickle(self.env):
+            return None
         return pickle_envs((self.env, self.single_observation_space, self.single_action_space))
 
     def set_state(self, state: bytes) -> None:
@@ -159,11 +161,21 @@ class VectorCollector(Collector):
             return None
         from statewise.resume import pickle_envs
 
+        if any(_rebuilt_by_pickle(env) for env in self.venv.envs):
+            return None
         return pickle_envs((self.venv, self.single_observation_space, self.single_action_space))
 
     def set_state(self, state: bytes) -> None:
         self.venv.close()
         self.venv, self.single_observation_space, self.single_action_space = pickle.loads(state)
+
+
+def _rebuilt_by_pickle(env: gym.Env) -> bool:
+    """Environments built on gymnasium's EzPickle (MuJoCo's among them) pickle their constructor arguments, not their
+    state: unpickled, they are fresh environments. Their state cannot be saved this way."""
+    from gymnasium.utils import EzPickle
+
+    return isinstance(env.unwrapped, EzPickle)
 
 
 def _self_resetting(make: Callable[[], gym.Env]) -> gym.Env:

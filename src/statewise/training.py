@@ -351,7 +351,9 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
             if state["member"]["envs"] is not None:
                 m.collector.set_state(state["member"]["envs"])
             else:  # not picklable (async workers, some simulators): the environments start fresh episodes
-                rows[k] = m.collector.reset(stream_seed(m.cfg.seed, f"resume-{t}") % 2**31)
+                seed = int(np.random.SeedSequence(entropy=(m.cfg.seed, t)).generate_state(1)[0])
+                rows[k] = m.collector.reset(seed)
+                m.ep_ret[:], m.ep_cost[:] = 0.0, 0.0  # the interrupted episodes are not finished or counted
                 m.collector.single_action_space.seed(m.cfg.seed + t)
                 tqdm.write(f"statewise: the environments of {m.run_dir} could not be saved; they start new "
                            "episodes (this resume is correct but not bit-identical)", file=sys.stderr)
