@@ -216,13 +216,19 @@ def plot(run_dirs, out) -> None:
 @click.option("--redo", is_flag=True,
               help="Runs in OUT trained with other settings are moved aside (.stale-<time>) and trained again "
                    "(without it, bench refuses to reuse them).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where the work items run: worker processes here, or Ray tasks (the ray extra).")
+@click.option("--address", default=None, metavar="auto|HOST:PORT",
+              help="With --executor ray: join this Ray cluster (default: start a local Ray for the grid).")
 def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, config_path, overrides,
-              cost_limit, populations, redo) -> None:
+              cost_limit, populations, redo, executor, address) -> None:
     """Run a grid of algorithms (or labelled variants) x environments x seeds in parallel worker processes,
     skipping runs already finished in OUT, then write OUT/report.md."""
     import os
 
-    from statewise.bench import LocalExecutor, bench, load_grid, plan, report
+    from statewise.execution import GridIncomplete, LocalExecutor, bench
+    from statewise.grid import load_grid, plan
+    from statewise.report import report
 
     grid = load_grid(grid_path) if grid_path else {}
     variants = algos.split(",") if algos else grid.get("algos", ["sac-lag", "fac", "sac-alam"])
@@ -241,12 +247,27 @@ def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, co
         raise StatewiseError(f"--workers must be positive, got {workers}")
     specs = plan(variants, env_ids, seed_list, int(steps), Path(out), config_path or grid.get("config", ""),
                  tuple(grid.get("set", [])) + tuple(overrides))
-    from statewise.bench import GridLock
+    from statewise.execution import GridLock
 
-    with GridLock(Path(out)):
-        bench(specs, LocalExecutor(workers or os.cpu_count() or 1), populations=populations, redo=redo)
+    with GridLock(Path(out)) as lock:
+        if executor == "ray":
+            from statewise.ray_executor import RayExecutor
+
+            engine = RayExecutor(Path(out), address, workers)
+        else:
+            if address is not None:
+                raise StatewiseError("--address goes with --executor ray")
+            engine = LocalExecutor(workers or os.cpu_count() or 1, lock.workers)
+        failed = None
+        try:
+            bench(specs, engine, populations=populations, redo=redo)
+        except GridIncomplete as exc:
+            failed = exc
     limit = cost_limit if cost_limit is not None else float(grid.get("cost_limit", 0.0))
-    click.echo(str(report(Path(out), limit)))
+    if failed is None or failed.summaries:
+        click.echo(str(report(Path(out), limit)))
+    if failed is not None:
+        raise RunFailed(f"{len(failed.failures)} work item(s) of the grid failed: {failed}")
 
 
 @cli.command("report")
@@ -255,7 +276,7 @@ def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, co
               help="Episode-cost level for counting threshold crossings.")
 def report_cmd(out, cost_limit) -> None:
     """Aggregate a benchmark grid directory into OUT/report.md with figures."""
-    from statewise.bench import report
+    from statewise.report import report
 
     click.echo(str(report(Path(out), cost_limit)))
 

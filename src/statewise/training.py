@@ -93,8 +93,6 @@ def resume(path: str | Path, progress: bool | None = None) -> list[TrainResult]:
     """Continue a killed run (``statewise train --resume``) from its newest resume state: ``path`` is a run directory,
     or a directory of runs trained together as a population (``--seeds``; runs that finished or failed are left as
     they are). On CPU the continued run writes exactly the files an uninterrupted run writes (timings aside)."""
-    from statewise import resume as resume_io
-
     path = Path(path)
     if not path.is_dir():
         raise RunDirError(f"nothing to resume: {path} is not a directory")

@@ -1,0 +1,262 @@
+"""Running a grid: work items (a cell's seeds as one population, or one run), executors that run them (worker processes
+on this machine; :mod:`statewise.ray_executor` for a Ray cluster), and :func:`bench`, which reuses finished runs,
+resumes interrupted ones and refuses runs trained with other settings.
+
+An executor only has to turn work items into results: ``run(fn, items)`` yields ``(item, fn(item))`` as items
+finish, or ``(item, exception)`` for an item that failed; adding an engine touches one file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+from tqdm import tqdm
+
+from statewise import runio
+from statewise.errors import StatewiseError
+from statewise.grid import RunSpec, group_specs, stale
+
+
+@dataclass(frozen=True)
+class Group:
+    """A work item: the seeds of one grid cell trained as one population (``resume``: continued from their resume
+    states, statewise.resume)."""
+
+    specs: tuple[RunSpec, ...]
+    resume: bool = False
+
+    def resources(self) -> dict[str, float]:
+        """What the item needs of a machine (for cluster executors): its runs' torch threads as CPUs, a GPU for cuda."""
+        cfg = self.specs[0].build()
+        return {"num_cpus": max(1, cfg.threads), "num_gpus": 1 if cfg.device.startswith("cuda") else 0}
+
+    def describe(self) -> str:
+        first = self.specs[0]
+        seeds = ",".join(str(spec.seed) for spec in self.specs)
+        return f"{first.label or first.algo} on {first.env.split('/')[-1]}, seed(s) {seeds}"
+
+
+def run_group(group: "Group | tuple[RunSpec, ...]") -> list[dict[str, Any]]:
+    """Train the seeds of one grid cell (same env, same variant) as one population, in a worker process, and return
+    their summaries in order. A group of one is an ordinary single run.
+
+    Safe to run again after a crash (a cluster retries a task whose node died): runs that an earlier attempt left with
+    a common resume state are resumed; other leftovers are moved aside and trained again."""
+    from statewise import resume
+    from statewise.training import resume_runs, train_population
+
+    if not isinstance(group, Group):
+        group = Group(tuple(group))
+    dirs = [Path(spec.run_dir) for spec in group.specs]
+    existing = [d for d in dirs if d.exists()]
+    resumable = (len(existing) == len(dirs)
+                 and bool(set.intersection(*(set(resume.available(d)) for d in dirs))))
+    if group.resume or resumable:
+        results = resume_runs(dirs, progress=False, threads=group.specs[0].threads)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for d in existing:
+            d.rename(d.with_name(f"{d.name}.interrupted-{stamp}"))
+        results = train_population([spec.build() for spec in group.specs])
+    return [result.summary for result in results]
+
+
+class GridIncomplete(Exception):
+    """Some work items of a grid failed (they raised, or their worker died); the others finished."""
+
+    def __init__(self, failures: list[tuple["Group", BaseException]], summaries: list[dict[str, Any]]):
+        self.failures, self.summaries = failures, summaries
+        super().__init__("; ".join(f"{g.describe()}: {type(e).__name__}: {_first_line(e)}" for g, e in failures))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
+def run_spec(spec: RunSpec) -> dict[str, Any]:
+    """Train one grid cell (in a worker process) and return its summary."""
+    return run_group((spec,))[0]
+
+
+class Executor(Protocol):
+    def run(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[tuple[Any, Any]]:
+        """Yield (item, fn(item)) as the items finish, in any order; (item, exception) for an item that failed."""
+
+
+class LocalExecutor:
+    """Worker processes on this machine (one per core by default), one fresh process per work item, started with
+    ``spawn`` (forking a process whose torch thread pools are running can deadlock the child). The workers die with
+    the parent: on Ctrl-C or SIGTERM the parent terminates them before it exits, and on Linux the kernel kills them if
+    the parent is killed outright (PR_SET_PDEATHSIG), so no orphan keeps training. With ``lock`` (a
+    :class:`GridLock`'s workers file) each worker holds a shared lock on it while it lives."""
+
+    def __init__(self, workers: int, lock: Path | None = None):
+        self.workers = workers
+        self.lock = lock
+
+    def run(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[tuple[Any, Any]]:
+        if self.workers <= 1:
+            call = _Indexed(fn, items)
+            for i in range(len(items)):
+                yield call(i)
+            return
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=_die_with_parent,
+                                                         initargs=(str(self.lock) if self.lock else None,),
+                                                         maxtasksperchild=1)
+        try:
+            for item, result in pool.imap_unordered(_Indexed(fn, items), range(len(items))):
+                yield item, result
+            pool.close()
+        except BaseException:
+            pool.terminate()  # SIGTERM to every worker now; the queued items never start
+            raise
+        finally:
+            pool.join()
+
+
+class _Indexed:
+    """fn applied to items[i], returning (item, result) (picklable for the pool)."""
+
+    def __init__(self, fn: Callable[[Any], Any], items: list[Any]):
+        self.fn, self.items = fn, items
+
+    def __call__(self, i: int) -> tuple[Any, Any]:
+        try:
+            return self.items[i], self.fn(self.items[i])
+        except Exception as exc:  # noqa: BLE001 - reported with its item; the grid goes on
+            return self.items[i], exc
+
+
+_WORKER_LOCK = None  # a worker's open, shared-locked GridLock workers file (held for the life of the process)
+
+
+def _die_with_parent(lock: str | None = None) -> None:
+    """In a worker: be killed when the parent dies (Linux prctl; elsewhere the parent's handlers must do it), leave
+    Ctrl-C to the parent, which terminates the workers itself, and hold the grid's workers lock (shared)."""
+    import fcntl
+    import signal
+    import sys
+
+    global _WORKER_LOCK
+    if lock is not None:
+        _WORKER_LOCK = open(lock, "a")
+        fcntl.flock(_WORKER_LOCK, fcntl.LOCK_SH)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's terminate() ends a worker at once
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        try:
+            ctypes.CDLL("libc.so.6").prctl(pr_set_pdeathsig, signal.SIGKILL)
+        except OSError:
+            pass
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
+
+
+class GridLock:
+    """An exclusive lock on ``OUT/.bench.lock`` for the life of a bench, and a check that no worker of an earlier bench
+    still holds its shared lock on ``OUT/.bench.workers.lock``: a second bench on the same grid, or a restart while old
+    workers are still stopping, is refused with one line instead of colliding with them."""
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / ".bench.lock"
+        self.workers = Path(out) / ".bench.workers.lock"
+        self.fh = None
+
+    def __enter__(self) -> "GridLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "w")
+        busy = f"another statewise bench is running in {self.path.parent} (or its workers are still stopping); " \
+               "nothing was started"
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.close()
+            raise StatewiseError(busy) from None
+        with open(self.workers, "a") as probe:  # free unless a worker of an earlier bench is alive
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                self.fh.close()
+                raise StatewiseError(busy) from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.fh.close()
+
+
+def bench(specs: list[RunSpec], executor: Executor, progress: bool = True, populations: bool = True,
+          redo: bool = False) -> list[dict[str, Any]]:
+    """Run the specs not yet finished; return the summaries of the whole grid. With ``populations`` (the default) the
+    unfinished seeds of each (env, variant) cell train together in one process (:func:`run_group`).
+
+    A finished run (summary.json) is reused and an interrupted one with a resume state is resumed, but only if its
+    config.yaml resolves to the settings the spec asks for (:func:`fingerprint`); otherwise one line says what differs,
+    before anything runs, or with ``redo`` the old run is moved aside (``.stale-<time>``) and trained again. An
+    interrupted run without a resume state is moved aside (``.interrupted-<time>``) and trained again."""
+    from statewise import resume
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    done, todo, resumable = [], [], []
+    for spec in specs:
+        run_dir = Path(spec.run_dir)
+        summary = run_dir / runio.SUMMARY_FILE
+        if run_dir.exists() and (run_dir / runio.CONFIG_FILE).is_file():
+            why = stale(spec, run_dir)
+            if why is not None:
+                if not redo:
+                    raise StatewiseError(f"{run_dir} was trained with other settings ({why}); rerun with --redo "
+                                         "to move it aside and train it again")
+                run_dir.rename(run_dir.with_name(f"{run_dir.name}.stale-{stamp}"))
+        if summary.is_file():
+            done.append(runio.read_json(summary))
+            continue
+        if run_dir.exists():
+            if resume.available(run_dir):
+                resumable.append(spec)
+                continue
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}.interrupted-{stamp}"))
+        todo.append(spec)
+    groups = [Group(g) for g in group_specs(todo, populations)]
+    for g in group_specs(resumable, populations):  # resumed together where the members share a checkpoint step
+        steps = [set(resume.available(Path(spec.run_dir))) for spec in g]
+        groups += [Group(g, resume=True)] if set.intersection(*steps) else [Group((spec,), resume=True) for spec in g]
+    workers = getattr(executor, "workers", 1)
+    if groups and len(groups) < workers:  # fewer work items than cores: each gets the spare cores as threads
+        groups = [dataclasses.replace(g, specs=tuple(dataclasses.replace(spec, threads=workers // len(groups))
+                                                     for spec in g.specs)) for g in groups]
+    bar = tqdm(total=len(specs), initial=len(done), disable=not progress, unit="run", desc="grid")
+    failures: list[tuple[Group, BaseException]] = []
+    for group, summaries in executor.run(run_group, groups):
+        if isinstance(summaries, BaseException):
+            failures.append((group, summaries))
+            tqdm.write(f"statewise: {group.describe()} failed: {type(summaries).__name__}: "
+                       f"{_first_line(summaries)}")
+            bar.update(len(group.specs))
+            continue
+        for spec, summary in zip(group.specs, summaries):
+            done.append(summary)
+            name = f"{spec.label or spec.algo} {spec.env.split('/')[-1]} s{spec.seed}"
+            if summary.get("status") == "failed":
+                bar.set_postfix_str(f"{name}: FAILED at step {summary['failure']['step']}")
+            else:
+                fe = summary["final_eval"]
+                bar.set_postfix_str(f"{name}: return {fe['return']:.2f} cost {fe['cost']:.2f}")
+            bar.update(1)
+    bar.close()
+    if failures:
+        raise GridIncomplete(failures, done)
+    return done

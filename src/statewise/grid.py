@@ -1,0 +1,187 @@
+"""Benchmark grids: what to run. Variants (labelled algorithm presets with overrides), run specs, grid files, the
+grouping of a cell's seeds into one population, and the fingerprint that says whether a run on disk is the run a spec
+asks for. Nothing here runs anything (:mod:`statewise.execution`) or reads results (:mod:`statewise.report`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from statewise import runio
+from statewise.config import Config
+from statewise.errors import StatewiseError
+
+
+def _as_overrides(mapping: dict[str, Any]) -> list[str]:
+    """{key: value} -> ["key=value"] with the value written as YAML (so lists and numbers survive)."""
+    import yaml
+
+    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+            for k, v in mapping.items()]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One column of a grid: an algorithm, optionally with its own overrides under its own label."""
+
+    label: str
+    algo: str
+    overrides: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, entry: "str | dict[str, Any] | Variant") -> "Variant":
+        """``"fac"``, or a mapping ``{label: fac-lr3e-4, algo: fac, set: [multiplier.lr=3e-4]}``."""
+        if isinstance(entry, Variant):
+            return entry
+        if isinstance(entry, str):
+            return cls(entry, entry)
+        if not isinstance(entry, dict) or "algo" not in entry:
+            raise StatewiseError(f"a grid variant is an algorithm name or a mapping with 'algo', got {entry!r}")
+        unknown = set(entry) - {"label", "algo", "set"}
+        if unknown:
+            raise StatewiseError(f"unknown key(s) in grid variant {entry!r}: {', '.join(sorted(unknown))}")
+        sets = entry.get("set") or []
+        if isinstance(sets, dict):
+            sets = _as_overrides(sets)
+        return cls(str(entry.get("label") or entry["algo"]), str(entry["algo"]), tuple(str(x) for x in sets))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    algo: str
+    env: str
+    seed: int
+    steps: int
+    run_dir: str
+    config: str = ""  # YAML file with the shared settings ("" = defaults)
+    overrides: tuple[str, ...] = field(default_factory=tuple)  # shared, then the variant's own
+    label: str = ""
+    threads: int = 1  # torch threads of the worker process (bench gives spare cores to the populations)
+
+    def build(self) -> Config:
+        cfg = Config.from_yaml(self.config) if self.config else Config()
+        cfg.algo, cfg.env, cfg.seed, cfg.steps, cfg.run_dir = self.algo, self.env, self.seed, self.steps, self.run_dir
+        cfg.label = self.label
+        cfg.progress, cfg.threads = False, self.threads
+        cfg.apply_overrides(list(self.overrides))
+        return cfg.validate()
+
+
+# settings that do not change what a run computes (threads: bitwise equal results are tested for 1 and 2)
+_NOT_FINGERPRINTED = {"run_dir", "threads", "progress"}
+
+
+def fingerprint(cfg: Config) -> dict[str, Any]:
+    """The resolved settings a run's results depend on (config.yaml minus run_dir, threads, progress)."""
+    flat = _flat(cfg.to_dict())
+    return {k: v for k, v in flat.items() if k.split(".")[0] not in _NOT_FINGERPRINTED}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def stale(spec: RunSpec, run_dir: Path) -> str | None:
+    """Why the run in ``run_dir`` is not the run ``spec`` asks for (None if it is)."""
+    try:
+        old = Config.from_yaml(run_dir / runio.CONFIG_FILE).validate()
+    except StatewiseError as exc:
+        return f"its config.yaml cannot be read ({exc})"
+    want, have = fingerprint(spec.build()), fingerprint(old)
+    diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+    if not diff:
+        return None
+    shown = ", ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} asked" for k in diff[:3])
+    return shown + (f" and {len(diff) - 3} more" if len(diff) > 3 else "")
+
+
+def group_specs(specs: list[RunSpec], populations: bool = True) -> list[tuple[RunSpec, ...]]:
+    """The seeds of each (env, variant) cell as one population (in seed order), or every run on its own."""
+    if not populations:
+        return [(spec,) for spec in specs]
+    cells: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        cells.setdefault((spec.env, spec.label, spec.algo, spec.config, spec.overrides, spec.steps), []).append(spec)
+    return [tuple(sorted(group, key=lambda sp: sp.seed)) for group in cells.values()]
+
+
+def plan(algos: list[str | dict[str, Any] | Variant], envs: list[str], seeds: list[int], steps: int, out: Path,
+         config: str = "", overrides: tuple[str, ...] = ()) -> list[RunSpec]:
+    """Every (env, variant, seed) cell as a RunSpec with its directory ``out/<env>/<label>-s<seed>``."""
+    variants = [Variant.parse(a) for a in algos]
+    labels = [v.label for v in variants]
+    if len(set(labels)) != len(labels):
+        raise StatewiseError(f"grid labels must be unique, got {', '.join(labels)}")
+    if len(set(seeds)) != len(seeds):
+        raise StatewiseError(f"grid seeds must be unique, got {seeds}")
+    specs = []
+    for env in envs:
+        env_name = env.split("/")[-1].split(":")[-1]
+        for v in variants:
+            for seed in seeds:
+                specs.append(RunSpec(v.algo, env, seed, steps, str(out / env_name / f"{v.label}-s{seed}"), config,
+                                     tuple(overrides) + v.overrides, v.label))
+    for spec in specs:  # fail on bad input before anything runs
+        spec.build()
+    return specs
+
+
+GRID_KEYS = {"algos", "envs", "seeds", "steps", "config", "set", "cost_limit"}
+
+
+def load_grid(path: str | Path) -> dict[str, Any]:
+    """A grid file (YAML): ``algos`` (names or variant mappings), ``envs``, ``seeds`` (list), ``steps``,
+    ``config`` (relative to the grid file), ``set`` (shared overrides: a list of ``key=value`` or a mapping),
+    ``cost_limit``."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise StatewiseError(f"grid file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise StatewiseError(f"grid file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StatewiseError(f"cannot read grid file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise StatewiseError(f"grid file {path} must hold a mapping")
+    unknown = set(data) - GRID_KEYS
+    if unknown:
+        raise StatewiseError(f"unknown key(s) in grid file {path}: {', '.join(sorted(unknown))}; "
+                             f"expected {', '.join(sorted(GRID_KEYS))}")
+    if "config" in data:
+        if not isinstance(data["config"], str) or not data["config"]:
+            raise StatewiseError(f"grid file {path}: config must be a file name, got {data['config']!r}")
+        data["config"] = str((path.parent / data["config"]).resolve())
+    if "seeds" in data and not (isinstance(data["seeds"], list) and all(isinstance(x, int) for x in data["seeds"])):
+        raise StatewiseError(f"grid file {path}: seeds must be a list of integers")
+    if isinstance(data.get("set"), dict):  # {key: value} is the same as [key=value, ...]
+        data["set"] = _as_overrides(data["set"])
+    for key in ("algos", "envs", "set"):
+        if key in data and not isinstance(data[key], list):
+            raise StatewiseError(f"grid file {path}: {key} must be a list")
+    if "steps" in data and not (isinstance(data["steps"], int) and not isinstance(data["steps"], bool)
+                                and data["steps"] > 0):
+        raise StatewiseError(f"grid file {path}: steps must be a positive integer, got {data['steps']!r}")
+    if "cost_limit" in data:
+        limit = data["cost_limit"]
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not np.isfinite(limit):
+            raise StatewiseError(f"grid file {path}: cost_limit must be a finite number, got {limit!r}")
+    for key in ("envs", "set"):
+        if key in data and not all(isinstance(x, str) and x for x in data[key]):
+            raise StatewiseError(f"grid file {path}: {key} must be a list of non-empty strings")
+    if "config" in data and not Path(data["config"]).is_file():
+        raise StatewiseError(f"grid file {path}: config file {data['config']} not found")
+    if "algos" in data:
+        data["algos"] = [Variant.parse(entry) for entry in data["algos"]]
+    return data

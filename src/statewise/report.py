@@ -1,0 +1,219 @@
+"""The benchmark report: per-run metrics read from the run directories, mean ± Student-t CIs per variant, the
+ablation table, figures and every run's numbers (``statewise report``). Reads files only; never imports execution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from statewise import runio
+from statewise.config import variant_order
+from statewise.errors import StatewiseError
+from statewise.metrics import (
+    last_fraction_mean, mean_ci95, neighbour_correlation, oscillation_count, temporal_std, threshold_crossings,
+    total_variation)
+
+
+def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
+    """Everything the report tabulates for one run (docs/algorithm.md §7)."""
+    from statewise.plots import read_csv
+
+    summary = runio.read_json(run_dir / runio.SUMMARY_FILE)
+    ev = read_csv(run_dir / runio.EVAL_CSV)
+    out = {
+        "return (last 10% of evals)": last_fraction_mean(ev["return"]),
+        "episode cost (last 10%)": last_fraction_mean(ev["cost"]),
+        "eval episode violation prob (last 10%)": last_fraction_mean(ev["episode_violation_prob"]),
+        "training violation ratio": summary["train_violation_ratio"],  # after the random warm-up
+        **({"training violation ratio incl. warm-up": summary["train_violation_ratio_total"]}
+           if "train_violation_ratio_total" in summary else {}),  # runs from before it was recorded lack it
+        "final return (final eval)": summary["final_eval"]["return"],
+        "final cost (final eval)": summary["final_eval"]["cost"],
+        "eval cost std (last 20%)": temporal_std(ev["cost"][:, None]),
+        "eval cost threshold crossings": float(threshold_crossings(ev["cost"], cost_limit)),
+        "wall time [s]": summary["wall_time_s"],
+        "env steps/s": summary["env_steps_per_s"],
+    }
+    if "feasible_start_violation_prob" in summary["final_eval"]:
+        out["violation prob from feasible starts (final)"] = summary["final_eval"]["feasible_start_violation_prob"]
+    if "feasible_start_violation_prob" in ev:  # state-wise safety switching on and off between evaluations
+        flips = threshold_crossings(ev["feasible_start_violation_prob"], 0.0)
+        out["feasible-start safety flips (evals)"] = float(flips)
+    for key, value in summary.get("calibration", {}).items():
+        if key.endswith(("auroc", "auprc")):
+            out[key.replace("_", " ")] = value
+    if "lambda_max_slack1" in summary.get("calibration", {}):
+        out["max λ on states with ≥ 1 m slack"] = summary["calibration"]["lambda_max_slack1"]
+        out["95th pct. λ on states with ≥ 1 m slack"] = summary["calibration"]["lambda_q95_slack1"]
+    bias = summary.get("value_bias", {})  # the last measurement (statewise.diagnostics)
+    for states in ("feasible", "replay"):
+        if f"{states}_qc_bias_median" in bias:
+            out[f"Q^c − Monte-Carlo, median, {states} states (final)"] = bias[f"{states}_qc_bias_median"]
+        if f"{states}_q_bias_median" in bias:
+            out[f"Q − Monte-Carlo, median, {states} states (final)"] = bias[f"{states}_q_bias_median"]
+    for key, value in summary.get("mc_calibration", {}).items():
+        if key.endswith("auroc"):
+            out[f"{key.replace('_', ' ')} vs violation within {summary['mc_calibration']['horizon']} steps"] = value
+    probe_path = run_dir / runio.PROBE_FILE
+    if probe_path.is_file():
+        probe = runio.read_npz(probe_path)
+        lam = probe["lam"]
+        if len(lam) > 2:
+            out["λ total variation (probe mean)"] = total_variation(lam.mean(axis=1))
+            out["λ temporal std (last 20%)"] = temporal_std(lam)
+            out["λ oscillations per 100 logs"] = oscillation_count(lam)
+            near, far = neighbour_correlation(lam, probe["obs"])
+            out["Δλ correlation: nearest neighbours"] = near
+            out["Δλ correlation: random pairs"] = far
+    return out
+
+
+# The 2x2 ablation (docs/algorithm.md §6): (multiplier training, actor penalty) -> preset.
+ABLATION = {("dual ascent", "Lagrangian λ·g"): "fac", ("dual ascent", "augmented ψ_ρ"): "alam-no-dt",
+            ("regression to dual target", "Lagrangian λ·g"): "alam-no-qp",
+            ("regression to dual target", "augmented ψ_ρ"): "sac-alam"}
+HEADLINE_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
+                    "violation prob from feasible starts (final)", "feasible-start safety flips (evals)",
+                    "eval cost std (last 20%)", "λ temporal std (last 20%)", "λ oscillations per 100 logs",
+                    "lambda auroc", "cost value auroc", "max λ on states with ≥ 1 m slack",
+                    "95th pct. λ on states with ≥ 1 m slack",
+                    "Q^c − Monte-Carlo, median, feasible states (final)", "wall time [s]")
+ABLATION_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
+                    "violation prob from feasible starts (final)", "λ temporal std (last 20%)",
+                    "λ oscillations per 100 logs", "lambda auroc")
+
+
+def _cell(values: list[float | None]) -> str:
+    """Mean ± Student-t 95% half-width over the finite values; non-finite ones are counted and shown, never
+    silently dropped ("1.2 ± 0.4 [1 of 3 non-finite]"). ``None`` = not measured for that run (e.g. a metric that
+    needs the task's exact feasible set): counted separately ("[2 of 3 not measured]"); "–" if none was."""
+    measured = [v for v in values if v is not None]
+    vals = [v for v in measured if np.isfinite(v)]
+    notes = []
+    if len(measured) > len(vals):
+        notes.append(f"{len(measured) - len(vals)} of {len(values)} non-finite")
+    if measured and len(values) > len(measured):
+        notes.append(f"{len(values) - len(measured)} of {len(values)} not measured")
+    note = f" [{', '.join(notes)}]" if notes else ""
+    if not vals:
+        return "–" + note
+    mean, half = mean_ci95(vals)
+    return (f"{mean:.3g} ± {half:.2g}" if len(vals) > 1 else f"{mean:.3g}") + note
+
+
+def _measured(by_label: dict[str, list[dict[str, float]]], labels: Iterable[str], key: str) -> bool:
+    return any(key in row for label in labels for row in by_label[label])
+
+
+def _ablation_table(by_label: dict[str, list[dict[str, float]]]) -> list[str]:
+    if not all(label in by_label for label in ABLATION.values()):
+        return []
+    lines = ["### Ablation (docs/algorithm.md §6)", "",
+             "fac = neither component, alam-no-dt = quadratic penalty only, alam-no-qp = dual-target regression "
+             "only, sac-alam = both.", "",
+             "| metric | multiplier training | Lagrangian λ·g | augmented ψ_ρ |", "|---|---|---|---|"]
+    for key in (k for k in ABLATION_METRICS if _measured(by_label, ABLATION.values(), k)):
+        for rule in ("dual ascent", "regression to dual target"):
+            cells = [_cell([row.get(key) for row in by_label[ABLATION[(rule, pen)]]])
+                     for pen in ("Lagrangian λ·g", "augmented ψ_ρ")]
+            lines.append(f"| {key} | {rule} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _runs_table(runs: list[Path]) -> list[str]:
+    """One row per run: its final evaluation, training violations and speed (the per-seed numbers behind the means)."""
+    lines = ["### Each run", "",
+             "| run | steps | final return | final cost | training violation ratio | wall time [s] | env steps/s | "
+             "population | compiled (s) | networks (actor/critics, λ) | device, threads | torch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        summary = runio.read_json(run / runio.SUMMARY_FILE)
+        cfg = runio.read_config(run)
+        versions_path = run / runio.VERSIONS_FILE
+        torch_version = runio.read_json(versions_path).get("torch", "?") if versions_path.is_file() else "?"
+        nets = "x".join(map(str, cfg["sac"]["hidden"]))
+        if cfg["multiplier"]["kind"] == "network":
+            nets += ", " + "x".join(map(str, cfg["multiplier"]["hidden"]))
+        population = summary.get("population", 1)  # runs from before populations were single processes
+        if summary.get("status") == "failed":
+            failure = summary["failure"]
+            lines.append(f"| {run.name} | **failed at step {failure['step']}: non-finite {failure['quantity']}** "
+                         f"| – | – | – | – | – | {population} | – | {nets} | {cfg['device']}, {cfg['threads']} | "
+                         f"{torch_version} |")
+            continue
+        fe = summary["final_eval"]
+        compiled = f"yes ({summary['compile_s']:.0f})" if summary.get("compiled") else "no"
+        lines.append(f"| {run.name} | {summary['steps']} | {fe['return']:.3g} | {fe['cost']:.3g} | "
+                     f"{summary['train_violation_ratio']:.3g} | {summary['wall_time_s']:.0f} | "
+                     f"{summary['env_steps_per_s']:.0f} | {population} | {compiled} | {nets} | "
+                     f"{cfg['device']}, {cfg['threads']} | {torch_version} |")
+    return lines + [""]
+
+
+def report(out: Path, cost_limit: float = 0.0) -> Path:
+    """Write ``OUT/report.md`` with figures per environment from a grid directory: the metrics table
+    (mean ± 95% CI over seeds per variant), the ablation table (docs/algorithm.md §6) when its four variants ran, learning
+    curves, λ maps over training, reliability curves and every run's final numbers and speed."""
+    from statewise.plots import lambda_over_training, learning_curves, reliability_curves, value_bias_curves
+
+    env_dirs = sorted(d for d in Path(out).iterdir() if d.is_dir()) if Path(out).is_dir() else []
+    if not env_dirs:
+        raise StatewiseError(f"no benchmark runs found in {out}")
+    lines = [f"# statewise benchmark report: {out}", ""]
+    for env_dir in env_dirs:
+        runs = sorted(d for d in env_dir.iterdir() if (d / runio.SUMMARY_FILE).is_file())
+        if not runs:
+            continue
+        by_label: dict[str, list[dict[str, float]]] = {}
+        steps: dict[str, set[int]] = {}
+        order: dict[str, tuple[int, bool, str]] = {}
+        failed: list[tuple[Path, dict[str, Any]]] = []
+        for run in runs:
+            summary = runio.read_json(run / runio.SUMMARY_FILE)
+            label = summary.get("label", summary["algo"])
+            if summary.get("status") == "failed":  # every metric of a diverged run is non-finite, its cost too
+                failed.append((run, summary))
+                by_label.setdefault(label, []).append({})
+            else:
+                by_label.setdefault(label, []).append(run_metrics(run, cost_limit))
+            steps.setdefault(label, set()).add(summary["steps"])
+            order[label] = variant_order(summary["algo"], label)
+        figure = learning_curves(runs, env_dir)
+        labels = sorted(by_label, key=order.__getitem__)
+        keys = list(dict.fromkeys(k for rows in by_label.values() for row in rows for k in row))
+        for rows in by_label.values():
+            for row in rows:
+                if not row:
+                    row.update(dict.fromkeys(keys, float("nan")))
+        lines += [f"## {env_dir.name}", "",
+                  f"{len(runs)} runs; steps per run: "
+                  + ", ".join(f"{a} {'/'.join(map(str, sorted(steps[a])))}" for a in labels)
+                  + "; mean ± 95% CI (Student's t, t·std/√n) over seeds (n per variant: "
+                  + ", ".join(f"{a} {len(by_label[a])}" for a in labels) + "). Non-finite: undefined for that "
+                  "run (an AUROC when the final policy never violated has no positive states) or diverged; not "
+                  "measured: the run predates the metric or its task lacks what it needs.", ""]
+        if failed:
+            lines += [f"**{len(failed)} of {len(runs)} runs failed** (diverged; counted as non-finite in every metric, "
+                      "never as safe):", ""]
+            lines += [f"* {run.name}: non-finite {s['failure']['quantity']} at step {s['failure']['step']}"
+                      for run, s in failed] + [""]
+        headline = [k for k in HEADLINE_METRICS if k in keys]
+        for title, subset in (("Headline", headline), ("All metrics", keys)):
+            lines += [f"### {title}", "", "| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+            for key in subset:
+                lines.append(f"| {key} | " + " | ".join(_cell([row.get(key) for row in by_label[a]])
+                                                     for a in labels) + " |")
+            lines.append("")
+        lines += _ablation_table(by_label)
+        lines += [f"![learning curves]({figure.relative_to(out)})", ""]
+        for title, extra in (("λ over training", lambda_over_training(runs, env_dir)),
+                             ("reliability", reliability_curves(runs, env_dir)),
+                             ("critic estimates against Monte-Carlo truth", value_bias_curves(runs, env_dir))):
+            if extra is not None:
+                lines += [f"![{title}]({extra.relative_to(out)})", ""]
+        lines += _runs_table(runs)
+    path = Path(out) / "report.md"
+    runio.atomic_write(path, "\n".join(lines) + "\n")
+    return path
