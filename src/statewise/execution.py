@@ -107,19 +107,27 @@ class LocalExecutor:
                 yield call(i)
             return
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=_die_with_parent,
-                                                         initargs=(str(self.lock) if self.lock else None,),
-                                                         maxtasksperchild=1)
+        # a worker that dies (killed, out of memory) fails its item with BrokenProcessPool instead of hanging the grid
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_die_with_parent, initargs=(str(self.lock) if self.lock else None,),
+                                   max_tasks_per_child=1)
+        call = _Indexed(fn, items)
+        futures = {pool.submit(call, i): items[i] for i in range(len(items))}
         try:
-            for item, result in pool.imap_unordered(_Indexed(fn, items), range(len(items))):
-                yield item, result
-            pool.close()
+            for future in as_completed(futures):
+                try:
+                    yield future.result()
+                except Exception as exc:  # noqa: BLE001 - the worker died: reported with its item
+                    yield futures[future], exc
+            pool.shutdown()
         except BaseException:
-            pool.terminate()  # SIGTERM to every worker now; the queued items never start
+            running = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)  # the queued items never start
+            for process in running:
+                process.terminate()  # the running ones stop now
             raise
-        finally:
-            pool.join()
 
 
 class _Indexed:
