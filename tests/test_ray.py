@@ -110,3 +110,32 @@ def test_cli_without_ray_or_with_a_bad_address_says_so_in_one_line(tmp_path, iso
         main(argv)
     assert exit_info.value.code == 2
     assert "needs Ray, which is not installed: pip install -e '.[ray]'" in capsys.readouterr().err
+
+
+class _DiesOnce:
+    """A work function whose first attempt kills its worker process (a lost node, as far as the task can tell)."""
+
+    def __init__(self, flag: Path):
+        self.flag = flag
+
+    def __call__(self, item):
+        if not self.flag.exists():
+            self.flag.write_text("died once")
+            os._exit(1)
+        return item * 10
+
+
+def test_a_task_whose_worker_dies_is_retried_and_one_asking_too_much_fails_at_once(tmp_path, isolated_home):
+    from statewise.errors import StatewiseError
+    from statewise.ray_executor import RayExecutor
+
+    class NeedsGPU:
+        def resources(self):
+            return {"num_cpus": 1, "num_gpus": 1}
+
+    gpu_item = NeedsGPU()
+    results = dict(RayExecutor(tmp_path, workers=2).run(_DiesOnce(tmp_path / "flag"), [1, 2]))
+    assert results == {1: 10, 2: 20}  # the worker that died was replaced and its task ran again
+    results = list(RayExecutor(tmp_path, workers=2).run(lambda item: "ran", [gpu_item]))
+    assert len(results) == 1 and isinstance(results[0][1], StatewiseError)
+    assert "needs 1 GPU, more than the Ray cluster has (CPU 2, GPU 0)" in str(results[0][1])

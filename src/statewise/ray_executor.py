@@ -32,6 +32,9 @@ RETRIES = 2  # retries of a task whose worker or node died (not of a task that r
 _LOCAL_TOKEN = secrets.token_hex(32)
 
 
+_RESOURCE = {"num_cpus": "CPU", "num_gpus": "GPU"}  # task option -> Ray resource name
+
+
 class SharedStorageError(StatewiseError):
     """A task's node cannot see the grid directory."""
 
@@ -84,9 +87,16 @@ class RayExecutor:
         marker.write_text("statewise bench: every node must see this file\n")
         remote = ray.remote(max_retries=RETRIES)(_task)
         refs = {}
+        cluster = ray.cluster_resources()
         try:
             for item in items:
                 resources = item.resources() if hasattr(item, "resources") else {"num_cpus": 1}
+                short = [f"{need:g} {_RESOURCE[name]}" for name, need in resources.items()
+                         if need > cluster.get(_RESOURCE[name], 0)]
+                if short:  # Ray would wait for them forever
+                    have = ", ".join(f"{kind} {cluster.get(kind, 0):g}" for kind in ("CPU", "GPU"))
+                    yield item, StatewiseError(f"needs {' and '.join(short)}, more than the Ray cluster has ({have})")
+                    continue
                 refs[remote.options(**resources).remote(fn, item, str(marker))] = item
             pending = list(refs)
             while pending:
