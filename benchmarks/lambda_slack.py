@@ -9,6 +9,7 @@ least 1 m of slack under full braking (``task.slack``), and on them
 Then mean ± Student-t 95% CI over the runs of each variant.
 
     python benchmarks/lambda_slack.py bench/di-main/DoubleIntegrator-v0
+    python benchmarks/lambda_slack.py --over-training bench/di-main/DoubleIntegrator-v0   # the share in time
 """
 
 from __future__ import annotations
@@ -52,10 +53,44 @@ def measure(run) -> list[float] | None:
                   float(np.mean(values["qc_mc"] > d)), float(np.median(values["qc"] - d))]
 
 
+def over_training(runs: list) -> None:
+    """The share of ≥ 1 m-slack states with λ > 1 in each λ map saved during training (probe.npz, 41 × 41 grid),
+    mean over the runs of each variant with a multiplier network."""
+    from statewise import runio
+    from statewise.training import LAMBDA_GRID_N
+
+    by_label: dict[str, list[np.ndarray]] = defaultdict(list)
+    steps: dict[str, np.ndarray] = {}
+    for run in runs:
+        probe_path = run / runio.PROBE_FILE
+        if not probe_path.is_file():
+            continue
+        cfg = runio.read_config(run)
+        probe = runio.read_npz(probe_path)
+        if cfg["multiplier"]["kind"] != "network" or "grid_lam" not in probe:
+            continue
+        task = build_env(cfg["env"]).unwrapped
+        _, _, obs = task.plane().grid(LAMBDA_GRID_N)
+        roomy = np.asarray(task.slack(obs)) >= SLACK_M
+        label = _run_label(run)[0]
+        by_label[label].append(np.array([np.mean(grid[roomy] > 1.0) for grid in probe["grid_lam"]]))
+        steps[label] = probe["grid_steps"]
+    print("share of ≥ 1 m slack states with λ > 1, per λ map saved in training (mean over seeds)")
+    for label, shares in sorted(by_label.items()):
+        mean = np.mean(np.stack(shares), axis=0)
+        print(f"{label + f' (n={len(shares)})':22s} "
+              + "  ".join(f"{int(t)}: {m:.2f}" for t, m in zip(steps[label], mean)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="run directories, or directories holding runs")
+    parser.add_argument("--over-training", action="store_true",
+                        help="instead: how the share of slack states with λ > 1 evolved (from probe.npz)")
     args = parser.parse_args()
+    if args.over_training:
+        over_training(list(run_dirs(args.paths)))
+        return
     by_label: dict[str, list[list[float]]] = defaultdict(list)
     for run in run_dirs(args.paths):
         row = measure(run)

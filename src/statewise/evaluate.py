@@ -49,17 +49,17 @@ def _has_time_limit(env: gym.Env) -> bool:
 def check_cost_signal(env: gym.Env, seed: int) -> None:
     """One reset and one random step: raises EnvError now (before any file is written) if the
     environment has no cost signal or returns NaN costs."""
-    obs, _ = env.reset(seed=seed)
-    env.action_space.seed(seed)
     shape = getattr(env.observation_space, "shape", None)
     if shape is None or len(shape) != 1:
         raise EnvError(f"statewise needs a flat Box observation space, got {env.observation_space}")
+    _check_shape("reset", env.reset(seed=seed)[0], shape)
+    env.action_space.seed(seed)
+    _check_shape("step", env.step(env.action_space.sample())[0], shape)
+
+
+def _check_shape(where: str, obs: Any, shape: tuple[int, ...]) -> None:
     if np.shape(obs) != shape:
-        raise EnvError(f"reset returned an observation of shape {np.shape(obs)}, but the observation space says "
-                       f"{shape}")
-    obs = env.step(env.action_space.sample())[0]
-    if np.shape(obs) != shape:
-        raise EnvError(f"step returned an observation of shape {np.shape(obs)}, but the observation space says "
+        raise EnvError(f"{where} returned an observation of shape {np.shape(obs)}, but the observation space says "
                        f"{shape}")
 
 

@@ -102,10 +102,8 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path) -> Path | None:
     from statewise.agent import load
     from statewise.evaluate import build_env
 
-    from statewise.runio import CHECKPOINT_FILE
-
     # a run that failed before its first checkpoint has no λ to draw (its learning curves are drawn)
-    agents = [load(d) for d in run_dirs if (Path(d) / CHECKPOINT_FILE).is_file()]
+    agents = [load(d) for d in run_dirs if (Path(d) / runio.CHECKPOINT_FILE).is_file()]
     agents = [a for a in agents if a.config.multiplier.kind == "network"]  # a scalar λ has no map
     if not agents:
         return None

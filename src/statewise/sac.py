@@ -361,6 +361,19 @@ class SAC(nn.Module):
         module = {key: value[k:k + 1].clone() for key, value in self.state_dict().items()}
         return module, {name: _slice_optimizer_state(state, k) for name, state in self.optimizer_states().items()}
 
+    def load_member_states(self, parts: list[tuple[dict[str, torch.Tensor], dict[str, Any]]]) -> None:
+        """The inverse of :meth:`member_state`: member k's (module state, optimiser states) into slice k."""
+        modules, optimizers = zip(*parts)
+        self.load_state_dict({key: torch.cat([m[key] for m in modules]) for key in modules[0]})
+        self.load_optimizer_states({name: _stack_optimizer_states([o[name] for o in optimizers])
+                                    for name in optimizers[0]})
+
+
+def _stack_optimizer_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """Members' :class:`statewise.optim.Adam` states back into one (moments concatenated; the shared step kept)."""
+    return {name: ([torch.cat([st[name][i] for st in states]) for i in range(len(value))]
+                   if isinstance(value, list) else value) for name, value in states[0].items()}
+
 
 def _slice_optimizer_state(state: dict[str, Any], k: int) -> dict[str, Any]:
     """Member k of an :class:`statewise.optim.Adam` state (moments sliced; the shared step count kept)."""

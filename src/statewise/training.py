@@ -215,13 +215,7 @@ def train_population(configs: list[Config], _resumed: list[dict[str, Any]] | Non
 def _restore(agent: SAC, buffer: ReplayBuffer, members: list["_Member"], states: list[dict[str, Any]]) -> None:
     """Put every member's saved slice back into the batched agent and buffer (the inverse of ``save_resume``)."""
     parts = [st["member"] for st in states]
-    agent.load_state_dict({key: torch.cat([p["module"][key] for p in parts]) for key in parts[0]["module"]})
-    merged = {}
-    for name, first in parts[0]["optimizers"].items():
-        merged[name] = {field: ([torch.cat([p["optimizers"][name][field][i] for p in parts])
-                                 for i in range(len(value))] if isinstance(value, list) else value)
-                        for field, value in first.items()}
-    agent.load_optimizer_states(merged)
+    agent.load_member_states([(p["module"], p["optimizers"]) for p in parts])
     for k, p in enumerate(parts):
         for purpose, state in p["generators"].items():
             agent.generators[purpose][k].set_state(state)
