@@ -26,7 +26,8 @@ from statewise.evaluate import SLACK_M, build_env
 from statewise.plots import _run_label
 from value_bias import ci_cell, run_dirs
 
-COLUMNS = ("slack states with λ ≤ 1", "median λ, slack states", "median λ where λ > 1",
+COLUMNS = ("slack states with λ ≤ 1", "visited slack states, λ ≤ 1", "median λ, slack states",
+           "median λ where λ > 1",
            "toward the wall where λ > 1", "MC cost where λ > 1", "P(MC cost > d) where λ > 1",
            "median g where λ > 1")
 
@@ -42,7 +43,10 @@ def measure(run) -> list[float] | None:
     roomy = np.asarray(task.slack(obs)) >= SLACK_M
     lam = np.asarray(agent.multiplier(obs), dtype=np.float64).ravel()
     high = roomy & (lam > 1.0)
-    row = [float(np.mean(lam[roomy] <= 1.0)), float(np.median(lam[roomy]))]
+    visited = visited_states(agent.sac, task, build_env(agent.config.env, agent.config.max_episode_steps))
+    visited = visited[np.asarray(task.slack(visited)) >= SLACK_M]
+    lam_visited = np.asarray(agent.multiplier(visited), dtype=np.float64).ravel()
+    row = [float(np.mean(lam[roomy] <= 1.0)), float(np.mean(lam_visited <= 1.0)), float(np.median(lam[roomy]))]
     if not high.any():
         return row + [float("nan")] * 5
     x, v = obs[high, 0], obs[high, 1]
@@ -51,6 +55,23 @@ def measure(run) -> list[float] | None:
     d = agent.config.constraint.threshold
     return row + [float(np.median(lam[high])), float(np.mean(x * v > 0)), float(np.median(values["qc_mc"])),
                   float(np.mean(values["qc_mc"] > d)), float(np.median(values["qc"] - d))]
+
+
+def visited_states(sac, task, env, episodes: int = 200) -> np.ndarray:
+    """The states the final deterministic policy visits in ``episodes`` episodes from the task's own initial
+    distribution (reset seeds 10^6 + i, disjoint from every evaluation's), all episodes stepped at once."""
+    state = np.stack([env.reset(seed=1_000_000 + i)[0] for i in range(episodes)]).astype(np.float64)
+    alive = np.ones(episodes, dtype=bool)
+    seen = []
+    for _ in range(env.spec.max_episode_steps):
+        seen.append(state[alive])
+        with torch.no_grad():
+            act = sac.actor.mode(torch.as_tensor(state, dtype=torch.float32)[None])[0].numpy()
+        state, _, _, terminated = task.transition(state, act)
+        alive &= ~terminated
+        if not alive.any():
+            break
+    return np.concatenate(seen).astype(np.float32)
 
 
 def over_training(runs: list) -> None:

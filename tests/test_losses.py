@@ -488,6 +488,23 @@ def test_multiplier_updated_every_period():
         torch.testing.assert_close(p_prev, p.detach())
 
 
+@pytest.mark.parametrize("residual_action", ["sample", "mean"])
+def test_multiplier_residual_action(residual_action):
+    """The multiplier sees g(s, a) = Q^c(s, a) − d at ã ~ π with the round's noise, or at the mean action tanh(μ(s))."""
+    agent, buf = _agent("sac-alam", **{"multiplier.residual_action": residual_action})
+    seen = {}
+    agent.multiplier.update = lambda obs, g, functional=False: seen.update(obs=obs, g=g) or {}
+    obs = buf.sample_obs(8).view(1, 8, -1)
+    eps = torch.randn(1, 8, agent.act_dim, generator=torch.Generator().manual_seed(3))
+    agent._multiplier_step(obs, eps)
+    act = agent.actor.mode(obs) if residual_action == "mean" else agent.actor.sample(obs, eps)[0]
+    qc = agent.critic(obs, act)[:, 2:].mean(1)  # mean of the twins (constraint.twin_aggregate default)
+    expected = qc - agent.cfg.constraint.threshold
+    torch.testing.assert_close(seen["g"], expected)
+    other = agent.actor.sample(obs, eps)[0] if residual_action == "mean" else agent.actor.mode(obs)
+    assert not torch.allclose(agent.critic(obs, other)[:, 2:].mean(1) - agent.cfg.constraint.threshold, expected)
+
+
 def test_member_group_clipping_matches_torch_per_group():
     """clip_per_member on (S, K, ...) gradients is torch's clip_grad_norm_ applied to each member's group
     of critics alone: members never scale each other, nor do the reward and the cost twins."""

@@ -145,6 +145,10 @@ class MultiplierConfig:
     # errors of several units where the target is ~0 (λ AUROC on the double integrator 0.93 linear, 0.97-0.99 log on
     # tuning seeds; README, "λ on slack states")
     fit_space: str = "log"
+    # action at which the multiplier's residual g(s, a) = Q^c(s, a) − d is taken: sample = ã ~ π(·|s) (FAC, the
+    # paper), mean = the deterministic action tanh(μ(s)) that is evaluated and deployed (no better on the double
+    # integrator's slack states: README, "Where λ is still wrong")
+    residual_action: str = "sample"
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     grad_clip: float = 3.0  # FAC: lam_gradient_clip_norm = 3; 0 disables
     # dual ascent on a network: drop the ascent term where λ_ξ(s) is already at λ_max and g > 0 (projected
@@ -299,6 +303,7 @@ class Config:
         _choice("constraint.twin_aggregate", self.constraint.twin_aggregate, ("max", "mean"))
         _choice("constraint.twin_target", self.constraint.twin_target, ("max", "mean"))
         _choice("multiplier.fit_space", m.fit_space, ("linear", "log"))
+        _choice("multiplier.residual_action", m.residual_action, ("sample", "mean"))
         _choice("sac.activation", self.sac.activation, ACTIVATIONS)
         _choice("device", self.device, DEVICES)
 

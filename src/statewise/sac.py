@@ -297,7 +297,10 @@ class SAC(nn.Module):
 
     @torch.no_grad()
     def _multiplier_step(self, obs: torch.Tensor, eps: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One multiplier step on a minibatch: the residual g(s, ã) = Q^c(s, ã) − d at ã ~ π, then the rule's update."""
+        """One multiplier step on a minibatch: the residual g(s, ã) = Q^c(s, ã) − d at ã ~ π (or at the mean action,
+        ``multiplier.residual_action``), then the rule's update."""
+        if self.cfg.multiplier.residual_action == "mean":
+            eps = torch.zeros_like(eps)
         return self.multiplier.update(obs, self.residual(obs, eps), functional=self._compiled)
 
     # ------------------------------------------------------------ compilation
