@@ -15,6 +15,9 @@ __version__ = "0.2.0"
 
 from statewise.config import ALGORITHMS, Config  # noqa: E402
 from statewise.errors import StatewiseError  # noqa: E402
+from statewise.quiet import install_filters  # noqa: E402
+
+install_filters()
 
 # train / load pull in torch and gymnasium, and gymnasium 0.29 imports MuJoCo through its plugins; they are loaded
 # on first use so that the command line can choose MuJoCo's headless OpenGL backend first (statewise.video).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -20,8 +21,13 @@ ENV_HELP = ("Environment id: statewise/DoubleIntegrator-v0, statewise/PointHazar
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="statewise")
-def cli() -> None:
+@click.option("--verbose", is_flag=True, help="Show third-party notices and warnings that are filtered by default.")
+def cli(verbose) -> None:
     """statewise: state-wise safe RL with SAC-ALaM and its baselines."""
+    if verbose:
+        from statewise.quiet import set_verbose
+
+        set_verbose()
 
 
 TRAIN_HELP = f"""Train an agent and write a run directory (metrics, TensorBoard, checkpoint, summary, plots).
@@ -33,6 +39,7 @@ Velocity-constrained MuJoCo (mujoco extra): statewise/{{HalfCheetah,Hopper,Walke
 Safety-Gymnasium (its own extra): SafetyPointGoal1-v0, SafetyCarGoal1-v0, SafetyHalfCheetahVelocity-v1, ...
 
 Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device/--num-envs/--vector-mode < --set.
+Every config key (for --config files and --set) with its type, default and meaning: statewise config.
 """
 
 
@@ -45,9 +52,9 @@ Precedence: defaults < --config < --algo/--env/--steps/--seed/--run-dir/--device
               help="Train a population of seeds in one process with one batched update, e.g. 0-7 or 0,3,5 "
                    "(one run directory per seed: RUN_DIR/<algo>-s<seed>).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="YAML file of config keys (see configs/).")
+              help="YAML file of config keys (examples in configs/; every key: statewise config).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override one config key, e.g. --set multiplier.rho=10 (repeatable).")
+              help="Override one config key, e.g. --set multiplier.rho=10 (repeatable; every key: statewise config).")
 @click.option("--run-dir", default=None, help="New directory for this run (must not exist).")
 @click.option("--device", default=None, help="cpu or cuda (the whole update and the replay buffer on the GPU).")
 @click.option("--num-envs", type=int, default=None,
@@ -103,10 +110,9 @@ def _report_results(results: list, population_dir: Path | None) -> None:
             click.echo(_failure_line(result.summary))
         else:
             click.echo(_summary_line(result.summary["final_eval"], result.summary.get("calibration", {})))
-    if population_dir is not None:  # the population's curves side by side
-        plots = plot_runs([r.run_dir for r in results], population_dir / "plots")
-    else:
-        plots = [p for r in results for p in plot_runs([r.run_dir], r.run_dir / "plots")]
+    plots = [p for r in results for p in r.plots]  # each run's own plots/, written by training
+    if population_dir is not None:  # and the population's seeds pooled in one figure
+        plots += plot_runs([r.run_dir for r in results], population_dir / "plots")
     click.echo(f"plots: {', '.join(str(p) for p in plots)}")
     failed = [r for r in results if r.failed]
     if failed:
@@ -172,7 +178,10 @@ def eval_cmd(run_dir, episodes, seed, as_json, video, video_episodes, video_dir)
     result = run_episodes(env, lambda o: agent.act(o), range(seed, seed + episodes))
     calib = calibration(env, agent.multiplier, agent.cost_value) if agent.config.constrained else {}
     if as_json:
-        click.echo(json.dumps({"episodes": episodes, **result, "calibration": calib}, indent=2))
+        from statewise.runio import strict
+
+        click.echo(json.dumps(strict({"episodes": episodes, **result, "calibration": calib}), indent=2,
+                              allow_nan=False))
     else:
         click.echo(f"{agent.config.algo} on {agent.config.env} ({episodes} episodes)")
         click.echo(_summary_line(result, calib))
@@ -181,15 +190,21 @@ def eval_cmd(run_dir, episodes, seed, as_json, video, video_episodes, video_dir)
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--out", default=None, type=click.Path(file_okay=False),
-              help="Directory for the PNGs [default: RUN_DIR/plots for one run, ./plots otherwise].")
-def plot(run_dirs, out) -> None:
-    """Plot learning curves (return, cost, multiplier) of one or more runs; for tasks with an exact
-    feasible set, a heat map of λ(s) with the true feasible boundary."""
-    from statewise.plots import plot_runs
+              help="Directory for the PNGs [default: RUN_DIR/plots for one run; for several, a plots folder in "
+                   "their nearest common directory, e.g. runs/plots].")
+@click.option("--cost-limit", type=float, default=0.0, show_default=True,
+              help="Episode-cost limit drawn on the cost panel (0: the state-wise constraint, no violation).")
+def plot(run_dirs, out, cost_limit) -> None:
+    """Compare runs: learning curves (return, cost, multiplier) with one line per configuration (seeds of the same
+    settings pooled with a 95% band, labelled by the settings that differ) and, for tasks with a plane, λ(s) maps on
+    one colour scale. Runs of several environments get one figure per environment."""
+    from statewise.plots import default_plot_dir, plot_runs
 
     dirs = [Path(d) for d in run_dirs]
-    out_dir = Path(out) if out else (dirs[0] / "plots" if len(dirs) == 1 else Path("plots"))
-    for path in plot_runs(dirs, out_dir):
+    out_dir = Path(out) if out else default_plot_dir(dirs)
+    paths = plot_runs(dirs, out_dir)
+    click.echo(f"plots in {out_dir}:")
+    for path in paths:
         click.echo(str(path))
 
 
@@ -268,6 +283,25 @@ def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, co
         click.echo(str(report(Path(out), limit)))
     if failed is not None:
         raise RunFailed(f"{len(failed.failures)} work item(s) of the grid failed: {failed}")
+
+
+@cli.command("config")
+@click.option("--yaml", "as_yaml", is_flag=True,
+              help="Print the resolved config of --algo as YAML instead (a starting point for --config files).")
+@click.option("--algo", default="sac-alam", show_default=True, help=ALGO_HELP)
+def config_cmd(as_yaml, algo) -> None:
+    """List every config key with its type, default and meaning (read from the typed config, so always current).
+    A value of auto is set by the algorithm preset (--yaml shows what it becomes)."""
+    from statewise.config import reference
+
+    if as_yaml:
+        click.echo(Config(algo=algo).validate().to_yaml(), nl=False)
+        return
+    rows = reference()
+    width = max(len(key) for key, *_ in rows)
+    kinds = max(len(kind) for _, kind, *_ in rows)
+    for key, kind, default, meaning in rows:
+        click.echo(f"{key:<{width}}  {kind:<{kinds}}  {default:<10}  {meaning}")
 
 
 @cli.command("report")

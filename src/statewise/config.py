@@ -76,23 +76,23 @@ VECTOR_MODES = ("single", "sync", "async")
 class SACConfig:
     """The shared soft actor-critic backbone (docs/algorithm.md §3)."""
 
-    hidden: list[int] = field(default_factory=lambda: [256, 256])
-    activation: str = "relu"
-    gamma: float = 0.99
-    tau: float = 0.005
-    batch_size: int = 256
-    buffer_size: int = 1_000_000
+    hidden: list[int] = field(default_factory=lambda: [256, 256])  # hidden layer widths of actor and critics
+    activation: str = "relu"  # hidden activation of every network: relu | elu | tanh
+    gamma: float = 0.99  # reward discount γ
+    tau: float = 0.005  # Polyak rate of the reward critics' targets
+    batch_size: int = 256  # minibatch size of every gradient step
+    buffer_size: int = 1_000_000  # replay capacity in transitions (per member of a population)
     start_steps: int = 10_000  # uniformly random actions, no updates, before this many env steps
     # gradient steps per collected transition (not per vector step), so results compare across num_envs;
     # fractional ratios accumulate (0.25 = one update every 4 transitions)
     update_ratio: float = 1.0
-    lr_actor: float = 3e-4
-    lr_critic: float = 3e-4
-    lr_alpha: float = 3e-4
-    alpha_init: float = 1.0
+    lr_actor: float = 3e-4  # Adam learning rate of the policy
+    lr_critic: float = 3e-4  # Adam learning rate of the reward and cost critics
+    lr_alpha: float = 3e-4  # Adam learning rate of the entropy temperature α
+    alpha_init: float = 1.0  # initial temperature α
     target_entropy: float | str = "auto"  # auto = -dim(A)
     grad_clip: float = 40.0  # global norm per optimiser; 0 disables
-    reward_scale: float = 1.0
+    reward_scale: float = 1.0  # rewards are multiplied by this before the critics see them
 
 
 @dataclass
@@ -104,16 +104,16 @@ class ConstraintConfig:
     value lies in [0, 100]; threshold 0.1 asks for (roughly) no predicted violation in the near future.
     """
 
-    signal: str = "cvf"
-    threshold: float = 0.1
-    gamma_c: float = 0.99
+    signal: str = "cvf"  # constraint signal: cvf = discounted cost value Q^c
+    threshold: float = 0.1  # d: the constraint is Q^c(s, π(s)) ≤ d in every state
+    gamma_c: float = 0.99  # cost discount γ_c of Q^c
     binary_cost: bool = True  # train on c = 1[c_env > 0]
     # How the twin cost critics combine: into the risk estimate Q^c(s, a) that forms g, and at (s', a') inside the
     # Bellman target. mean (default) or max (pessimistic). A max inside the bootstrap compounds the twins'
     # disagreement into a positive bias of about 0.56 σ / (1 − γ_c): on the double integrator, Q^c ≈ 0.65 on states
     # whose true value is 0, which kept every network λ rising (README, "Why λ kept rising").
     twin_aggregate: str = "mean"
-    twin_target: str = "mean"
+    twin_target: str = "mean"  # twins combined at (s', a') in the Bellman target: mean | max
     # Polyak rate of the cost critics' targets (the reward critics use sac.tau). A bootstrapped error decays at about
     # τ (1 − γ_c) per step; 0.05 lets the cost critic forget the violations of an earlier, riskier policy in ~700
     # steps instead of ~7,000 at 0.005.
@@ -124,13 +124,13 @@ class ConstraintConfig:
 class MultiplierConfig:
     """How λ is represented and trained (docs/algorithm.md §5, §6). ``auto`` = the algorithm's preset."""
 
-    kind: str = "auto"  # none | scalar | network
-    update: str = "auto"  # dual-ascent | regression
+    kind: str = "auto"  # none | scalar | pid | network
+    update: str = "auto"  # dual-ascent | regression | pid
     penalty: str = "auto"  # lagrangian | augmented
     normalize_actor: bool | str = "auto"  # divide the actor loss by 1 + λ_eff (SAC-Lag convention)
     rho: float = 1.0  # augmented-Lagrangian penalty coefficient ρ
     rho_lambda: float | str = "auto"  # dual step ρ_λ of the regression target; auto = ρ
-    lam_max: float = 100.0
+    lam_max: float = 100.0  # λ is clipped to [0, λ_max] where it is used
     lam_init: float = 0.1  # initial λ (scalar value, or softplus output of the network)
     # Adam lr; auto = 3e-4 for a scalar λ and for regression to the dual target, 3e-5 for dual ascent on a λ network
     # (whose step is the dual step: larger ones wind the network up, README "Same dual step")
@@ -149,42 +149,42 @@ class MultiplierConfig:
     # paper), mean = the deterministic action tanh(μ(s)) that is evaluated and deployed (no better on the double
     # integrator's slack states: README, "Where λ is still wrong")
     residual_action: str = "sample"
-    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    hidden: list[int] = field(default_factory=lambda: [256, 256])  # hidden layer widths of the λ network
     grad_clip: float = 3.0  # FAC: lam_gradient_clip_norm = 3; 0 disables
     # dual ascent on a network: drop the ascent term where λ_ξ(s) is already at λ_max and g > 0 (projected
     # dual ascent). Off = FAC as published: the raw output can wind up far above the cap (README, "Findings").
     anti_windup: bool = False
     # PID-Lagrangian gains (kind=pid). K_I is the integral (dual-ascent) step on the batch-mean residual;
     # K_P = 100 K_I is the middle of a K_P/K_I ∈ {10, 100, 1000} sweep (untuned).
-    pid_kp: float = 1e-2
-    pid_ki: float = 1e-4
-    pid_kd: float = 0.0
-    pid_ema_p: float = 0.95
-    pid_ema_d: float = 0.95
-    pid_d_delay: int = 10
+    pid_kp: float = 1e-2  # K_P, proportional gain
+    pid_ki: float = 1e-4  # K_I, integral gain
+    pid_kd: float = 0.0  # K_D, derivative gain
+    pid_ema_p: float = 0.95  # smoothing of the residual in the proportional term
+    pid_ema_d: float = 0.95  # smoothing of the residual in the derivative term
+    pid_d_delay: int = 10  # the derivative compares with the smoothed residual this many updates ago
 
 
 @dataclass
 class Config:
-    algo: str = "sac-alam"
+    algo: str = "sac-alam"  # algorithm preset (statewise train --help lists them); sets the `auto` keys below
     label: str = ""  # name of this variant in plots and reports (e.g. fac-lr3e-4); empty = the algorithm
-    env: str = "statewise/DoubleIntegrator-v0"
-    seed: int = 0
-    steps: int = 100_000
+    env: str = "statewise/DoubleIntegrator-v0"  # environment id (statewise train --help lists the kinds)
+    seed: int = 0  # seeds networks, replay sampling, environments and evaluation starts
+    steps: int = 100_000  # environment steps (transitions collected over all environments)
     max_episode_steps: int = 0  # 0: the environment's registered time limit
     num_envs: int = 1  # environments collecting at once (statewise.collect)
     vector_mode: str = "auto"  # single | sync | async; auto = single for one env, sync for several
-    device: str = "cpu"
+    device: str = "cpu"  # cpu | cuda
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     run_dir: str = ""  # empty: runs/<env>/<algo>-s<seed>-<time>
-    eval_every: int = 5_000
-    eval_episodes: int = 10
-    final_eval_episodes: int = 50
-    log_every: int = 1_000
+    eval_every: int = 5_000  # env steps between evaluations (deterministic policy, eval.csv)
+    eval_episodes: int = 10  # episodes per evaluation
+    final_eval_episodes: int = 50  # episodes of the final evaluation (summary.json)
+    log_every: int = 1_000  # env steps between rows of metrics.csv and TensorBoard
     # checkpoint.pt and resume.pt (statewise train --resume) every this many env steps and at least every
     # checkpoint_minutes of wall time; 0 turns either bound off (both 0: a checkpoint at the end only, no resume)
     checkpoint_every: int = 10_000
-    checkpoint_minutes: float = 10.0
+    checkpoint_minutes: float = 10.0  # the wall-time bound of the line above, in minutes
     probe_size: int = 1_024  # distinct states drawn from the buffer at start_steps (at most start_steps of them)
     # at every evaluation, the critics against Monte-Carlo truth on replay and exactly feasible states
     # (value_bias.csv; statewise.diagnostics). Needs a task with batched dynamics (the double integrator).
@@ -192,7 +192,7 @@ class Config:
     # torch.compile the update: true, false, or auto = on a GPU, and on a CPU with a C++ compiler when the run has
     # at least 10k updates (compiling takes 15-80 s; statewise.sac.compile_decision)
     compile: bool | str = "auto"
-    progress: bool = True
+    progress: bool = True  # progress bar on stderr
     sac: SACConfig = field(default_factory=SACConfig)
     constraint: ConstraintConfig = field(default_factory=ConstraintConfig)
     multiplier: MultiplierConfig = field(default_factory=MultiplierConfig)
@@ -400,6 +400,46 @@ def _all_keys(obj: Any, prefix: str = "") -> list[str]:
 def _suggest(key: str, cfg: Config) -> str:
     close = difflib.get_close_matches(key, _all_keys(cfg), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def reference() -> list[tuple[str, str, str, str]]:
+    """Every config key as (key, type, default, meaning), read from the dataclasses above and their comments (the
+    comment on a field's line and the comment lines just above it), so the list cannot drift from the code."""
+    import inspect
+    import re
+
+    rows = []
+
+    def walk(cls: type, instance: Any, prefix: str) -> None:
+        docs = _field_comments(inspect.getsource(cls), re)
+        hints = get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            value = getattr(instance, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(type(value), value, f"{prefix}{f.name}.")
+                continue
+            kind = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
+            rows.append((prefix + f.name, kind, yaml.safe_dump(value, default_flow_style=True).strip().removesuffix(
+                "\n...").removesuffix(" ..."), docs.get(f.name, "")))
+
+    walk(Config, Config(), "")
+    return rows
+
+
+def _field_comments(source: str, re: Any) -> dict[str, str]:
+    docs: dict[str, str] = {}
+    above: list[str] = []
+    for line in source.splitlines()[1:]:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            above.append(stripped.lstrip("#").strip())
+            continue
+        match = re.match(r"    (\w+): [^=]+=(.*)$", line)
+        if match:
+            trailing = match.group(2).split("  # ", 1)[1].strip() if "  # " in match.group(2) else ""
+            docs[match.group(1)] = " ".join([*above, trailing]).strip()
+        above = []
+    return docs
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

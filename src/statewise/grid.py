@@ -71,11 +71,12 @@ class RunSpec:
 
 
 # settings that do not change what a run computes (threads: bitwise equal results are tested for 1 and 2)
-_NOT_FINGERPRINTED = {"run_dir", "threads", "progress"}
+# compile: auto resolves per machine (a C++ compiler), and compiled and eager updates agree to float rounding
+_NOT_FINGERPRINTED = {"run_dir", "threads", "progress", "compile"}
 
 
 def fingerprint(cfg: Config) -> dict[str, Any]:
-    """The resolved settings a run's results depend on (config.yaml minus run_dir, threads, progress)."""
+    """The resolved settings a run's results depend on (config.yaml minus run_dir, threads, progress, compile)."""
     flat = _flat(cfg.to_dict())
     return {k: v for k, v in flat.items() if k.split(".")[0] not in _NOT_FINGERPRINTED}
 
@@ -97,11 +98,23 @@ def stale(spec: RunSpec, run_dir: Path) -> str | None:
     except StatewiseError as exc:
         return f"its config.yaml cannot be read ({exc})"
     want, have = fingerprint(spec.build()), fingerprint(old)
+    if want.get("sac.target_entropy") == "auto" and have.get("sac.target_entropy") != "auto":
+        want["sac.target_entropy"] = _auto_target_entropy(spec.env)  # config.yaml holds the resolved −dim(A)
     diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
     if not diff:
         return None
     shown = ", ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} asked" for k in diff[:3])
     return shown + (f" and {len(diff) - 3} more" if len(diff) > 3 else "")
+
+
+def _auto_target_entropy(env_id: str) -> float:
+    from statewise.evaluate import build_env
+
+    env = build_env(env_id)
+    try:
+        return float(-env.action_space.shape[0])
+    finally:
+        env.close()
 
 
 def group_specs(specs: list[RunSpec], populations: bool = True) -> list[tuple[RunSpec, ...]]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import os
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -41,11 +44,72 @@ def read_csv(path: Path) -> dict[str, np.ndarray]:
 
 def _run_label(run_dir: Path) -> tuple[str, str]:
     """(group label = the run's label, by default its algorithm; env) from the run's config.yaml."""
-    cfg_path = run_dir / runio.CONFIG_FILE
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{run_dir} is not a statewise run directory (no {runio.CONFIG_FILE})")
-    cfg = runio.read_config(run_dir)
+    cfg = _read_run_config(run_dir)
     return str(cfg.get("label") or cfg.get("algo")), str(cfg.get("env"))
+
+
+def _read_run_config(run_dir: Path) -> dict:
+    if not (Path(run_dir) / runio.CONFIG_FILE).is_file():
+        raise CheckpointError(f"{run_dir} is not a statewise run directory (no {runio.CONFIG_FILE})")
+    return runio.read_config(Path(run_dir))
+
+
+# Settings that do not change what a run learns or how it is measured: runs that differ only in these are seeds of one
+# configuration, pooled in one line with a band.
+_BOOKKEEPING = frozenset({"seed", "run_dir", "threads", "progress", "device", "compile", "steps", "checkpoint_every",
+                          "checkpoint_minutes"})
+# How a differing setting is named in a legend (the others by their key without the section).
+_SYMBOLS = {"multiplier.rho": "ρ", "multiplier.rho_lambda": "ρ_λ", "multiplier.lam_max": "λ_max",
+            "multiplier.lr": "λ lr", "multiplier.steps": "K_λ", "multiplier.period": "m_λ",
+            "multiplier.target_tau": "τ_λ", "multiplier.hidden": "λ net", "constraint.gamma_c": "γ_c",
+            "constraint.threshold": "d", "constraint.tau": "τ_c", "sac.gamma": "γ", "sac.tau": "τ", "sac.lr": "lr",
+            "sac.hidden": "net", "sac.batch_size": "batch"}
+
+
+@dataclass
+class Configuration:
+    """Runs of one environment that share every setting but the seed (and bookkeeping): one line in a comparison."""
+
+    label: str  # the run label (by default the algorithm), plus the settings that tell it apart, e.g. "sac-alam ρ=10"
+    env: str
+    runs: list[Path]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ",".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def configurations(run_dirs: list[Path]) -> list[Configuration]:
+    """Group runs into configurations (per environment, in the report's variant order) and name each by its label
+    and, where several configurations share a label, by the settings in which they differ."""
+    from statewise.config import _flatten
+
+    groups: dict[tuple, list[Path]] = {}
+    settings: dict[tuple, dict[str, Any]] = {}
+    for d in run_dirs:
+        flat = _flatten(_read_run_config(d))
+        kept = {k: v for k, v in flat.items() if k not in _BOOKKEEPING}
+        key = (str(flat.get("env")), repr(sorted(kept.items())))
+        groups.setdefault(key, []).append(Path(d))
+        settings[key] = kept
+    base = {key: str(s.get("label") or s.get("algo")) for key, s in settings.items()}
+    names: dict[tuple, str] = {}
+    for key in groups:
+        same = [k for k in groups if k[0] == key[0] and base[k] == base[key]]
+        if len(same) == 1:
+            names[key] = base[key]
+            continue
+        differ = sorted({name for k in same for name in settings[k]
+                         if any(settings[o].get(name) != settings[k].get(name) for o in same)})
+        parts = [f"{_SYMBOLS.get(name, name.split('.')[-1])}={_fmt(settings[key].get(name))}" for name in differ]
+        names[key] = f"{base[key]} " + ", ".join(parts[:3]) + (f", +{len(parts) - 3} more" if len(parts) > 3 else "")
+    order = sorted(groups, key=lambda k: (k[0], variant_order(str(settings[k].get("algo")), base[k]), names[k]))
+    return [Configuration(names[k], k[0], sorted(groups[k], key=lambda d: _read_run_config(d).get("seed", 0)))
+            for k in order]
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -54,86 +118,103 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def _band(ax: plt.Axes, steps: np.ndarray, series: list[np.ndarray], label: str, color: str) -> None:
-    data = np.vstack(series)
-    with warnings.catch_warnings():  # all-NaN columns (no finished episode yet) are simply not drawn
+def _band(ax: plt.Axes, series: list[tuple[np.ndarray, np.ndarray]], label: str, color: str) -> None:
+    """Mean over seeds of (steps, values) series with a Student-t 95% band where at least two seeds have a value.
+    Series of different lengths are pooled on the union of their steps, so every run is drawn to its end."""
+    steps = np.unique(np.concatenate([s for s, _ in series]))
+    data = np.full((len(series), len(steps)), np.nan)
+    for row, (s, v) in zip(data, series):
+        row[np.searchsorted(steps, s)] = v
+    count = np.sum(np.isfinite(data), axis=0)
+    with warnings.catch_warnings():  # columns with no finite value (no finished episode yet) are simply not drawn
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(data, axis=0)
-        half = (t_quantile_975(len(series) - 1) * np.nanstd(data, axis=0, ddof=1) / np.sqrt(len(series))
-                if len(series) > 1 else None)  # Student's t 95% band over seeds
-    ax.plot(steps, mean, label=f"{label} (n={len(series)})", color=color, lw=1.6)
-    if half is not None:
-        ax.fill_between(steps, mean - half, mean + half, color=color, alpha=0.2, lw=0)
+        sd = np.nanstd(data, axis=0, ddof=1)
+    marker = "o" if len(steps) <= 3 else None  # a single evaluation is a point, not an invisible line
+    ax.plot(steps, mean, label=f"{label} (n={len(series)})", color=color, lw=1.6, marker=marker, ms=4)
+    banded = count >= 2
+    if banded.any():
+        half = np.array([t_quantile_975(int(c) - 1) if c >= 2 else np.nan for c in count]) * sd / np.sqrt(count)
+        ax.fill_between(steps, mean - half, mean + half, where=banded, color=color, alpha=0.2, lw=0)
 
 
-def learning_curves(run_dirs: list[Path], out: Path) -> Path:
-    """Eval return, eval cost and the probe-set mean of λ against environment steps; runs of the same
-    algorithm are averaged with a 95% confidence band."""
-    groups: dict[str, list[Path]] = defaultdict(list)
-    envs = set()
-    for d in run_dirs:
-        algo, env = _run_label(d)
-        groups[algo].append(d)
-        envs.add(env)
+def learning_curves(run_dirs: list[Path], out: Path, cost_limit: float = 0.0,
+                    name: str = "learning_curves.png") -> Path:
+    """Eval return, eval episode cost (with the cost limit) and the probe-set mean of λ against environment steps,
+    one line per configuration (:func:`configurations`), its seeds pooled with a 95% band. One environment."""
+    configs = configurations(run_dirs)
+    envs = sorted({c.env for c in configs})
+    if len(envs) != 1:
+        raise ValueError(f"learning_curves draws one environment, got {', '.join(envs)}")
     panels = [("eval", "return", "evaluation return"), ("eval", "cost", "evaluation episode cost"),
               ("train", "lam_probe_mean", "mean λ(s) on probe states")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (algo, dirs) in enumerate(groups.items()):
+    for i, config in enumerate(configs):
         for ax, (stream, key, title) in zip(axes, panels):
-            tables = [read_csv(d / (runio.EVAL_CSV if stream == "eval" else runio.TRAIN_CSV)) for d in dirs]
-            tables = [t for t in tables if key in t and len(t[key])]
-            if not tables:
-                continue
-            n = min(len(t["step"]) for t in tables)
-            _band(ax, tables[0]["step"][:n], [t[key][:n] for t in tables], algo, colors[i % len(colors)])
+            tables = [read_csv(d / (runio.EVAL_CSV if stream == "eval" else runio.TRAIN_CSV)) for d in config.runs]
+            series = [(t["step"], t[key]) for t in tables if key in t and len(t[key])]
+            if series:
+                _band(ax, series, config.label, colors[i % len(colors)])
             ax.set_title(title)
+    axes[1].axhline(cost_limit, color="black", ls="--", lw=1.0,
+                    label="cost limit" + (" (state-wise: no violation)" if cost_limit == 0 else ""))
     for ax in axes:
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(", ".join(sorted(envs)))
-    return _save(fig, out / "learning_curves.png")
+    axes[1].legend(handles=[axes[1].get_lines()[-1]], fontsize=8)
+    fig.suptitle(envs[0])
+    return _save(fig, out / name)
 
 
-def lambda_heatmaps(run_dirs: list[Path], out: Path) -> Path | None:
-    """λ(s) of each run with a multiplier network over the task's plane, with the exact feasible boundary (solid)
-    where the task knows it and the constraint boundary h(s) = 0 (dashed)."""
+def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap.png") -> Path | None:
+    """λ(s) of each run with a multiplier network over the task's plane at its final checkpoint, all on one colour
+    scale, with the exact feasible boundary (solid) where the task knows it and the constraint boundary h(s) = 0
+    (dashed). One environment; panels named by configuration, seed and training step."""
     from statewise.agent import load
     from statewise.evaluate import build_env
 
-    # a run that failed before its first checkpoint has no λ to draw (its learning curves are drawn)
-    agents = [load(d) for d in run_dirs if (Path(d) / runio.CHECKPOINT_FILE).is_file()]
-    agents = [a for a in agents if a.config.multiplier.kind == "network"]  # a scalar λ has no map
-    if not agents:
+    panels = []
+    for config in configurations(run_dirs):
+        # a run that failed before its first checkpoint has no λ to draw (its learning curves are drawn)
+        for d in config.runs:
+            if (d / runio.CHECKPOINT_FILE).is_file():
+                agent = load(d)
+                if agent.config.multiplier.kind == "network":  # a scalar λ has no map
+                    panels.append((config.label, agent))
+    if not panels:
         return None
-    env = build_env(agents[0].config.env, agents[0].config.max_episode_steps)
+    env = build_env(panels[0][1].config.env, panels[0][1].config.max_episode_steps)
     task = env.unwrapped
     if not hasattr(task, "plane"):
+        env.close()
         return None
     plane = task.plane()
     xs, ys, obs = plane.grid(HEATMAP_N)
-    cols = min(3, len(agents))
-    rows = int(np.ceil(len(agents) / cols))
+    maps = [np.asarray(agent.multiplier(obs)).reshape(HEATMAP_N, HEATMAP_N) for _, agent in panels]
+    vmax = max(float(np.max(m)) for m in maps) or 1.0  # one scale: equal colours are equal λ in every panel
+    cols = min(3, len(panels))
+    rows = int(np.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False, layout="constrained")
-    for ax, agent in zip(axes.flat, agents):
-        lam = agent.multiplier(obs).reshape(HEATMAP_N, HEATMAP_N)
-        im = ax.imshow(lam, origin="lower", extent=(*plane.xlim, *plane.ylim), aspect="auto", cmap="magma")
-        fig.colorbar(im, ax=ax, label="λ(s)")
-        h = task.constraint(obs).reshape(HEATMAP_N, HEATMAP_N)
+    h = task.constraint(obs).reshape(HEATMAP_N, HEATMAP_N)
+    feas = task.feasible(obs).reshape(HEATMAP_N, HEATMAP_N).astype(float) if hasattr(task, "feasible") else None
+    for ax, (label, agent), lam in zip(axes.flat, panels, maps):
+        im = ax.imshow(lam, origin="lower", extent=(*plane.xlim, *plane.ylim), aspect="auto", cmap="magma",
+                       vmin=0.0, vmax=vmax)
         ax.contour(xs, ys, h, levels=[0.0], colors="cyan", linestyles="--", linewidths=1.0)
-        if hasattr(task, "feasible"):
-            feas = task.feasible(obs).reshape(HEATMAP_N, HEATMAP_N).astype(float)
+        if feas is not None:
             ax.contour(xs, ys, feas, levels=[0.5], colors="lime", linewidths=1.5)
-        ax.set_title(f"{agent.config.label} seed {agent.config.seed}")
+        ax.set_title(f"{label} s{agent.config.seed}, step {agent.step}", fontsize=10)
         ax.set_xlabel(plane.xlabel)
         ax.set_ylabel(plane.ylabel)
-    for ax in list(axes.flat)[len(agents):]:
+    fig.colorbar(im, ax=axes.ravel().tolist(), label="λ(s) (one scale for all panels)")
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    note = "green: exact feasible boundary, " if hasattr(task, "feasible") else ""
-    fig.suptitle(f"λ(s) on {agents[0].config.env} ({note}cyan dashed: constraint h(s)=0)")
+    note = "green: exact feasible boundary, " if feas is not None else ""
+    fig.suptitle(f"λ(s) on {panels[0][1].config.env} ({note}cyan dashed: constraint h(s)=0)")
     env.close()
-    return _save(fig, out / "lambda_heatmap.png")
+    return _save(fig, out / name)
 
 
 def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> Path | None:
@@ -243,7 +324,7 @@ def value_bias_curves(run_dirs: list[Path], out: Path) -> Path | None:
                 n = min(len(r["step"]) for r in series)
                 steps = series[0]["step"][:n]
                 color = colors[i % len(colors)]
-                _band(ax, steps, [r[f"{states}_{key}"][:n] for r in series], label, color)
+                _band(ax, [(r["step"], r[f"{states}_{key}"]) for r in series], label, color)
                 ax.plot(steps, np.mean([r[f"{states}_{key}_mc"][:n] for r in series], axis=0), color=color,
                         ls="--", lw=1.2)
             ax.set_title(f"{title}, {'replay' if states == 'replay' else 'exactly feasible'} states")
@@ -258,13 +339,36 @@ def _variant_key(run_dir: Path) -> tuple:
     return variant_order(cfg["algo"], str(cfg.get("label") or cfg["algo"]))
 
 
-def plot_runs(run_dirs: list[Path], out: Path) -> list[Path]:
+def default_plot_dir(run_dirs: list[Path]) -> Path:
+    """Where ``statewise plot`` writes without ``--out``: RUN_DIR/plots for one run, else a ``plots`` folder in the
+    runs' nearest common directory (e.g. runs/plots for runs/a and runs/b), never the working directory unasked."""
+    if len(run_dirs) == 1:
+        return Path(run_dirs[0]) / "plots"
+    common = Path(os.path.commonpath([str(Path(d).resolve()) for d in run_dirs]))
+    if common in {Path(d).resolve() for d in run_dirs}:  # one run inside another's directory
+        common = common.parent
+    try:
+        return common.relative_to(Path.cwd()) / "plots"
+    except ValueError:
+        return common / "plots"
+
+
+def plot_runs(run_dirs: list[Path], out: Path, cost_limit: float = 0.0) -> list[Path]:
+    """Learning curves and λ maps of ``run_dirs`` compared by configuration. Runs of several environments get one
+    figure per environment, named after it (learning_curves-<env>.png); everything is checked before writing."""
     for d in run_dirs:
         if not Path(d).is_dir():
             raise CheckpointError(f"run directory {d} does not exist")
+    run_dirs = [Path(d) for d in run_dirs]
+    by_env: dict[str, list[Path]] = defaultdict(list)
+    for config in configurations(run_dirs):  # reads every config.yaml first: a bad run fails before any file
+        by_env[config.env].extend(config.runs)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [learning_curves(run_dirs, out)]
-    heat = lambda_heatmaps(run_dirs, out)
-    if heat is not None:
-        paths.append(heat)
+    paths = []
+    for env, runs in by_env.items():
+        suffix = "" if len(by_env) == 1 else "-" + env.replace("/", "-").replace(":", "-")
+        paths.append(learning_curves(runs, out, cost_limit, f"learning_curves{suffix}.png"))
+        heat = lambda_heatmaps(runs, out, f"lambda_heatmap{suffix}.png")
+        if heat is not None:
+            paths.append(heat)
     return paths

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 from statewise.errors import StatewiseError
 
-RAY_INSTALL = "pip install -e '.[ray]'"
+RAY_INSTALL = 'pip install -e ".[ray]" (from the statewise checkout)'
 RETRIES = 2  # retries of a task whose worker or node died (not of a task that raised)
 # the token of the local Rays this process starts: in the environment, never in a file; one per process, because Ray
 # caches the token it first read

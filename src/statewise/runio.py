@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -10,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from statewise.errors import CheckpointError, RunDirError
@@ -68,7 +70,7 @@ def read_json(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is corrupt or unreadable: {str(exc).splitlines()[0][:120]}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is corrupt: expected a JSON object")
-    return data
+    return _restore_nan(data)
 
 
 def read_config(run_dir: str | Path) -> dict[str, Any]:
@@ -100,8 +102,58 @@ def read_npz(path: str | Path) -> Any:
         raise CheckpointError(f"{path} is corrupt or unreadable: {str(exc).splitlines()[0][:120]}") from None
 
 
+NULL_REASON = "_null_reason"  # "<key>_null_reason" beside a value written as null because it was not finite
+
+
+def _null_reason(key: str, value: float) -> str:
+    if math.isinf(value):
+        return f"{'+' if value > 0 else '-'}infinite"
+    if key.endswith(("auroc", "auprc")):
+        return "undefined: the scored states hold one class only (e.g. no violation within the horizon)"
+    if key == "feasible_start_violation_prob":
+        return "undefined: no evaluation episode started in a feasible state"
+    if key in ("episode_return", "episode_cost"):
+        return "undefined: no training episode finished in this window"
+    return "not a number (undefined for this run)"
+
+
+def strict(data: Any) -> Any:
+    """``data`` with every non-finite float replaced by None (JSON null) and a ``<key>_null_reason`` string beside
+    it, so that the file is strict JSON (no bare NaN) and says why the number is missing."""
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            value = float(value) if isinstance(value, (np.floating, np.integer)) else value
+            if isinstance(value, float) and not math.isfinite(value):
+                out[key] = None
+                out[f"{key}{NULL_REASON}"] = _null_reason(str(key), value)
+            elif isinstance(value, (list, tuple)) and any(isinstance(v, float) and not math.isfinite(v)
+                                                          for v in value):
+                out[key] = strict(value)
+                out[f"{key}{NULL_REASON}"] = "entries that are null were not finite (undefined, e.g. an empty bin)"
+            else:
+                out[key] = strict(value)
+        return out
+    if isinstance(data, (list, tuple)):
+        return [None if isinstance(v, float) and not math.isfinite(v) else strict(v) for v in data]
+    if isinstance(data, (np.floating, np.integer)):
+        return strict({"v": float(data)})["v"]
+    return data
+
+
+def _restore_nan(data: Any) -> Any:
+    """The inverse of :func:`strict` for readers: a null with a ``_null_reason`` beside it is NaN again."""
+    if isinstance(data, dict):
+        return {k: (float("nan") if v is None and f"{k}{NULL_REASON}" in data else _restore_nan(v))
+                for k, v in data.items()}
+    if isinstance(data, list):  # lists in run files are numeric series
+        return [float("nan") if v is None else _restore_nan(v) for v in data]
+    return data
+
+
 def write_json(path: str | Path, data: Any) -> None:
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=False, default=float) + "\n")
+    """Strict JSON (``allow_nan=False``): non-finite numbers become null with their reason (:func:`strict`)."""
+    atomic_write(path, json.dumps(strict(data), indent=2, sort_keys=False, default=float, allow_nan=False) + "\n")
 
 
 def versions() -> dict[str, str]:

@@ -9,7 +9,7 @@ import math
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ LAMBDA_GRID_N = 41  # λ(s) snapshots on the task plane at every evaluation
 class TrainResult:
     run_dir: Path
     summary: dict[str, Any]
+    plots: list[Path] = field(default_factory=list)  # RUN_DIR/plots/*.png (none when trained with plots=False)
 
     @property
     def failed(self) -> bool:
@@ -72,12 +73,12 @@ def population_configs(config: Config, seeds: list[int], run_dir: str | Path | N
 _MEMBER_KEYS = ("seed", "run_dir")
 
 
-def train(config: Config | dict | str | Path) -> TrainResult:
+def train(config: Config | dict | str | Path, plots: bool = True) -> TrainResult:
     """Train one agent as described by ``config`` (a Config, a dict of keys, or a YAML path).
 
     Writes a new run directory (``config.run_dir``, or ``runs/<env>/<algo>-s<seed>-<time>``) with
-    config.yaml, versions.json, metrics.csv, eval.csv, tb/ events, checkpoint.pt, probe.npz and
-    summary.json. Raises a :class:`statewise.errors.StatewiseError` on bad input, before writing.
+    config.yaml, versions.json, metrics.csv, eval.csv, tb/ events, checkpoint.pt, probe.npz, summary.json and
+    (unless ``plots=False``) plots/: the run directory ``statewise train`` writes. Raises a :class:`statewise.errors.StatewiseError` on bad input, before writing.
     A single run is a population of one (:func:`train_population`).
     """
     if isinstance(config, (str, Path)):
@@ -86,10 +87,10 @@ def train(config: Config | dict | str | Path) -> TrainResult:
         cfg = Config.from_dict(config)
     else:
         cfg = copy.deepcopy(config)  # the caller's object is left as it was (validate resolves 'auto')
-    return train_population([cfg])[0]
+    return train_population([cfg], plots=plots)[0]
 
 
-def resume(path: str | Path, progress: bool | None = None) -> list[TrainResult]:
+def resume(path: str | Path, progress: bool | None = None, plots: bool = True) -> list[TrainResult]:
     """Continue a killed run (``statewise train --resume``) from its newest resume state: ``path`` is a run directory,
     or a directory of runs trained together as a population (``--seeds``; runs that finished or failed are left as
     they are). On CPU the continued run writes exactly the files an uninterrupted run writes (timings aside)."""
@@ -104,11 +105,11 @@ def resume(path: str | Path, progress: bool | None = None) -> list[TrainResult]:
     if not todo:
         raise RunDirError(f"nothing to resume in {path}: " + ("every run has finished (summary.json)" if candidates
                                                               else "no run directory (config.yaml) found"))
-    return resume_runs(todo, progress=progress)
+    return resume_runs(todo, progress=progress, plots=plots)
 
 
-def resume_runs(run_dirs: list[Path], progress: bool | None = None, threads: int | None = None
-                ) -> list[TrainResult]:
+def resume_runs(run_dirs: list[Path], progress: bool | None = None, threads: int | None = None,
+                plots: bool = True) -> list[TrainResult]:
     """Continue these runs as one population from the newest resume state they all have (see :func:`resume`)."""
     from statewise import resume as resume_io
 
@@ -124,15 +125,17 @@ def resume_runs(run_dirs: list[Path], progress: bool | None = None, threads: int
         if threads is not None:
             cfg.threads = threads
         configs.append(cfg)
-    return train_population(configs, _resumed=states)
+    return train_population(configs, _resumed=states, plots=plots)
 
 
-def train_population(configs: list[Config], _resumed: list[dict[str, Any]] | None = None) -> list[TrainResult]:
+def train_population(configs: list[Config], _resumed: list[dict[str, Any]] | None = None,
+                     plots: bool = True) -> list[TrainResult]:
     """Train S independent agents in one process, one batched update for all (``statewise train --seeds``).
 
     ``configs`` differ only in ``seed`` and ``run_dir`` (see :func:`population_configs`). Member k writes exactly the
     run directory that ``train(configs[k])`` would write, with identical files on CPU apart from timings: every
-    network, optimiser state, multiplier, replay buffer and random stream has its own member slice.
+    network, optimiser state, multiplier, replay buffer and random stream has its own member slice. With ``plots``
+    each run directory gets its plots/ (learning curves, λ map), as from ``statewise train``.
     """
     configs = [copy.deepcopy(c) for c in configs]
     for cfg in configs:
@@ -197,6 +200,10 @@ def train_population(configs: list[Config], _resumed: list[dict[str, Any]] | Non
             if _resumed is None:
                 m.run_dir = runio.create_run_dir(m.run_dir)
                 m.cfg.run_dir = str(m.run_dir)
+                # config.yaml holds no 'auto': the values the run used
+                if m.cfg.sac.target_entropy == "auto":
+                    m.cfg.sac.target_entropy = float(-act_dim)
+                m.cfg.compile = agent.compiled
                 runio.atomic_write(m.run_dir / runio.CONFIG_FILE, m.cfg.to_yaml())
                 runio.write_json(m.run_dir / runio.VERSIONS_FILE, runio.versions())
                 m.logger = RunLogger(m.run_dir, runio.TRAIN_CSV, runio.EVAL_CSV, extra=extra)
@@ -209,7 +216,13 @@ def train_population(configs: list[Config], _resumed: list[dict[str, Any]] | Non
         except Exception:  # not on Ctrl-C: an interrupted run keeps its logs
             _remove_unfinished(members)
             raise
-    return [TrainResult(m.run_dir, summary) for m, summary in zip(members, summaries)]
+    results = [TrainResult(m.run_dir, summary) for m, summary in zip(members, summaries)]
+    if plots:
+        from statewise.plots import plot_runs
+
+        for result in results:
+            result.plots = plot_runs([result.run_dir], result.run_dir / "plots")
+    return results
 
 
 def _restore(agent: SAC, buffer: ReplayBuffer, members: list["_Member"], states: list[dict[str, Any]]) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from statewise.errors import EnvConstructionError, StatewiseError
 
-VIDEO_INSTALL = 'pip install -e ".[video]"  (or: pip install "statewise[video]")'
+VIDEO_INSTALL = 'pip install -e ".[video]" (from the statewise checkout)'
 
 
 def use_headless_gl() -> None:

@@ -27,7 +27,7 @@ import gymnasium as gym
 
 from statewise.errors import EnvError
 
-MUJOCO_INSTALL = 'pip install -e ".[mujoco]"  (or: pip install "statewise[mujoco]")'
+MUJOCO_INSTALL = 'pip install -e ".[mujoco]" (from the statewise checkout)'
 
 
 # id -> (gymnasium base id, speed threshold, planar speed)
