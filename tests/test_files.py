@@ -1,9 +1,11 @@
 """Every file the project writes is strict: no `auto` left in config.yaml, no bare NaN in JSON (null, with the reason
 beside it); and the config reference (`statewise config`) covers every key."""
 
+import csv
 import json
 import math
 
+import pytest
 import yaml
 
 import statewise
@@ -64,3 +66,21 @@ def test_install_hints_work_from_a_checkout():
 
     for hint in (MUJOCO_INSTALL, VIDEO_INSTALL, RAY_INSTALL):
         assert hint.startswith('pip install -e ".[') and "statewise[" not in hint
+
+
+@pytest.mark.parametrize("algo", ["sac", "sac-lag", "sac-pid-lag", "sac-alam"])
+def test_training_log_header_is_declared_up_front(tmp_path, tiny, algo):
+    """metrics.csv starts with its final header (no column appears later, which would rewrite the file under a
+    reader); warm-up rows leave the learning columns empty."""
+    from statewise.training import PROBE_LOG_FIELDS, TRAIN_LOG_FIELDS
+
+    result = statewise.train(tiny(tmp_path / algo, algo=algo), plots=False)
+    with open(result.run_dir / runio.TRAIN_CSV, newline="") as fh:
+        rows = list(csv.reader(fh))
+    agent = statewise.load(result.run_dir)
+    expected = ["step", *TRAIN_LOG_FIELDS, *agent.sac.stat_names(), *(PROBE_LOG_FIELDS if algo != "sac" else ())]
+    assert rows[0] == expected
+    first = dict(zip(rows[0], rows[1]))  # step 50, inside the 100-step warm-up
+    assert first["actor_loss"] == "" and first["time_s"] != ""
+    last = dict(zip(rows[0], rows[-1]))
+    assert all(last[name] != "" for name in agent.sac.stat_names())  # every declared statistic is produced

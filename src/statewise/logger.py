@@ -12,14 +12,17 @@ from statewise.runio import atomic_write
 
 
 class CSVWriter:
-    """Appends rows to a CSV file. A row with new columns (e.g. learning statistics that start after
-    the random warm-up) rewrites the file once, atomically, with the widened header."""
+    """Appends rows to a CSV file. With ``fields`` the header is written at once and stays as it is (columns with no
+    value yet, e.g. learning statistics during the random warm-up, are empty cells). A row with a column that was not
+    declared rewrites the file once, atomically, with the widened header."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, fields: list[str] | None = None):
         self.path = path
         self._fh = None
         self._writer: csv.DictWriter | None = None
         self._fields: list[str] = []
+        if fields:
+            self._widen(list(fields))
 
     def write(self, row: dict[str, Any]) -> None:
         new = [k for k in row if k not in self._fields]
@@ -78,10 +81,13 @@ class RunLogger:
     and TensorBoard events under ``tb/``."""
 
     def __init__(self, run_dir: Path, train_csv: str, eval_csv: str, tensorboard: bool = True,
-                 extra: dict[str, str] | None = None, resume: tuple[dict[str, list[str]], int] | None = None):
+                 extra: dict[str, str] | None = None, resume: tuple[dict[str, list[str]], int] | None = None,
+                 train_fields: list[str] | None = None):
         """``resume = (headers, step)`` continues the logs of a resumed run: CSV rows after ``step`` are dropped and
-        TensorBoard purges its events after it."""
-        self.csv = {"train": CSVWriter(run_dir / train_csv), "eval": CSVWriter(run_dir / eval_csv)}
+        TensorBoard purges its events after it. ``train_fields``: the columns of the training log, declared up front
+        so that its header never changes."""
+        self.csv = {"train": CSVWriter(run_dir / train_csv, None if resume else ["step", *(train_fields or [])]),
+                    "eval": CSVWriter(run_dir / eval_csv)}
         self.csv.update({stream: CSVWriter(run_dir / name) for stream, name in (extra or {}).items()})
         if resume is not None:
             headers, step = resume

@@ -30,6 +30,8 @@ class ScalarMultiplier(nn.Module):
     Loss ``−λ·ḡ`` (gradient ``−ḡ``), Adam step, then projection ``λ ← clip(λ, 0, λ_max)``. λ has shape (S,).
     """
 
+    STATS = ("multiplier_loss",)  # what update() returns (metrics.csv columns)
+
     def __init__(self, members: int, cfg: MultiplierConfig):
         super().__init__()
         self.lam_max = cfg.lam_max
@@ -68,6 +70,8 @@ class PIDMultiplier(nn.Module):
 
     All state lives in tensors with a leading member dimension (checkpointed with the module); no optimiser.
     """
+
+    STATS = ("pid_p", "pid_i", "pid_d")
 
     optimizer = None
 
@@ -117,6 +121,8 @@ class NetworkMultiplier(nn.Module):
     at the cap; the target is clipped, so λ cannot drift into the softplus dead zone below 0.
     Each member's loss is its own batch mean; the members' losses are summed, so gradients never mix.
     """
+
+    STATS = ("multiplier_loss",)
 
     def __init__(self, members: int, obs_dim: int, cfg: MultiplierConfig, activation: str = "relu"):
         super().__init__()

@@ -321,6 +321,16 @@ class SAC(nn.Module):
         self._multiplier_step_fn = torch.compile(self._multiplier_step, **options)
         return note
 
+    def stat_names(self) -> list[str]:
+        """Every statistic a logged :meth:`update` can return (the learning columns of metrics.csv), in order."""
+        names = ["reward_critic_loss", "actor_loss", "alpha", "entropy", "q"]
+        if self.constrained:
+            names += ["cost_critic_loss", "qc", "residual", "violated_frac", "lam_batch_mean", "lam_batch_max",
+                      "lam_eff_mean", "active_frac"]
+        if self.multiplier is not None:
+            names += list(self.multiplier.STATS)
+        return names
+
     @property
     def compiled(self) -> bool:
         return self._compiled

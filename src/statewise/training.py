@@ -33,6 +33,10 @@ from statewise.resume import save as resume_save
 from statewise.resume import set_rng_state as resume_rng
 from statewise.sac import SAC, stream_seed
 
+# metrics.csv: the loop's own columns, then SAC.stat_names(), then λ on the probe states (constrained runs)
+TRAIN_LOG_FIELDS = ("time_s", "env_steps_per_s", "updates_per_s", "episode_return", "episode_cost",
+                    "train_violation_ratio", "cumulative_violations")
+PROBE_LOG_FIELDS = ("lam_probe_mean", "lam_probe_max", "lam_probe_q50", "lam_probe_q90")
 LAMBDA_GRID_N = 41  # λ(s) snapshots on the task plane at every evaluation
 
 
@@ -206,7 +210,9 @@ def train_population(configs: list[Config], _resumed: list[dict[str, Any]] | Non
                 m.cfg.compile = agent.compiled
                 runio.atomic_write(m.run_dir / runio.CONFIG_FILE, m.cfg.to_yaml())
                 runio.write_json(m.run_dir / runio.VERSIONS_FILE, runio.versions())
-                m.logger = RunLogger(m.run_dir, runio.TRAIN_CSV, runio.EVAL_CSV, extra=extra)
+                m.logger = RunLogger(m.run_dir, runio.TRAIN_CSV, runio.EVAL_CSV, extra=extra,
+                                     train_fields=[*TRAIN_LOG_FIELDS, *agent.stat_names(),
+                                                   *(PROBE_LOG_FIELDS if agent.constrained else ())])
             else:
                 m.logger = RunLogger(m.run_dir, runio.TRAIN_CSV, runio.EVAL_CSV, extra=extra,
                                      resume=(_resumed[k]["member"]["logs"], _resumed[k]["step"]))
