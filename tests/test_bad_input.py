@@ -84,6 +84,10 @@ CASES = [
     ("eval {run}", "corrupt", "checkpoint.pt"),
     ("eval {run}", "config.yaml", "config.yaml"),
     ("eval {run}", "non-finite parameters", "nan-checkpoint"),
+    ("calibrate {tmp}/nowhere", "does not exist"),
+    ("calibrate {run} --horizon 0", "horizon"),
+    ("calibrate {run} --episodes 0", "episodes"),
+    ("calibrate {run}", "non-finite parameters", "nan-checkpoint"),
     # plots and reports on corrupt files
     ("plot {tmp}/nowhere", "does not exist"),
     ("plot {run}", "config.yaml", "config.yaml"),

@@ -26,6 +26,7 @@ class Agent:
         self.run_dir = run_dir
         self.step = step
         self.device = next(sac.parameters()).device
+        self._risk = None  # statewise.risk.RiskModel, read on the first risk() call
 
     def _obs(self, obs: np.ndarray) -> tuple[torch.Tensor, bool]:
         arr = np.asarray(obs, dtype=np.float32)
@@ -52,6 +53,16 @@ class Agent:
         x, single = self._obs(obs)
         out = self.sac.cost_value(x)[0].cpu().numpy()
         return out[0] if single else out
+
+    def risk(self, obs: np.ndarray) -> np.ndarray | float:
+        """Calibrated probability of a violation within H steps under the final policy, from λ(s) or Q^c(s, π(s)) as
+        fitted by ``statewise calibrate`` (:mod:`statewise.risk`; risk.json says which score and which H)."""
+        from statewise.risk import RiskModel, score_fn
+
+        if self._risk is None:
+            self._risk = RiskModel.read(self.run_dir)
+        scores = np.asarray(score_fn(self, self._risk.score)(obs), dtype=np.float64)
+        return self._risk(scores)
 
 
 def load(run_dir: str | Path, device: str = "cpu") -> Agent:

@@ -285,6 +285,27 @@ def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, co
         raise RunFailed(f"{len(failed.failures)} work item(s) of the grid failed: {failed}")
 
 
+@cli.command("calibrate")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--episodes", type=int, default=100, show_default=True, help="Rollouts of the final policy to fit on.")
+@click.option("--test-episodes", type=int, default=100, show_default=True,
+              help="Further rollouts, held out, to measure the calibration error on.")
+@click.option("--horizon", type=int, default=50, show_default=True, help="H: the risk is of a violation within H steps.")
+@click.option("--score", type=click.Choice(["auto", "lambda", "cost_value"]), default="auto", show_default=True,
+              help="What to calibrate: λ(s), or Q^c(s, π(s)); auto = λ for a multiplier network, else Q^c.")
+def calibrate_cmd(run_dir, episodes, test_episodes, horizon, score) -> None:
+    """Fit the risk monitor of a run: P(violation within H steps) from λ(s) by isotonic regression on Monte-Carlo
+    rollouts of the final policy; writes RUN_DIR/risk.json (used by agent.risk and export) and a reliability plot."""
+    from statewise.risk import calibrate
+
+    out = calibrate(Path(run_dir), episodes, test_episodes, horizon, score)
+    test = out["test"]
+    click.echo(f"risk monitor from {out['score']}: held-out ECE {test['ece']:.4f}, Brier {test['brier']:.4f}, "
+               f"AUROC {test['auroc']:.3f} ({test['states']} states, {test['positive_fraction']:.3f} with a violation "
+               f"within {horizon} steps); fit on {out['fit']['states']} states")
+    click.echo(f"written: {Path(run_dir) / 'risk.json'}, {out['plot']}")
+
+
 @cli.command("config")
 @click.option("--yaml", "as_yaml", is_flag=True,
               help="Print the resolved config of --algo as YAML instead (a starting point for --config files).")

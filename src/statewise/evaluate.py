@@ -68,7 +68,7 @@ SLACK_M = 1.0  # calibration: λ on states with at least this much room under op
 
 
 # purposes of evaluation episodes; each (training seed, purpose) gets its own reset seeds
-EPISODE_PURPOSES = {"eval": 1, "final": 2}
+EPISODE_PURPOSES = {"eval": 1, "final": 2, "calibrate-fit": 3, "calibrate-test": 4}
 
 
 def episode_seeds(seed: int, purpose: str, episodes: int) -> list[int]:
@@ -89,6 +89,7 @@ class Episode:
     length: int = 0
     violating_steps: int = 0
     feasible_start: bool | None = None
+    truncated: bool = False  # ended by the time limit (the future after it is unknown), not by termination
     states: list[np.ndarray] = field(default_factory=list)
     costs: list[float] = field(default_factory=list)
 
@@ -131,6 +132,7 @@ def rollout_members(envs: Sequence[gym.Env], policy: Callable[[np.ndarray], np.n
                 ep.costs.append(cost)
             obs[k] = np.asarray(o, dtype=np.float32)
             if terminated or truncated:
+                ep.truncated = bool(truncated and not terminated)
                 out[k].append(ep)
                 if next_seed[k] < len(seeds[k]):
                     start(k)

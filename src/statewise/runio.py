@@ -24,6 +24,7 @@ TRAIN_CSV = "metrics.csv"
 EVAL_CSV = "eval.csv"
 VALUE_BIAS_CSV = "value_bias.csv"
 PROBE_FILE = "probe.npz"
+RISK_FILE = "risk.json"  # statewise calibrate: the risk monitor (statewise.risk)
 RESUME_FILE = "resume.pt"  # statewise.resume: everything a killed run needs to continue exactly
 RESUME_PREV_FILE = "resume.prev.pt"
 # 2: member-leading parameter shapes and statewise.optim.Adam states (populations); 1 (no field): single runs before
