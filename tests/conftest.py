@@ -12,6 +12,8 @@ EXTRAS = {
     "mujoco": (_GYMNASIUM_1 and importlib.util.find_spec("mujoco") is not None, "mujoco with gymnasium >= 1.0"),
     "video": (importlib.util.find_spec("imageio_ffmpeg") is not None, "imageio-ffmpeg"),
     "ray": (importlib.util.find_spec("ray") is not None, "ray"),
+    "export": (all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime")),
+               "onnx, onnxscript and onnxruntime"),
     "safety_gymnasium": (not _GYMNASIUM_1 and importlib.util.find_spec("safety_gymnasium") is not None,
                          "safety-gymnasium with gymnasium 0.29"),
 }

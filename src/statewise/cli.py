@@ -306,6 +306,21 @@ def calibrate_cmd(run_dir, episodes, test_episodes, horizon, score) -> None:
     click.echo(f"written: {Path(run_dir) / 'risk.json'}, {out['plot']}")
 
 
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True,
+              help="ONNX (onnxruntime, any language) or TorchScript (libtorch).")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="File to write [default: RUN_DIR/export/agent.onnx or agent.pt]; never overwritten.")
+def export_cmd(run_dir, fmt, out) -> None:
+    """Export the deterministic policy, λ(s), Q^c(s, π(s)) and (after statewise calibrate) the risk monitor as one
+    model with input obs (N, obs_dim); checked against torch on random inputs before it is kept (export extra)."""
+    from statewise.export import export
+
+    path, names = export(Path(run_dir), fmt, out)
+    click.echo(f"{path}: input obs (N, obs_dim) float32 -> {', '.join(names)}")
+
+
 @cli.command("config")
 @click.option("--yaml", "as_yaml", is_flag=True,
               help="Print the resolved config of --algo as YAML instead (a starting point for --config files).")

@@ -1,0 +1,128 @@
+"""Export a trained run for use outside Python (``statewise export RUN_DIR``): one model, input ``obs`` (N, obs_dim)
+float32, outputs ``action`` (the deterministic policy tanh(μ(s))), and for a constrained run ``lambda`` (λ(s), clipped
+to [0, λ_max]), ``cost_value`` (Q^c(s, π(s))) and, once ``statewise calibrate`` has run, ``risk`` (P(violation within
+H steps), the isotonic step function of risk.json). ONNX (torch's exporter, the batch dimension dynamic), or
+TorchScript (a traced module for libtorch in C++; deprecated by torch 2.13 but still loadable)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from statewise import runio
+from statewise.errors import StatewiseError
+
+FORMATS = ("onnx", "torchscript")
+ONNX_INSTALL = 'pip install -e ".[export]" (from the statewise checkout)'
+
+
+class DeployedAgent(nn.Module):
+    """The outputs listed in the module docstring as one torch module of a single agent (member 0 of its SAC)."""
+
+    def __init__(self, agent, risk=None):
+        super().__init__()
+        self.sac = agent.sac
+        self.constrained = agent.config.constrained
+        self.names = ["action"] + (["lambda", "cost_value"] if self.constrained else [])
+        self.risk_score = None
+        if risk is not None:
+            self.names.append("risk")
+            self.risk_score = risk.score
+            self.register_buffer("risk_lefts", torch.as_tensor(risk.lefts, dtype=torch.float32))
+            self.register_buffer("risk_values", torch.as_tensor(risk.values, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = obs.unsqueeze(0)  # a population of one
+        act = self.sac.actor.mode(x)
+        if not self.constrained:
+            return (act[0],)
+        lam = self.sac.lam(x)[0]
+        qc = self.sac.signal.aggregate(self.sac.critic(x, act)[:, 2:])[0]
+        if self.risk_score is None:
+            return act[0], lam, qc
+        score = lam if self.risk_score == "lambda" else qc
+        step = (score.unsqueeze(1) >= self.risk_lefts.unsqueeze(0)).sum(1) - 1  # which step of the isotonic fit
+        return act[0], lam, qc, self.risk_values[step.clamp(min=0)]
+
+
+def export(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None) -> tuple[Path, list[str]]:
+    """Write the run's deployable model; returns (path, output names). Checks parity with torch on random inputs
+    before returning (a model that disagrees is removed and raises)."""
+    from statewise.agent import load
+    from statewise.risk import RiskModel
+
+    if fmt not in FORMATS:
+        raise StatewiseError(f"unknown export format '{fmt}'; choose from {', '.join(FORMATS)}")
+    run_dir = Path(run_dir)
+    agent = load(run_dir)
+    risk = RiskModel.read(run_dir) if (run_dir / runio.RISK_FILE).is_file() else None
+    model = DeployedAgent(agent, risk).eval()
+    path = Path(out) if out is not None else run_dir / "export" / ("agent.onnx" if fmt == "onnx" else "agent.pt")
+    if runio.exists(path):
+        raise StatewiseError(f"{path} already exists (nothing was overwritten); remove it or choose --out")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(4, agent.sac.obs_dim)
+    if fmt == "onnx":
+        _onnx(model, example, path)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch, not yet removed
+            traced = torch.jit.trace(model, (example,), check_trace=False)
+            runio.atomic_save(traced, path, saver=lambda m, fh: torch.jit.save(m, fh))
+    worst = parity(path, model, agent.sac.obs_dim)
+    if worst > 1e-4:
+        path.unlink()
+        raise StatewiseError(f"the exported model disagrees with torch by {worst:.2e}; nothing was written")
+    return path, model.names
+
+
+def _onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise StatewiseError(f"ONNX export needs onnx and onnxscript: {ONNX_INSTALL}") from None
+    batch = torch.export.Dim("batch")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(tmp), input_names=["obs"], output_names=model.names,
+                          dynamic_shapes=({0: batch},), dynamo=True, external_data=False)
+    tmp.replace(path)
+
+
+def run_exported(path: str | Path, obs: np.ndarray) -> list[np.ndarray]:
+    """The exported model's outputs for observations ``obs`` (N, obs_dim): ONNX through onnxruntime, TorchScript
+    through torch.jit.load."""
+    path = Path(path)
+    obs = np.asarray(obs, dtype=np.float32)
+    if path.suffix == ".onnx":
+        try:
+            import onnxruntime
+        except ImportError:
+            raise StatewiseError(f"running an ONNX model needs onnxruntime: {ONNX_INSTALL}") from None
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {"obs": obs})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path))
+    with torch.no_grad():
+        return [t.numpy() for t in module(torch.as_tensor(obs))]
+
+
+def parity(path: Path, model: nn.Module, obs_dim: int, n: int = 257) -> float:
+    """Largest absolute difference between the exported model and torch on ``n`` random observations (a batch size
+    other than the one traced with, so the dynamic batch dimension is exercised)."""
+    obs = np.random.default_rng(0).normal(0.0, 3.0, (n, obs_dim)).astype(np.float32)
+    with torch.no_grad():
+        ref = [t.numpy() for t in model(torch.as_tensor(obs))]
+    got = run_exported(path, obs)
+    if len(got) != len(ref):
+        return float("inf")
+    return max(float(np.max(np.abs(g - r))) if r.size else 0.0 for g, r in zip(got, ref))
