@@ -73,6 +73,8 @@ def export(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch, not yet removed
+            # shape tests in the networks (pad_rows) are traced as constants: harmless, every row is computed
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             traced = torch.jit.trace(model, (example,), check_trace=False)
             runio.atomic_save(traced, path, saver=lambda m, fh: torch.jit.save(m, fh))
     worst = parity(path, model, agent.sac.obs_dim)
