@@ -23,6 +23,7 @@ from statewise.errors import StatewiseError
 from statewise.metrics import auroc, violation_within
 
 SCORES = ("lambda", "cost_value")
+LOCKSTEP = 16  # environments stepped together by calibrate
 
 
 def isotonic_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,17 +137,21 @@ def calibrate(run_dir: str | Path, episodes: int = 100, test_episodes: int = 100
         score = default_score(agent)
     if score not in SCORES:
         raise StatewiseError(f"unknown score '{score}'; choose from auto, {', '.join(SCORES)}")
-    env = build_env(agent.config.env, agent.config.max_episode_steps)
+    # LOCKSTEP environments play the episodes side by side, one batched policy call per step for all of them
+    envs = [build_env(agent.config.env, agent.config.max_episode_steps)
+            for _ in range(min(LOCKSTEP, max(episodes, test_episodes)))]
     fn = score_fn(agent, score)
     data = {}
     try:
         for purpose, n in (("calibrate-fit", episodes), ("calibrate-test", test_episodes)):
-            eps = rollout_members([env], lambda batch: agent.act(batch[0])[None],
-                                  [episode_seeds(agent.config.seed, purpose, n)], record=True)[0]
+            seeds = episode_seeds(agent.config.seed, purpose, n)
+            per_env = [seeds[k::len(envs)] for k in range(len(envs))]
+            eps = [ep for run in rollout_members(envs, agent.act, per_env, record=True) for ep in run]
             obs, y = labelled_states(eps, horizon)
             data[purpose] = (np.asarray(fn(obs), dtype=np.float64), y)
     finally:
-        env.close()
+        for env in envs:
+            env.close()
     (x_fit, y_fit), (x_test, y_test) = data["calibrate-fit"], data["calibrate-test"]
     if len(y_fit) == 0 or len(y_test) == 0:
         raise StatewiseError("no state with a known label: episodes shorter than the horizon all ended by the time "
