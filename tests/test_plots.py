@@ -33,7 +33,6 @@ def runs(tmp_path_factory):
 def figures(monkeypatch):
     """The figures plots.py saves, kept open for inspection."""
     saved: dict[str, plt.Figure] = {}
-    original = plots._save
 
     def keep(fig, path):
         saved[Path(path).name] = fig

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from statewise.config import ALGORITHMS, VECTOR_MODES, Config
 from statewise.errors import StatewiseError
@@ -286,24 +286,36 @@ def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, co
 
 
 @cli.command("calibrate")
-@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--episodes", type=int, default=100, show_default=True, help="Rollouts of the final policy to fit on.")
 @click.option("--test-episodes", type=int, default=100, show_default=True,
               help="Further rollouts, held out, to measure the calibration error on.")
 @click.option("--horizon", type=int, default=50, show_default=True, help="H: the risk is of a violation within H steps.")
 @click.option("--score", type=click.Choice(["auto", "lambda", "cost_value"]), default="auto", show_default=True,
               help="What to calibrate: λ(s), or Q^c(s, π(s)); auto = λ for a multiplier network, else Q^c.")
-def calibrate_cmd(run_dir, episodes, test_episodes, horizon, score) -> None:
-    """Fit the risk monitor of a run: P(violation within H steps) from λ(s) by isotonic regression on Monte-Carlo
-    rollouts of the final policy; writes RUN_DIR/risk.json (used by agent.risk and export) and a reliability plot."""
+def calibrate_cmd(run_dirs, episodes, test_episodes, horizon, score) -> None:
+    """Fit the risk monitor of each run: P(violation within H steps) from λ(s) by isotonic regression on Monte-Carlo
+    rollouts of the final policy; writes RUN_DIR/risk.json (used by agent.risk and export) and a reliability plot.
+    With several runs, also the mean ± 95% CI (Student's t) of the held-out figures per variant."""
+    from statewise.metrics import mean_ci95
+    from statewise.plots import _run_label
     from statewise.risk import calibrate
 
-    out = calibrate(Path(run_dir), episodes, test_episodes, horizon, score)
-    test = out["test"]
-    click.echo(f"risk monitor from {out['score']}: held-out ECE {test['ece']:.4f}, Brier {test['brier']:.4f}, "
-               f"AUROC {test['auroc']:.3f} ({test['states']} states, {test['positive_fraction']:.3f} with a violation "
-               f"within {horizon} steps); fit on {out['fit']['states']} states")
-    click.echo(f"written: {Path(run_dir) / 'risk.json'}, {out['plot']}")
+    by_label: dict[str, list[dict]] = {}
+    for run_dir in run_dirs:
+        out = calibrate(Path(run_dir), episodes, test_episodes, horizon, score)
+        test = out["test"]
+        click.echo(f"{run_dir}: risk from {out['score']}, held-out ECE {test['ece']:.4f}, Brier {test['brier']:.4f}, "
+                   f"AUROC {test['auroc']:.3f} ({test['states']} states, {test['positive_fraction']:.3f} with a "
+                   f"violation within {horizon} steps; fit on {out['fit']['states']}); {out['plot']}")
+        by_label.setdefault(f"{_run_label(Path(run_dir))[0]} ({out['score']})", []).append(test)
+    if len(run_dirs) > 1:
+        for label, tests in by_label.items():
+            cells = []
+            for key in ("ece", "brier", "auroc"):
+                mean, half = mean_ci95(np.array([t[key] for t in tests], dtype=np.float64))
+                cells.append(f"{key.upper() if key != 'brier' else 'Brier'} {mean:.4g} ± {half:.2g}")
+            click.echo(f"{label}, n={len(tests)}: " + ", ".join(cells))
 
 
 @cli.command("export")
