@@ -162,7 +162,8 @@ def learning_curves(run_dirs: list[Path], out: Path, cost_limit: float = 0.0,
     for ax in axes:
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:  # a run stopped before its first evaluation has no line
+        axes[0].legend(fontsize=8)
     axes[1].legend(handles=[axes[1].get_lines()[-1]], fontsize=8)
     fig.suptitle(envs[0])
     return _save(fig, out / name)
