@@ -109,7 +109,9 @@ def test_cli_without_ray_or_with_a_bad_address_says_so_in_one_line(tmp_path, iso
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    assert "needs Ray, which is not installed: pip install -e '.[ray]'" in capsys.readouterr().err
+    from statewise.ray_executor import RAY_INSTALL
+
+    assert f"needs Ray, which is not installed: {RAY_INSTALL}" in capsys.readouterr().err
 
 
 class _DiesOnce:
