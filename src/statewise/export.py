@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from statewise import runio
 from statewise.errors import StatewiseError
+from statewise.quiet import verbose
 
 FORMATS = ("onnx", "torchscript")
 ONNX_INSTALL = 'pip install -e ".[export]" (from the statewise checkout)'
@@ -92,10 +94,19 @@ def _onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         raise StatewiseError(f"ONNX export needs onnx and onnxscript: {ONNX_INSTALL}") from None
     batch = torch.export.Dim("batch")
     tmp = path.with_name(f".{path.name}.tmp")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(tmp), input_names=["obs"], output_names=model.names,
-                          dynamic_shapes=({0: batch},), dynamo=True, external_data=False)
+    # the exporter's progress lines (stdout) and notes such as "torchvision is not installed" (logging): not the
+    # user's business unless they ask (--verbose)
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    if not verbose():
+        onnx_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), str(tmp), input_names=["obs"], output_names=model.names,
+                              dynamic_shapes=({0: batch},), dynamo=True, external_data=False)
+    finally:
+        onnx_log.setLevel(level)
     tmp.replace(path)
 
 
