@@ -406,12 +406,11 @@ def reference() -> list[tuple[str, str, str, str]]:
     """Every config key as (key, type, default, meaning), read from the dataclasses above and their comments (the
     comment on a field's line and the comment lines just above it), so the list cannot drift from the code."""
     import inspect
-    import re
 
     rows = []
 
     def walk(cls: type, instance: Any, prefix: str) -> None:
-        docs = _field_comments(inspect.getsource(cls), re)
+        docs = _field_comments(inspect.getsource(cls))
         hints = get_type_hints(cls)
         for f in dataclasses.fields(cls):
             value = getattr(instance, f.name)
@@ -426,7 +425,9 @@ def reference() -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _field_comments(source: str, re: Any) -> dict[str, str]:
+def _field_comments(source: str) -> dict[str, str]:
+    import re
+
     docs: dict[str, str] = {}
     above: list[str] = []
     for line in source.splitlines()[1:]:

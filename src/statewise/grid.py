@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from statewise import runio
-from statewise.config import Config
+from statewise.config import Config, _flatten
 from statewise.errors import StatewiseError
 
 
@@ -77,18 +77,8 @@ _NOT_FINGERPRINTED = {"run_dir", "threads", "progress", "compile"}
 
 def fingerprint(cfg: Config) -> dict[str, Any]:
     """The resolved settings a run's results depend on (config.yaml minus run_dir, threads, progress, compile)."""
-    flat = _flat(cfg.to_dict())
+    flat = _flatten(cfg.to_dict())
     return {k: v for k, v in flat.items() if k.split(".")[0] not in _NOT_FINGERPRINTED}
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
 
 
 def stale(spec: RunSpec, run_dir: Path) -> str | None:

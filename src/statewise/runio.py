@@ -138,7 +138,7 @@ def strict(data: Any) -> Any:
     if isinstance(data, (list, tuple)):
         return [None if isinstance(v, float) and not math.isfinite(v) else strict(v) for v in data]
     if isinstance(data, (np.floating, np.integer)):
-        return strict({"v": float(data)})["v"]
+        return float(data) if math.isfinite(float(data)) else None
     return data
 
 
