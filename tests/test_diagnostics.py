@@ -118,3 +118,26 @@ def test_value_bias_needs_batched_dynamics(tmp_path):
     with pytest.raises(EnvError, match="batched dynamics"):
         statewise.train(cfg)
     assert not (tmp_path / "ph").exists()
+
+
+@pytest.mark.parametrize("signal", ["cbf", "hjr", "cdf"])
+def test_signal_truth_follows_the_signal(signal):
+    """The Monte-Carlo truth of a signal other than cvf is its own recursion: for cbf the first (deterministic)
+    step's h(s_1) - (1 - k) h(s_0); for hjr at least h(s_1) (the target never falls below h'); for cdf γ^k of the
+    first violation."""
+    sac = make_sac(constraint__signal=signal, constraint__gamma_c=0.9)
+    env = DoubleIntegratorEnv()
+    s0 = np.array([[2.0, 1.0], [-3.0, -2.0], [5.5, 0.0]])
+    out = monte_carlo_values(sac, env, s0, rollouts=3, horizon=1 if signal == "cbf" else 40,
+                             generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a0 = sac.actor.mode(torch.as_tensor(s0, dtype=torch.float32)[None])[0].numpy()
+    s1 = env.transition(s0, a0)[0]
+    if signal == "cbf":
+        np.testing.assert_allclose(out["qc_mc"], env.constraint(s1) - 0.9 * env.constraint(s0))
+    elif signal == "hjr":
+        assert np.all(out["qc_mc"] >= env.constraint(s1) - 1e-12)
+        assert out["qc_mc"][2] >= 0.5 - 1e-9 and out["qc_mc"][0] < 0.0  # 0.5 m beyond the wall at rest; 3 m inside
+    else:
+        assert out["qc_mc"][2] == pytest.approx(1.0)  # beyond the wall: violates at once, γ^0
+        assert np.all((out["qc_mc"] >= 0.0) & (out["qc_mc"] <= 1.0))

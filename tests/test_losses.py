@@ -259,8 +259,8 @@ def test_cost_value_backup_and_binary_cost():
     sig = CostValue(ConstraintConfig(threshold=0.1, gamma_c=0.9))
     y = sig.backup(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([2.0, 2.0, 2.0]), torch.tensor([0.0, 0.0, 1.0]))
     torch.testing.assert_close(y, torch.tensor([1.0 + 0.9 * 2.0, 0.9 * 2.0, 1.0]))
-    np.testing.assert_array_equal(sig.train_cost(np.array([0.3, 0.0, 2.0])), [1.0, 0.0, 1.0])
-    np.testing.assert_allclose(CostValue(ConstraintConfig(binary_cost=False)).train_cost(np.array([0.3, 0.0])),
+    np.testing.assert_array_equal(sig.transition_value(np.array([0.3, 0.0, 2.0]), None, None), [1.0, 0.0, 1.0])
+    np.testing.assert_allclose(CostValue(ConstraintConfig(binary_cost=False)).transition_value(np.array([0.3, 0.0]), None, None),
                                [0.3, 0.0])
     torch.testing.assert_close(sig.residual(torch.tensor([0.1, 1.0])), torch.tensor([0.0, 0.9]))
 

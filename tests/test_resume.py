@@ -75,8 +75,9 @@ def _same(reference: Path, resumed: Path) -> None:
     assert not list(resumed.glob(".*.tmp")) and not (resumed / "resume.pt").exists()  # finished: nothing left over
 
 
-@pytest.mark.parametrize("extra,kills,kill_save", [([], 5, 2), (["--num-envs", "2"], 2, 2), (["--seeds", "0,1"], 2, 3)],
-                         ids=["single", "num-envs-2", "population"])
+@pytest.mark.parametrize("extra,kills,kill_save", [([], 5, 2), (["--num-envs", "2"], 2, 2), (["--seeds", "0,1"], 2, 3),
+                                                   (["--set", "constraint.signal=cbf"], 1, 2)],
+                         ids=["single", "num-envs-2", "population", "cbf-signal"])  # cbf: h(s) is resumed too
 def test_killed_and_resumed_equals_uninterrupted(tmp_path, extra, kills, kill_save):
     rng = random.Random(len(extra) * 7 + kills)
     subprocess.run(CLI + ARGS + extra + ["--run-dir", str(tmp_path / "reference")], check=True, capture_output=True)

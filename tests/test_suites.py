@@ -33,12 +33,13 @@ def _actions(space, n, seed=0):
     return rng.uniform(space.low, space.high, (n,) + space.shape).astype(space.dtype)
 
 
-def _smoke(tmp_path, env_id, num_envs, mode):
+def _smoke(tmp_path, env_id, num_envs, mode, sets=()):
     cfg = statewise.Config(algo="sac-alam", env=env_id, steps=240, seed=1, run_dir=str(tmp_path / "run"),
                            progress=False, eval_every=240, eval_episodes=1, final_eval_episodes=1, log_every=60,
                            probe_size=16, threads=1, max_episode_steps=60, num_envs=num_envs, vector_mode=mode)
     cfg.sac.hidden = cfg.multiplier.hidden = [16, 16]
     cfg.sac.batch_size = cfg.sac.start_steps = 32
+    cfg.apply_overrides(list(sets))
     summary = statewise.train(cfg).summary
     assert summary["steps"] == 240 and summary["gradient_updates"] == 240 - 32
     assert np.isfinite(summary["final_eval"]["return"]) and summary["mc_calibration"]["states"] > 0
@@ -94,6 +95,32 @@ def test_velocity_cost_against_the_raw_gymnasium_env(env_id, planar):
 def test_velocity_smoke_training_vectorised(tmp_path):
     """Hopper terminates when it falls: exercises terminations inside a vector env of MuJoCo tasks."""
     _smoke(tmp_path, "statewise/HopperVelocity-v0", num_envs=2, mode="sync")
+
+
+@pytest.mark.mujoco
+def test_velocity_tasks_give_h_for_the_reachability_and_barrier_signals(tmp_path):
+    """h(s) = speed - threshold at every step, and -threshold at reset (the robot starts at rest)."""
+    env = make_env("statewise/HopperVelocity-v0")
+    _, info = env.reset(seed=0)
+    assert info["constraint"] == -VELOCITY_TASKS["statewise/HopperVelocity-v0"][1]
+    for signal in ("hjr", "cbf"):
+        _smoke(tmp_path / signal, "statewise/HopperVelocity-v0", 2, "sync", [f"constraint.signal={signal}"])
+
+
+@pytest.mark.safety_gymnasium
+def test_safety_gymnasium_refuses_the_signals_that_need_h(tmp_path, capsys):
+    """Safety-Gymnasium reports only a cost (hazard penetration, no signed distance): hjr and cbf are refused in one
+    line before anything is written; cdf, which needs only the cost, trains."""
+    from statewise.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--env", "SafetyPointGoal1-v0", "--steps", "300", "--run-dir", str(tmp_path / "r"),
+              "--set", "constraint.signal=hjr", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith("statewise: error: constraint.signal hjr needs the signed constraint h(s)")
+    assert not (tmp_path / "r").exists()
+    _smoke(tmp_path, "SafetyPointGoal1-v0", 1, "single", ["constraint.signal=cdf"])
 
 
 # ------------------------------------------------------------------------------------ Safety-Gymnasium

@@ -23,6 +23,7 @@ continue each environment's own random stream.
 from __future__ import annotations
 
 import functools
+import math
 import pickle
 from dataclasses import dataclass
 from typing import Callable
@@ -34,22 +35,48 @@ import numpy as np
 _END = "statewise_episode_end"  # info keys written by SelfReset
 _TERMINATED = "statewise_terminated"
 _FINAL_OBS = "statewise_final_obs"
+_H_BEFORE = "statewise_constraint_before"
 
 
 class SelfReset(gym.Wrapper):
     """Resets the environment in the step that ends an episode; the step then returns the *reset*
     observation with ``terminated = truncated = False`` and puts the real flags and the final observation
-    in ``info`` (``statewise_episode_end``, ``statewise_terminated``, ``statewise_final_obs``)."""
+    in ``info`` (``statewise_episode_end``, ``statewise_terminated``, ``statewise_final_obs``).
+
+    It also keeps the signed constraint h of the state the next action is taken in (from ``info["constraint"]``
+    of the last step or reset; NaN where the environment reports none) and puts it in each step's ``info`` as
+    ``statewise_constraint_before``: with ``info["constraint"]`` = h(s') that gives both ends of a transition,
+    which the ``cbf`` signal needs. Being part of the wrapper, it is saved with the environment on resume."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._h = math.nan
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._h = _constraint(info)
+        return obs, info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         info = dict(info)
         info[_END] = bool(terminated or truncated)
         info[_TERMINATED] = bool(terminated)
+        info[_H_BEFORE] = getattr(self, "_h", math.nan)  # (a resume state written before 0.3 has none)
+        info.setdefault("constraint", math.nan)
+        self._h = _constraint(info)
         if info[_END]:
             info[_FINAL_OBS] = obs
-            obs, _ = self.env.reset()
+            obs, reset_info = self.env.reset()
+            self._h = _constraint(reset_info)
         return obs, reward, False, False, info
+
+
+def _constraint(info: dict) -> float:
+    try:
+        return float(info.get("constraint", math.nan))
+    except (TypeError, ValueError):
+        return math.nan
 
 
 @dataclass
@@ -63,6 +90,8 @@ class Transitions:
     terminated: np.ndarray  # (N,) bool: a true end (no bootstrap)
     done: np.ndarray  # (N,) bool: terminated or truncated
     obs: np.ndarray  # (N, obs_dim)
+    h: np.ndarray  # (N,) float64: signed constraint h(s) of the state acted in (NaN: not reported)
+    h_next: np.ndarray  # (N,) float64: h(s') of next_obs (NaN: not reported)
 
 
 class Collector:
@@ -108,7 +137,7 @@ class SingleCollector(Collector):
         return Transitions(
             next_obs=np.asarray(info[_FINAL_OBS] if end else obs)[None], reward=np.array([float(reward)]),
             cost=np.array([float(info["cost"])]), terminated=np.array([info[_TERMINATED]]), done=np.array([end]),
-            obs=np.asarray(obs)[None])
+            obs=np.asarray(obs)[None], h=np.array([info[_H_BEFORE]]), h_next=np.array([_constraint(info)]))
 
     def close(self) -> None:
         self.env.close()
@@ -151,7 +180,9 @@ class VectorCollector(Collector):
                 next_obs[i] = info[_FINAL_OBS][i]
         return Transitions(next_obs=next_obs, reward=np.asarray(reward, dtype=np.float64),
                            cost=np.asarray(info["cost"], dtype=np.float64),
-                           terminated=np.asarray(info[_TERMINATED], dtype=bool), done=done, obs=obs)
+                           terminated=np.asarray(info[_TERMINATED], dtype=bool), done=done, obs=obs,
+                           h=np.asarray(info[_H_BEFORE], dtype=np.float64),
+                           h_next=np.asarray(info["constraint"], dtype=np.float64))
 
     def close(self) -> None:
         self.venv.close()

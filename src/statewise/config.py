@@ -66,7 +66,7 @@ REGRESSION_STEPS = 10
 MULTIPLIER_KINDS = ("none", "scalar", "pid", "network")
 UPDATE_RULES = ("dual-ascent", "regression", "pid")
 PENALTIES = ("lagrangian", "augmented")
-SIGNALS = ("cvf",)
+SIGNALS = ("cvf", "cdf", "hjr", "cbf")
 ACTIVATIONS = ("relu", "elu", "tanh")
 DEVICES = ("cpu", "cuda")
 VECTOR_MODES = ("single", "sync", "async")
@@ -97,17 +97,19 @@ class SACConfig:
 
 @dataclass
 class ConstraintConfig:
-    """The constraint signal g(s, a) = Q^c(s, a) - d (docs/algorithm.md §2).
+    """The constraint signal F(s, a) and the state-wise constraint F(s, π(s)) <= d (docs/algorithm.md §2).
 
-    ``cvf``: Q^c is the discounted sum of future (binary) costs, gamma_c-discounted; the state-wise
-    constraint is Q^c(s, π(s)) <= threshold in every state. With binary costs and gamma_c = 0.99 the
-    value lies in [0, 100]; threshold 0.1 asks for (roughly) no predicted violation in the near future.
+    ``cvf``: F = Q^c, the discounted sum of future (binary) costs, gamma_c-discounted. With binary costs and
+    gamma_c = 0.99 the value lies in [0, 100]; threshold 0.1 asks for (roughly) no predicted violation in the near
+    future. ``cdf`` (constraint decay, in [0, 1]), ``hjr`` (reachability value of the signed constraint h) and
+    ``cbf`` (barrier residual of h) are the alternatives; see statewise.constraints.
     """
 
-    signal: str = "cvf"  # constraint signal: cvf = discounted cost value Q^c
-    threshold: float = 0.1  # d: the constraint is Q^c(s, π(s)) ≤ d in every state
-    gamma_c: float = 0.99  # cost discount γ_c of Q^c
-    binary_cost: bool = True  # train on c = 1[c_env > 0]
+    signal: str = "cvf"  # constraint signal F: cvf (cost value) | cdf (constraint decay) | hjr (reachability) | cbf (barrier residual)
+    threshold: float | str = "auto"  # d: the constraint is F(s, π(s)) ≤ d in every state; auto = 0.1 for cvf and cdf, 0 for hjr and cbf
+    gamma_c: float = 0.99  # discount γ_c of the signal (cvf, cdf, hjr)
+    cbf_k: float | str = "auto"  # cbf only: the barrier condition is h(s') − (1 − k) h(s) ≤ d; auto = 1 − γ_c (RCRL)
+    binary_cost: bool = True  # cvf: train on c = 1[c_env > 0] (cdf always does)
     # How the twin cost critics combine: into the risk estimate Q^c(s, a) that forms g, and at (s', a') inside the
     # Bellman target. mean (default) or max (pessimistic). A max inside the bootstrap compounds the twins'
     # disagreement into a positive bias of about 0.56 σ / (1 − γ_c): on the double integrator, Q^c ≈ 0.65 on states
@@ -118,6 +120,13 @@ class ConstraintConfig:
     # τ (1 − γ_c) per step; 0.05 lets the cost critic forget the violations of an earlier, riskier policy in ~700
     # steps instead of ~7,000 at 0.005.
     tau: float = 0.05
+
+    def resolve(self) -> None:
+        """Replace ``auto`` in threshold and cbf_k by the signal's defaults."""
+        if self.threshold == "auto":
+            self.threshold = 0.1 if self.signal in ("cvf", "cdf") else 0.0
+        if self.cbf_k == "auto":
+            self.cbf_k = round(1.0 - self.gamma_c, 12)
 
 
 @dataclass
@@ -256,6 +265,25 @@ class Config:
             self.set(key.strip(), raw.strip())
 
     # --------------------------------------------------------------- validation
+    def _check_constraint(self) -> None:
+        """Resolve and check the signal's threshold (and cbf's k) for the chosen signal."""
+        c = self.constraint
+        c.resolve()
+        for name in ("threshold", "cbf_k"):
+            if isinstance(getattr(c, name), str) or isinstance(getattr(c, name), bool):
+                raise ConfigError(f"constraint.{name} must be a number or 'auto', got '{getattr(c, name)}'")
+        if not 0.0 < c.cbf_k <= 1.0:
+            raise ConfigError(f"constraint.cbf_k must be in (0, 1], got {c.cbf_k}")
+        if c.signal == "cvf" and not 0.0 < c.threshold < 1.0 / (1.0 - c.gamma_c):
+            raise ConfigError(
+                f"constraint.threshold must be in (0, 1/(1-gamma_c)) = (0, {1.0 / (1.0 - c.gamma_c):g}) "
+                f"for the cost value signal, got {c.threshold}")
+        if c.signal == "cdf" and not 0.0 < c.threshold < 1.0:
+            raise ConfigError(f"constraint.threshold must be in (0, 1) for the constraint decay signal (cdf), "
+                              f"got {c.threshold}")
+        if c.signal == "cdf" and not c.binary_cost:
+            raise ConfigError("constraint.signal cdf needs binary costs (constraint.binary_cost=true)")
+
     def validate(self) -> "Config":
         """Check every value and resolve ``auto``; returns self. Raises ConfigError (one line)."""
         if self.algo not in ALGORITHMS:
@@ -366,10 +394,7 @@ class Config:
             raise ConfigError("sac.buffer_size must be at least sac.start_steps and num_envs")
         if self.sac.grad_clip < 0 or m.grad_clip < 0:
             raise ConfigError("grad_clip values must be >= 0 (0 disables clipping)")
-        if not (0.0 < self.constraint.threshold < 1.0 / (1.0 - self.constraint.gamma_c)):
-            raise ConfigError(
-                f"constraint.threshold must be in (0, 1/(1-gamma_c)) = (0, {1.0 / (1.0 - self.constraint.gamma_c):g}) "
-                f"for the cost value signal, got {self.constraint.threshold}")
+        self._check_constraint()
         if not 0.0 < m.lam_init < m.lam_max:
             raise ConfigError(f"multiplier.lam_init must be in (0, lam_max={m.lam_max}), got {m.lam_init}")
         return self

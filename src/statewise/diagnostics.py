@@ -4,7 +4,9 @@ For a set of states, compares each critic's estimate at the deterministic action
 Monte-Carlo estimate of the same quantity for the *current* policy:
 
 * reward critic, the soft value SAC learns:  Q(s, a₀) ≈ E[ Σ_t γ^t r_t − α Σ_{t≥1} γ^t log π(a_t|s_t) ]
-* cost critic (constraint signal ``cvf``):   Q^c(s, a₀) ≈ E[ Σ_t γ_c^t c_t ]      (training costs, binary by default)
+* cost critic (constraint signal ``cvf``):   Q^c(s, a₀) ≈ E[ Σ_t γ_c^t c_t ]      (training costs, binary by default);
+  for the other signals the same rollouts give their value by the signal's own Bellman recursion, run backwards
+  (:func:`statewise.constraints.rollout_values`)
 
 Rollouts take a₀ first and then sample a_t ~ π(·|s_t); they stop when the task terminates and run past the time limit
 (the critics bootstrap through truncation, so their target is the infinite-horizon value), up to ``horizon`` steps.
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from statewise.constraints import rollout_values
 from statewise.errors import EnvError
 
 #: reset seeds of the fixed set of exactly feasible states (the same set for every run, so methods compare)
@@ -76,9 +79,9 @@ def monte_carlo_values(sac: Any, task: Any, states: np.ndarray, rollouts: int, h
     state = np.repeat(np.asarray(states, dtype=np.float64), rollouts, axis=0)
     act = np.repeat(act0[0].cpu().numpy(), rollouts, axis=0)
     ret = np.zeros(len(state))
-    cost = np.zeros(len(state))
     alive = np.ones(len(state), dtype=bool)
-    gamma_c = cfg.constraint.gamma_c
+    signal_steps, ends = [], []  # the constraint signal's per-step values, for its backward recursion
+    h = _constraint(task, state) if sac.constrained and sac.signal.needs_constraint else None
     for t in range(horizon):
         if t > 0:
             eps = torch.randn((1, len(state), sac.act_dim), generator=generator, device=device)
@@ -87,15 +90,24 @@ def monte_carlo_values(sac: Any, task: Any, states: np.ndarray, rollouts: int, h
             ret -= alive * gamma**t * alpha * logp[0].cpu().numpy()
         state, r, c, terminated = task.transition(state, act)
         ret += alive * gamma**t * reward_scale * r
-        train_c = (c > 0.0).astype(np.float64) if cfg.constraint.binary_cost else c
-        cost += alive * gamma_c**t * train_c
+        if sac.constrained:
+            h_next = _constraint(task, state) if h is not None else None
+            signal_steps.append(sac.signal.transition_value(c, h, h_next))
+            ends.append(terminated.copy())
+            h = h_next
         alive &= ~terminated
         if not alive.any():
             break
     out["q_mc"] = ret.reshape(-1, rollouts).mean(axis=1)
     if sac.constrained:
-        out["qc_mc"] = cost.reshape(-1, rollouts).mean(axis=1)
+        out["qc_mc"] = rollout_values(sac.signal, np.stack(signal_steps), np.stack(ends)).reshape(-1, rollouts).mean(1)
     return out
+
+
+def _constraint(task: Any, state: np.ndarray) -> np.ndarray:
+    if not callable(getattr(task, "constraint", None)):
+        raise EnvError("the value-bias check of the hjr and cbf signals needs task.constraint(states)")
+    return np.asarray(task.constraint(state), dtype=np.float64)
 
 
 def summarize(values: dict[str, np.ndarray], threshold: float | None, prefix: str) -> dict[str, float]:

@@ -3,6 +3,8 @@ multiplier-calibration check against an exact feasible set (docs/algorithm.md §
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -46,15 +48,31 @@ def _has_time_limit(env: gym.Env) -> bool:
     return False
 
 
-def check_cost_signal(env: gym.Env, seed: int) -> None:
+def check_cost_signal(env: gym.Env, seed: int, signal: str | None = None) -> None:
     """One reset and one random step: raises EnvError now (before any file is written) if the
-    environment has no cost signal or returns NaN costs."""
+    environment has no cost signal or returns NaN costs, or if ``signal`` needs the signed constraint h(s) and the
+    environment does not report it as a finite ``info["constraint"]`` at reset and at the step."""
+    from statewise.constraints import NEEDS_CONSTRAINT
+
     shape = getattr(env.observation_space, "shape", None)
     if shape is None or len(shape) != 1:
         raise EnvError(f"statewise needs a flat Box observation space, got {env.observation_space}")
-    _check_shape("reset", env.reset(seed=seed)[0], shape)
+    obs, reset_info = env.reset(seed=seed)
+    _check_shape("reset", obs, shape)
     env.action_space.seed(seed)
-    _check_shape("step", env.step(env.action_space.sample())[0], shape)
+    obs, _, _, _, info = env.step(env.action_space.sample())
+    _check_shape("step", obs, shape)
+    if signal in NEEDS_CONSTRAINT:
+        for where, got in (("reset", reset_info), ("step", info)):
+            try:
+                h = float(got["constraint"])
+            except (KeyError, TypeError, ValueError):
+                h = math.nan
+            if not math.isfinite(h):
+                name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+                raise EnvError(f"constraint.signal {signal} needs the signed constraint h(s) (a finite "
+                               f"info['constraint'] at reset and at every step), and {name} reports none at {where}; "
+                               f"use cvf or cdf, which need only the cost")
 
 
 def _check_shape(where: str, obs: Any, shape: tuple[int, ...]) -> None:

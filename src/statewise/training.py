@@ -178,7 +178,8 @@ def train_population(configs: list[Config], _resumed: list[dict[str, Any]] | Non
         for cfg, run_dir in zip(configs, run_dirs):
             eval_env = build_env(cfg.env, cfg.max_episode_steps)
             cleanup.callback(eval_env.close)
-            check_cost_signal(eval_env, cfg.seed)  # fails loudly (EnvError) before any run directory is created
+            # fails loudly (EnvError) before any run directory is created
+            check_cost_signal(eval_env, cfg.seed, cfg.constraint.signal if cfg.constrained else None)
             collector = make_collector(functools.partial(build_env, cfg.env, cfg.max_episode_steps), cfg.num_envs,
                                        cfg.vector_mode)
             cleanup.callback(collector.close)
@@ -329,6 +330,7 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
     cfg = members[0].cfg  # the shared settings
     s = cfg.sac
     signal = agent.signal
+    needs_h = signal is not None and signal.needs_constraint
     task = members[0].eval_env.unwrapped
     plane_obs = None
     if hasattr(task, "plane"):
@@ -443,14 +445,18 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
                         fail(k, t, "observation from the environment")
                     elif not np.isfinite(st.reward).all():
                         fail(k, t, "reward from the environment")
+                    elif needs_h and not (np.isfinite(st.h).all() and np.isfinite(st.h_next).all()):
+                        fail(k, t, "constraint h(s) from the environment (info['constraint'])")
             if not m.alive:  # a placeholder step: the diverged member's environment is not stepped again
                 zeros = np.zeros(n)
                 st = Transitions(next_obs=np.zeros_like(obs[k]), reward=zeros, cost=zeros, terminated=zeros > 0,
-                                 done=zeros > 0, obs=np.zeros_like(obs[k]))
+                                 done=zeros > 0, obs=np.zeros_like(obs[k]), h=zeros, h_next=zeros)
             steps.append(st)
         raw_cost = np.stack([st.cost for st in steps])
         buffer.add(obs, act, np.stack([st.reward for st in steps]) * s.reward_scale,
-                   signal.train_cost(raw_cost) if signal else raw_cost, np.stack([st.next_obs for st in steps]),
+                   signal.transition_value(raw_cost, np.stack([st.h for st in steps]),
+                                           np.stack([st.h_next for st in steps])) if signal else raw_cost,
+                   np.stack([st.next_obs for st in steps]),
                    np.stack([st.terminated for st in steps]))
         window_steps += n
         if t <= s.start_steps:

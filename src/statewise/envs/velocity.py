@@ -3,7 +3,7 @@
 ``statewise/<Robot>Velocity-v0`` is gymnasium's ``<Robot>-v5`` with a state-wise speed limit: the cost of a
 step is 1 when the robot's speed after that step exceeds the task's threshold, else 0. The reward, observation,
 termination and 1000-step time limit are gymnasium's. ``info`` gets ``speed``, ``cost`` and
-``constraint = speed - threshold`` (safe iff <= 0, the built-in tasks' convention).
+``constraint = speed - threshold`` (safe iff <= 0, the built-in tasks' convention; ``-threshold`` at reset).
 
 The thresholds and the speed measure are Safety-Gymnasium's velocity tasks, version v1 (safety-gymnasium 1.0.0,
 ``_velocity_threshold`` in ``safety_gymnasium/tasks/safe_velocity/safety_*_velocity_v1.py``):
@@ -52,6 +52,14 @@ class VelocityCost(gym.Wrapper):
     def speed(self, info: dict) -> float:
         vx = float(info["x_velocity"])
         return math.hypot(vx, float(info["y_velocity"])) if self.planar else vx
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        # speed is measured over a step; a robot placed at rest (gymnasium adds ±0.005 noise to its joint velocities)
+        # starts with speed 0, so h(s_0) = -threshold (the hjr and cbf signals need h at every state)
+        info["speed"] = 0.0
+        info["constraint"] = -self.threshold
+        return obs, info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
