@@ -63,7 +63,7 @@ _SYMBOLS = {"multiplier.rho": "ρ", "multiplier.rho_lambda": "ρ_λ", "multiplie
             "multiplier.lr": "λ lr", "multiplier.steps": "K_λ", "multiplier.period": "m_λ",
             "multiplier.target_tau": "τ_λ", "multiplier.hidden": "λ net", "constraint.gamma_c": "γ_c",
             "constraint.threshold": "d", "constraint.tau": "τ_c", "sac.gamma": "γ", "sac.tau": "τ", "sac.lr": "lr",
-            "sac.hidden": "net", "sac.batch_size": "batch"}
+            "sac.hidden": "net", "sac.batch_size": "batch", "constraint.signal": "signal"}
 
 
 @dataclass
