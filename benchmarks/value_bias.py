@@ -23,7 +23,7 @@ import torch
 
 import statewise
 from statewise import runio
-from statewise.bench import _cell
+from statewise.report import ci_cell as _report_cell
 from statewise.diagnostics import feasible_states, monte_carlo_values, summarize
 from statewise.evaluate import build_env
 from statewise.plots import _run_label, read_csv, value_bias_curves
@@ -35,7 +35,7 @@ COLUMNS = (("feasible_qc", "Q^c feasible"), ("feasible_qc_mc", "MC feasible"),
 
 def ci_cell(values: list[float], width: int) -> str:
     """The report's table cell (mean ± Student-t 95% half-width, non-finite values counted), right-aligned."""
-    return f"{_cell(values):>{width}s}"
+    return f"{_report_cell(values):>{width}s}"
 
 
 def run_dirs(paths: list[str]) -> list[Path]:

@@ -101,16 +101,16 @@ def test_grid_file_and_bad_grids(tmp_path):
 
 
 def test_report_cells_count_non_finite_runs_and_use_student_t():
-    from statewise.bench import _cell
+    from statewise.report import ci_cell
 
     # three seeds, one diverged: its NaN is counted and shown, the mean is over the finite two (t with 1 dof)
-    cell = _cell([1.0, float("nan"), 3.0])
+    cell = ci_cell([1.0, float("nan"), 3.0])
     assert cell == f"2 ± {12.706 * 2 ** 0.5 / 2 ** 0.5:.2g} [1 of 3 non-finite]"
-    assert _cell([float("inf"), float("nan")]) == "– [2 of 2 non-finite]"
-    assert _cell([1.0, 2.0, 3.0]) == f"2 ± {4.303 / 3 ** 0.5:.2g}"
+    assert ci_cell([float("inf"), float("nan")]) == "– [2 of 2 non-finite]"
+    assert ci_cell([1.0, 2.0, 3.0]) == f"2 ± {4.303 / 3 ** 0.5:.2g}"
     # not measured (None) is not the same as measured and non-finite
-    assert _cell([None, None]) == "–"
-    assert _cell([2.0, None, float("nan")]) == "2 [1 of 3 non-finite, 1 of 3 not measured]"
+    assert ci_cell([None, None]) == "–"
+    assert ci_cell([2.0, None, float("nan")]) == "2 [1 of 3 non-finite, 1 of 3 not measured]"
 
 
 def test_ablation_table_leaves_out_metrics_no_run_measured():

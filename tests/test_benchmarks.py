@@ -31,3 +31,24 @@ def test_checkpoint_cost_smoke():
     row = done.stdout.strip().splitlines()[-1].split()
     size_mib, seconds = float(row[3]), float(row[4])
     assert 0 < size_mib < 50 and 0 < seconds < 30
+
+
+def test_signal_study_smoke(tmp_path):
+    """Two tiny runs of one variant on each built-in task: one table row each, the task's exact-set AUROC finite."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import statewise
+    from conftest import TASKS, tiny_config
+
+    for env in TASKS:
+        for seed in (0, 1):
+            cfg = tiny_config(tmp_path / env.split("/")[-1] / f"sac-alam-hjr-s{seed}", "sac-alam", env, 200, seed)
+            cfg.label, cfg.constraint.signal = "sac-alam-hjr", "hjr"
+            statewise.train(cfg, plots=False)
+    done = subprocess.run([sys.executable, "signal_study.py", *[str(p) for p in sorted(tmp_path.iterdir())]],
+                          cwd=ROOT / "benchmarks", check=True, capture_output=True, text=True, timeout=600)
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| sac-alam-hjr")]
+    assert len(rows) == 2 and all(line.startswith("| sac-alam-hjr (n=2) |") for line in rows)
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        auroc = cells[4]  # λ AUROC against the exact infeasible set of the plane
+        assert auroc != "–" and "non-finite" not in auroc, line

@@ -194,6 +194,37 @@ def test_ph_constraint_sign_and_values():
     assert (h[4:] < 0).all()
 
 
+def test_ph_plane_feasible_set_is_exact_at_rest():
+    """At rest the zero action keeps the robot in place for ever, so the feasible set on the plane is h <= 0: a resting
+    state just outside a hazard stays cost-free for 300 steps, one just inside costs at once."""
+    env = PointHazardEnv()
+    pts = np.array([[1.55, 0.0], [1.45, 0.0], [-4.0, 0.0], [0.0, 0.0]])  # the central hazard: radius 1.5
+    obs = env.plane().to_obs(pts)
+    np.testing.assert_array_equal(env.plane_feasible(obs), [True, False, True, False])
+    np.testing.assert_allclose(env.plane_slack(obs), -env.constraint(obs))
+    for point, feasible in zip(pts, env.plane_feasible(obs)):
+        env.reset(options={"state": [point[0], point[1], 0.0, 0.0]})
+        costs = [env.step([0.0, 0.0])[4]["cost"] for _ in range(300)]
+        assert (sum(costs) == 0) == feasible
+    moving = obs.copy()
+    moving[0, 2] = 1.0
+    with pytest.raises(ValueError, match="at rest"):
+        env.plane_feasible(moving)
+
+
+def test_calibration_uses_the_plane_truth_of_either_task():
+    from statewise.evaluate import calibration
+
+    for env_id in (DI_ID, PH_ID):
+        env = make_env(env_id)
+        task = env.unwrapped
+        truth = getattr(task, "plane_feasible", None) or task.feasible
+        oracle = lambda obs: (~truth(obs)).astype(float)  # noqa: E731 - a perfect λ: 1 on the infeasible set
+        got = calibration(env, oracle, n=41)
+        assert got["lambda_auroc"] == 1.0 and 0.0 < got["infeasible_fraction_of_grid"] < 0.5
+        assert got["lambda_max_slack1"] == 0.0 and got["lambda_le1_share_slack1"] == 1.0
+
+
 def test_ph_straight_line_to_goal_crosses_a_hazard():
     env = PointHazardEnv()
     for start in ([-4.5, 1.5], [-3.5, -1.5], [-4.0, 0.0]):

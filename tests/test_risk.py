@@ -90,3 +90,31 @@ def test_risk_without_calibration_says_what_to_run(tmp_path, tiny):
     run = statewise.train(tiny(tmp_path / "run"), plots=False).run_dir
     with pytest.raises(statewise.StatewiseError, match="statewise calibrate"):
         statewise.load(run).risk(np.zeros(2, dtype=np.float32))
+
+
+def test_calibrate_summary_counts_undefined_figures(tmp_path, capsys, monkeypatch):
+    """Several runs of one variant: mean ± Student-t CI per figure; an AUROC that is undefined for a run (no state
+    with a violation ahead) is counted as non-finite, never printed as 'nan ± nan'."""
+    import statewise.risk
+    from statewise import Config
+    from statewise.cli import main
+
+    runs = []
+    for seed in (0, 1, 2):
+        run = tmp_path / f"sac-alam-s{seed}"
+        run.mkdir()
+        (run / "config.yaml").write_text(Config(seed=seed).to_yaml())
+        runs.append(run)
+    tests = {0: (0.01, 0.02, 0.9, 0.1), 1: (0.03, 0.04, float("nan"), 0.0), 2: (0.02, 0.03, 0.7, 0.2)}
+
+    def fake(run_dir, *args):
+        ece, brier, auroc, pos = tests[int(run_dir.name[-1])]
+        return {"score": "lambda", "plot": "p.png", "fit": {"states": 10},
+                "test": {"ece": ece, "brier": brier, "auroc": auroc, "positive_fraction": pos, "states": 10}}
+
+    monkeypatch.setattr(statewise.risk, "calibrate", fake)
+    main(["calibrate", *map(str, runs)])
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    half = 4.303 * 0.01 / 3 ** 0.5  # t_{0.975, 2} · std / √3
+    assert summary == (f"sac-alam (lambda), n=3: ECE 0.02 ± {half:.2g}, Brier 0.03 ± {half:.2g}, "
+                       f"AUROC 0.8 ± {12.71 * 0.1414 / 2 ** 0.5:.2g} [1 of 3 non-finite], positives 0.1 ± {4.303 * 0.1 / 3 ** 0.5:.2g}")

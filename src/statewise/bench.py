@@ -11,8 +11,8 @@ module gathers the public names of the three for convenience.
 
 from statewise.execution import Executor, GridLock, Group, LocalExecutor, bench, run_group, run_spec
 from statewise.grid import GRID_KEYS, RunSpec, Variant, fingerprint, group_specs, load_grid, plan, stale
-from statewise.report import ABLATION, HEADLINE_METRICS, _ablation_table, _cell, report, run_metrics
+from statewise.report import ABLATION, HEADLINE_METRICS, _ablation_table, ci_cell, report, run_metrics
 
 __all__ = ["ABLATION", "GRID_KEYS", "HEADLINE_METRICS", "Executor", "GridLock", "Group", "LocalExecutor", "RunSpec",
            "Variant", "bench", "fingerprint", "group_specs", "load_grid", "plan", "report", "run_group", "run_metrics",
-           "run_spec", "stale", "_ablation_table", "_cell"]
+           "run_spec", "stale", "_ablation_table", "ci_cell"]

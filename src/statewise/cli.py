@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from statewise.config import ALGORITHMS, VECTOR_MODES, Config
 from statewise.errors import StatewiseError
@@ -297,8 +296,8 @@ def calibrate_cmd(run_dirs, episodes, test_episodes, horizon, score) -> None:
     """Fit the risk monitor of each run: P(violation within H steps) from λ(s) by isotonic regression on Monte-Carlo
     rollouts of the final policy; writes RUN_DIR/risk.json (used by agent.risk and export) and a reliability plot.
     With several runs, also the mean ± 95% CI (Student's t) of the held-out figures per variant."""
-    from statewise.metrics import mean_ci95
     from statewise.plots import _run_label
+    from statewise.report import ci_cell
     from statewise.risk import calibrate
 
     by_label: dict[str, list[dict]] = {}
@@ -309,12 +308,10 @@ def calibrate_cmd(run_dirs, episodes, test_episodes, horizon, score) -> None:
                    f"AUROC {test['auroc']:.3f} ({test['states']} states, {test['positive_fraction']:.3f} with a "
                    f"violation within {horizon} steps; fit on {out['fit']['states']}); {out['plot']}")
         by_label.setdefault(f"{_run_label(Path(run_dir))[0]} ({out['score']})", []).append(test)
-    if len(run_dirs) > 1:
+    if len(run_dirs) > 1:  # mean ± Student-t CI over the finite values; undefined ones (no violation) counted
         for label, tests in by_label.items():
-            cells = []
-            for key in ("ece", "brier", "auroc"):
-                mean, half = mean_ci95(np.array([t[key] for t in tests], dtype=np.float64))
-                cells.append(f"{key.upper() if key != 'brier' else 'Brier'} {mean:.4g} ± {half:.2g}")
+            cells = [f"{name} {ci_cell([t[key] for t in tests])}" for key, name in
+                     (("ece", "ECE"), ("brier", "Brier"), ("auroc", "AUROC"), ("positive_fraction", "positives"))]
             click.echo(f"{label}, n={len(tests)}: " + ", ".join(cells))
 
 

@@ -193,22 +193,26 @@ def run_episodes(env: gym.Env, policy: Policy, seeds: Sequence[int]) -> dict[str
 def calibration(env: gym.Env, lam_fn: Callable[[np.ndarray], np.ndarray],
                 cost_fn: Callable[[np.ndarray], np.ndarray] | None = None, n: int = 101) -> dict[str, float]:
     """AUROC and AUPRC of λ(s) (and of Q^c(s, π(s)) as a reference) for separating the exact infeasible set from
-    the feasible set on an n×n grid of the task's plane. Empty if the task has no exact feasible set."""
+    the feasible set on an n×n grid of the task's plane (``task.plane_feasible``, exact on the plane's slice, or
+    ``task.feasible``, exact everywhere). Empty if the task has neither."""
     task = env.unwrapped
-    if not (hasattr(task, "feasible") and hasattr(task, "plane")):
+    feasible = getattr(task, "plane_feasible", None) or getattr(task, "feasible", None)  # exact on the plane
+    if feasible is None or not hasattr(task, "plane"):
         return {}
     _, _, obs = task.plane().grid(n)
-    infeasible = ~np.asarray(task.feasible(obs), dtype=bool)
+    infeasible = ~np.asarray(feasible(obs), dtype=bool)
     lam = lam_fn(obs)
     out = {"lambda_auroc": auroc(lam, infeasible), "lambda_auprc": auprc(lam, infeasible),
            "lambda_mean_feasible": float(lam[~infeasible].mean()),
            "lambda_mean_infeasible": float(lam[infeasible].mean()),
            "infeasible_fraction_of_grid": float(infeasible.mean())}
-    if hasattr(task, "slack"):  # states with at least SLACK_M metres to spare: λ should be ~0 there
-        roomy = np.asarray(task.slack(obs)) >= SLACK_M
+    slack = getattr(task, "plane_slack", None) or getattr(task, "slack", None)
+    if slack is not None:  # states with at least SLACK_M metres to spare: λ should be ~0 there
+        roomy = np.asarray(slack(obs)) >= SLACK_M
         if roomy.any():
             out.update(lambda_max_slack1=float(lam[roomy].max()),
-                       lambda_q95_slack1=float(np.quantile(lam[roomy], 0.95)))
+                       lambda_q95_slack1=float(np.quantile(lam[roomy], 0.95)),
+                       lambda_le1_share_slack1=float(np.mean(lam[roomy] <= 1.0)))
     if cost_fn is not None:
         cost = cost_fn(obs)
         out.update(cost_value_auroc=auroc(cost, infeasible), cost_value_auprc=auprc(cost, infeasible))

@@ -85,7 +85,7 @@ ABLATION_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "tr
                     "λ oscillations per 100 logs", "lambda auroc")
 
 
-def _cell(values: list[float | None]) -> str:
+def ci_cell(values: list[float | None]) -> str:
     """Mean ± Student-t 95% half-width over the finite values; non-finite ones are counted and shown, never
     silently dropped ("1.2 ± 0.4 [1 of 3 non-finite]"). ``None`` = not measured for that run (e.g. a metric that
     needs the task's exact feasible set): counted separately ("[2 of 3 not measured]"); "–" if none was."""
@@ -116,7 +116,7 @@ def _ablation_table(by_label: dict[str, list[dict[str, float]]]) -> list[str]:
              "| metric | multiplier training | Lagrangian λ·g | augmented ψ_ρ |", "|---|---|---|---|"]
     for key in (k for k in ABLATION_METRICS if _measured(by_label, ABLATION.values(), k)):
         for rule in ("dual ascent", "regression to dual target"):
-            cells = [_cell([row.get(key) for row in by_label[ABLATION[(rule, pen)]]])
+            cells = [ci_cell([row.get(key) for row in by_label[ABLATION[(rule, pen)]]])
                      for pen in ("Lagrangian λ·g", "augmented ψ_ρ")]
             lines.append(f"| {key} | {rule} | " + " | ".join(cells) + " |")
     return lines + [""]
@@ -203,7 +203,7 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
         for title, subset in (("Headline", headline), ("All metrics", keys)):
             lines += [f"### {title}", "", "| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
             for key in subset:
-                lines.append(f"| {key} | " + " | ".join(_cell([row.get(key) for row in by_label[a]])
+                lines.append(f"| {key} | " + " | ".join(ci_cell([row.get(key) for row in by_label[a]])
                                                      for a in labels) + " |")
             lines.append("")
         lines += _ablation_table(by_label)

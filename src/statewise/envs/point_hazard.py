@@ -108,6 +108,23 @@ class PointHazardEnv(gym.Env):
             h = max(h, r - math.sqrt(dx * dx + dy * dy))
         return h
 
+    def plane_feasible(self, obs: np.ndarray) -> np.ndarray:
+        """The exact feasible set on :meth:`plane`'s slice (the robot at rest): at rest, the action 0 keeps it where it
+        is for ever, so a resting state is feasible iff it is outside every hazard (h <= 0); (..., 6) -> (...) bool.
+        Only for observations with zero velocity (raises ValueError otherwise)."""
+        obs = np.asarray(obs, dtype=np.float64)
+        if np.any(obs[..., 2:4] != 0.0):
+            raise ValueError("plane_feasible is exact only for states at rest (velocity 0)")
+        return self.constraint(obs) <= 0.0
+
+    def plane_slack(self, obs: np.ndarray) -> np.ndarray:
+        """Metres to the nearest hazard for a robot at rest (-h, as no braking is needed); like
+        :meth:`plane_feasible`, only for the plane's resting states."""
+        obs = np.asarray(obs, dtype=np.float64)
+        if np.any(obs[..., 2:4] != 0.0):
+            raise ValueError("plane_slack is exact only for states at rest (velocity 0)")
+        return -self.constraint(obs)
+
     def plane(self) -> PlaneSlice:
         """Positions over the whole arena, with zero velocity."""
         a = self.arena
