@@ -11,7 +11,7 @@ Python API::
     results = statewise.train_population(statewise.population_configs(cfg, [0, 1, 2, 3, 4], "runs/pop"))
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from statewise.config import ALGORITHMS, Config  # noqa: E402
 from statewise.errors import StatewiseError  # noqa: E402
