@@ -44,6 +44,10 @@ CASES = [
     (f"{SET} threads=100000", "threads"),
     (f"{SET} seed=-1", "seed"),
     (f"{SET} sac.start_steps=10 --set sac.batch_size=256", "start_steps"),
+    (f"{SET} constraint.signal=rcrl", "choose from cvf, cdf, hjr, cbf"),
+    (f"{SET} constraint.threshold=abc", "constraint.threshold"),
+    (f"{SET} constraint.signal=cdf --set constraint.threshold=2", "(0, 1)"),
+    (f"{SET} constraint.signal=cbf --set constraint.cbf_k=1.5", "cbf_k"),
     ("train --steps 0 --run-dir {tmp}/new", "steps"),
     ("train --steps 50 --algo banana --run-dir {tmp}/new", "unknown algorithm"),
     ("train --steps 50 --algo sac --set multiplier.kind=network --run-dir {tmp}/new", "unconstrained"),
@@ -65,6 +69,8 @@ CASES = [
     ("train --steps 50 --env _broken_syntax:Foo-v0 --run-dir {tmp}/new", "SyntaxError"),
     ("train --steps 50 --env _toy_envs:ToyNoCost-v0 --set max_episode_steps=9 --run-dir {tmp}/new", "no cost"),
     ("train --steps 50 --env _toy_envs:ToyWrongShape-v0 --set max_episode_steps=9 --run-dir {tmp}/new", "shape"),
+    ("train --steps 50 --env _toy_envs:ToyCost-v0 --set max_episode_steps=9 --set constraint.signal=hjr "
+     "--run-dir {tmp}/new", "needs the signed constraint h(s)"),
     ("train --steps 50 --env CartPole-v1 --run-dir {tmp}/new", "CartPole"),
     # config files
     ("train --steps 50 --config {tmp}/missing.yaml --run-dir {tmp}/new", "not found"),
