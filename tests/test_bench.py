@@ -182,20 +182,24 @@ def test_a_second_bench_on_the_same_grid_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
-def test_workers_stop_when_bench_is_killed(tmp_path, how):
-    """kill -9 or SIGTERM of the bench parent: every worker is gone within seconds, and a restart is not refused."""
+@pytest.mark.parametrize("how, wait_for", [("SIGKILL", 2), ("SIGTERM", 2), ("SIGTERM", 1), ("SIGINT", 1)],
+                         ids=["SIGKILL", "SIGTERM", "SIGTERM-while-spawning", "SIGINT-while-spawning"])
+def test_workers_stop_when_bench_is_killed(tmp_path, how, wait_for):
+    """kill -9, SIGTERM or Ctrl-C of the bench parent: every worker is gone within seconds, the parent exits (also when
+    the signal lands while the pool is still spawning its workers), and a restart is not refused."""
     import signal
 
     cmd = [sys.executable, "-m", "statewise.cli", "bench", "--steps", "100000", "--workers", "2", "--no-populations",
            "--algos", "sac-lag", "--seeds", "2", "--out", str(tmp_path / "grid")]
-    parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a shell that starts a job in the background makes it ignore SIGINT (CI does): undo that for the Ctrl-C case
+    parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
     children: list[int] = []
     deadline = time.time() + 60
-    while time.time() < deadline and len(children) < 2:
-        time.sleep(0.2)
+    while time.time() < deadline and len(children) < wait_for:
+        time.sleep(0.02 if wait_for == 1 else 0.2)
         children = _children(parent.pid)
-    assert len(children) >= 2, "the workers did not start"
+    assert len(children) >= wait_for, "the workers did not start"
     parent.send_signal(getattr(signal, how))
     parent.wait(timeout=30)
     deadline = time.time() + 15

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -400,6 +401,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("statewise: aborted", err=True)
+        execution = sys.modules.get("statewise.execution")
+        if execution is not None and execution.pool_abandoned:  # a normal exit would join its stuck manager thread
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         sys.exit(130)
     except click.ClickException as exc:
         click.echo(f"statewise: error: {exc.format_message()}", err=True)

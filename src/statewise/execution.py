@@ -89,6 +89,10 @@ class Executor(Protocol):
         """Yield (item, fn(item)) as the items finish, in any order; (item, exception) for an item that failed."""
 
 
+#: set when an interrupted worker pool could not be shut down cleanly (see :meth:`LocalExecutor.run`)
+pool_abandoned = False
+
+
 class LocalExecutor:
     """Worker processes on this machine (one per core by default), one fresh process per work item, started with
     ``spawn`` (forking a process whose torch thread pools are running can deadlock the child). The workers die with
@@ -114,8 +118,10 @@ class LocalExecutor:
                                    initializer=_die_with_parent, initargs=(str(self.lock) if self.lock else None,),
                                    max_tasks_per_child=1)
         call = _Indexed(fn, items)
-        futures = {pool.submit(call, i): items[i] for i in range(len(items))}
-        try:
+        futures = {}
+        try:  # from the first submit on: an interrupt while the pool spawns its workers is cleaned up too
+            for i in range(len(items)):
+                futures[pool.submit(call, i)] = items[i]
             for future in as_completed(futures):
                 try:
                     yield future.result()
@@ -124,9 +130,17 @@ class LocalExecutor:
             pool.shutdown()
         except BaseException:
             running = list((getattr(pool, "_processes", None) or {}).values())
+            manager = getattr(pool, "_executor_manager_thread", None)
             pool.shutdown(wait=False, cancel_futures=True)  # the queued items never start
             for process in running:
                 process.terminate()  # the running ones stop now
+            if manager is not None:
+                manager.join(timeout=5.0)
+                global pool_abandoned
+                # An interrupt that lands while the pool is still spawning a worker leaves an item "running" on a
+                # worker that never registered: the pool's manager thread then waits for it for ever, and so would the
+                # interpreter's exit, which joins that thread. The CLI ends the process without that join.
+                pool_abandoned = pool_abandoned or manager.is_alive()
             raise
 
 
