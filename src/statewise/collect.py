@@ -54,7 +54,7 @@ class SelfReset(gym.Wrapper):
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
-        self._h = _constraint(info)
+        self._h = info_constraint(info)
         return obs, info
 
     def step(self, action):
@@ -64,15 +64,16 @@ class SelfReset(gym.Wrapper):
         info[_TERMINATED] = bool(terminated)
         info[_H_BEFORE] = getattr(self, "_h", math.nan)  # (a resume state written before 0.3 has none)
         info.setdefault("constraint", math.nan)
-        self._h = _constraint(info)
+        self._h = info_constraint(info)
         if info[_END]:
             info[_FINAL_OBS] = obs
             obs, reset_info = self.env.reset()
-            self._h = _constraint(reset_info)
+            self._h = info_constraint(reset_info)
         return obs, reward, False, False, info
 
 
-def _constraint(info: dict) -> float:
+def info_constraint(info: dict) -> float:
+    """h from an env's ``info["constraint"]`` as a float; NaN where it is missing or not a number."""
     try:
         return float(info.get("constraint", math.nan))
     except (TypeError, ValueError):
@@ -137,7 +138,7 @@ class SingleCollector(Collector):
         return Transitions(
             next_obs=np.asarray(info[_FINAL_OBS] if end else obs)[None], reward=np.array([float(reward)]),
             cost=np.array([float(info["cost"])]), terminated=np.array([info[_TERMINATED]]), done=np.array([end]),
-            obs=np.asarray(obs)[None], h=np.array([info[_H_BEFORE]]), h_next=np.array([_constraint(info)]))
+            obs=np.asarray(obs)[None], h=np.array([info[_H_BEFORE]]), h_next=np.array([info_constraint(info)]))
 
     def close(self) -> None:
         self.env.close()

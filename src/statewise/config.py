@@ -270,7 +270,7 @@ class Config:
         c = self.constraint
         c.resolve()
         for name in ("threshold", "cbf_k"):
-            if isinstance(getattr(c, name), str) or isinstance(getattr(c, name), bool):
+            if isinstance(getattr(c, name), (str, bool)):
                 raise ConfigError(f"constraint.{name} must be a number or 'auto', got '{getattr(c, name)}'")
         if not 0.0 < c.cbf_k <= 1.0:
             raise ConfigError(f"constraint.cbf_k must be in (0, 1], got {c.cbf_k}")

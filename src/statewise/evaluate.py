@@ -4,7 +4,6 @@ multiplier-calibration check against an exact feasible set (docs/algorithm.md §
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -52,6 +51,7 @@ def check_cost_signal(env: gym.Env, seed: int, signal: str | None = None) -> Non
     """One reset and one random step: raises EnvError now (before any file is written) if the
     environment has no cost signal or returns NaN costs, or if ``signal`` needs the signed constraint h(s) and the
     environment does not report it as a finite ``info["constraint"]`` at reset and at the step."""
+    from statewise.collect import info_constraint
     from statewise.constraints import NEEDS_CONSTRAINT
 
     shape = getattr(env.observation_space, "shape", None)
@@ -64,11 +64,7 @@ def check_cost_signal(env: gym.Env, seed: int, signal: str | None = None) -> Non
     _check_shape("step", obs, shape)
     if signal in NEEDS_CONSTRAINT:
         for where, got in (("reset", reset_info), ("step", info)):
-            try:
-                h = float(got["constraint"])
-            except (KeyError, TypeError, ValueError):
-                h = math.nan
-            if not math.isfinite(h):
+            if not math.isfinite(info_constraint(got)):
                 name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
                 raise EnvError(f"constraint.signal {signal} needs the signed constraint h(s) (a finite "
                                f"info['constraint'] at reset and at every step), and {name} reports none at {where}; "

@@ -453,9 +453,10 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
                                  done=zeros > 0, obs=np.zeros_like(obs[k]), h=zeros, h_next=zeros)
             steps.append(st)
         raw_cost = np.stack([st.cost for st in steps])
+        h, h_next = ((np.stack([st.h for st in steps]), np.stack([st.h_next for st in steps])) if needs_h
+                     else (None, None))  # only hjr and cbf read the constraint values
         buffer.add(obs, act, np.stack([st.reward for st in steps]) * s.reward_scale,
-                   signal.transition_value(raw_cost, np.stack([st.h for st in steps]),
-                                           np.stack([st.h_next for st in steps])) if signal else raw_cost,
+                   signal.transition_value(raw_cost, h, h_next) if signal else raw_cost,
                    np.stack([st.next_obs for st in steps]),
                    np.stack([st.terminated for st in steps]))
         window_steps += n

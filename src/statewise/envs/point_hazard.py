@@ -112,18 +112,12 @@ class PointHazardEnv(gym.Env):
         """The exact feasible set on :meth:`plane`'s slice (the robot at rest): at rest, the action 0 keeps it where it
         is for ever, so a resting state is feasible iff it is outside every hazard (h <= 0); (..., 6) -> (...) bool.
         Only for observations with zero velocity (raises ValueError otherwise)."""
-        obs = np.asarray(obs, dtype=np.float64)
-        if np.any(obs[..., 2:4] != 0.0):
-            raise ValueError("plane_feasible is exact only for states at rest (velocity 0)")
-        return self.constraint(obs) <= 0.0
+        return self.constraint(_at_rest(obs, "plane_feasible")) <= 0.0
 
     def plane_slack(self, obs: np.ndarray) -> np.ndarray:
         """Metres to the nearest hazard for a robot at rest (-h, as no braking is needed); like
         :meth:`plane_feasible`, only for the plane's resting states."""
-        obs = np.asarray(obs, dtype=np.float64)
-        if np.any(obs[..., 2:4] != 0.0):
-            raise ValueError("plane_slack is exact only for states at rest (velocity 0)")
-        return -self.constraint(obs)
+        return -self.constraint(_at_rest(obs, "plane_slack"))
 
     def plane(self) -> PlaneSlice:
         """Positions over the whole arena, with zero velocity."""
@@ -219,3 +213,11 @@ class PointHazardEnv(gym.Env):
         img[gdx * gdx + gdy * gdy <= self.goal_radius**2] = (60, 170, 80)
         img[[0, -1], :] = img[:, [0, -1]] = (60, 60, 60)  # arena walls
         return img
+
+
+def _at_rest(obs: np.ndarray, what: str) -> np.ndarray:
+    """``obs`` as float64 if every observation has zero velocity (what the plane-only truths assume)."""
+    obs = np.asarray(obs, dtype=np.float64)
+    if np.any(obs[..., 2:4] != 0.0):
+        raise ValueError(f"{what} is exact only for states at rest (velocity 0)")
+    return obs
