@@ -44,7 +44,7 @@ def run_dirs(paths: list[str]) -> list[Path]:
         if (p / runio.CONFIG_FILE).is_file():
             out.append(p)
         elif p.is_dir():
-            out += sorted(d for d in p.iterdir() if (d / runio.SUMMARY_FILE).is_file())
+            out += runio.finished_runs(p)
     if not out:
         raise SystemExit(f"no finished runs in {', '.join(paths)}")
     return out

@@ -135,6 +135,7 @@ def test_a_run_trained_with_other_settings_is_never_reused(tmp_path):
     summaries = bench(longer, LocalExecutor(1), progress=False, redo=True)
     assert summaries[0]["steps"] == 200
     assert list((out / "DoubleIntegrator-v0").glob("sac-lag-s0.stale-*"))
+    assert "n per variant: sac-lag 1)" in report(out).read_text()  # the stale copy is not counted
     # threads do not change results, so they do not make a run stale
     threads = [dataclasses.replace(spec, threads=2) for spec in longer]
     assert bench(threads, LocalExecutor(1), progress=False)[0]["steps"] == 200

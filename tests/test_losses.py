@@ -505,6 +505,40 @@ def test_multiplier_residual_action(residual_action):
     assert not torch.allclose(agent.critic(obs, other)[:, 2:].mean(1) - agent.cfg.constraint.threshold, expected)
 
 
+def test_state_noise_jitters_each_members_round_by_its_own_spread():
+    """multiplier.state_noise: the round's states are s + σ_noise · std_k ⊙ ε, std_k the per-dimension spread of
+    member k's round (here two members whose states differ in scale by 100 in one dimension)."""
+    from statewise.multipliers import jitter_states
+
+    gen = torch.Generator().manual_seed(0)
+    obs = torch.randn(2, 3, 64, 2, generator=gen) * torch.tensor([[1.0, 0.01], [100.0, 1.0]]).view(2, 1, 1, 2)
+    eps = torch.randn(2, 3, 64, 2, generator=gen)
+    out = jitter_states(obs, 0.5, eps)
+    for k in range(2):
+        std = obs[k].reshape(-1, 2).std(dim=0)  # unbiased, over the K·B states of member k's round
+        torch.testing.assert_close(out[k], obs[k] + 0.5 * std * eps[k])
+    torch.testing.assert_close(jitter_states(obs, 0.0, eps), obs)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.6])
+def test_multiplier_round_sees_jittered_states(noise):
+    """The λ network is fit on jittered replay states (drawn from the member's update stream) when state_noise > 0,
+    and on the replay states themselves, with no extra random draw, when it is 0."""
+    agent, buf = _agent("sac-alam", **{"multiplier.state_noise": noise, "multiplier.period": 1})
+    seen = []
+    agent._round = lambda obs, eps: seen.append(obs) or {}
+    sampled = []
+    sample_obs = buf.sample_obs
+    buf.sample_obs = lambda n: sampled.append(sample_obs(n)) or sampled[-1]
+    agent.update(buf)
+    replay = sampled[0].view(seen[0].shape)
+    if noise == 0:
+        assert torch.equal(seen[0], replay)
+    else:
+        moved = (seen[0] - replay).flatten(1, 2) / replay.flatten(1, 2).std(dim=1)
+        assert abs(float(moved.std()) - noise) < 0.2 * noise  # noise · ε: 240 standard normals
+
+
 def test_member_group_clipping_matches_torch_per_group():
     """clip_per_member on (S, K, ...) gradients is torch's clip_grad_norm_ applied to each member's group
     of critics alone: members never scale each other, nor do the reward and the cost twins."""

@@ -158,6 +158,11 @@ class MultiplierConfig:
     # paper), mean = the deterministic action tanh(μ(s)) that is evaluated and deployed (no better on the double
     # integrator's slack states: README, "Where λ is still wrong")
     residual_action: str = "sample"
+    # network λ: fit each round on its replay states plus Gaussian noise of this many per-dimension standard
+    # deviations of the round's states (0 = on the replay states themselves). Tried against λ extrapolated onto
+    # slack states off the policy's path: it helped on tuning seeds and not on report seeds (README, "Where λ is
+    # still wrong"), so it is off
+    state_noise: float = 0.0
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # hidden layer widths of the λ network
     grad_clip: float = 3.0  # FAC: lam_gradient_clip_norm = 3; 0 disables
     # dual ascent on a network: drop the ascent term where λ_ξ(s) is already at λ_max and g > 0 (projected
@@ -327,6 +332,11 @@ class Config:
                 raise ConfigError("multiplier.update=regression needs multiplier.kind=network")
             if (m.kind == "pid") != (m.update == "pid"):
                 raise ConfigError("multiplier.kind=pid goes with multiplier.update=pid (and only with it)")
+        if m.state_noise < 0:
+            raise ConfigError(f"multiplier.state_noise must be >= 0, got {m.state_noise}")
+        if m.state_noise > 0 and m.kind != "network":
+            raise ConfigError(f"multiplier.state_noise jitters the states a λ network is fit on; a {m.kind} "
+                              f"multiplier has no state input (set it to 0)")
         _choice("constraint.signal", self.constraint.signal, SIGNALS)
         _choice("constraint.twin_aggregate", self.constraint.twin_aggregate, ("max", "mean"))
         _choice("constraint.twin_target", self.constraint.twin_target, ("max", "mean"))
@@ -524,7 +534,7 @@ _CEILINGS = {
     "sac.lr_actor": 1.0, "sac.lr_critic": 1.0, "sac.lr_alpha": 1.0, "multiplier.lr": 1.0,
     "sac.alpha_init": 1e4, "sac.reward_scale": 1e6, "sac.update_ratio": 1e3, "sac.grad_clip": 1e9,
     "multiplier.rho": 1e6, "multiplier.rho_lambda": 1e6, "multiplier.lam_max": 1e6, "multiplier.grad_clip": 1e9,
-    "multiplier.pid_kp": 1e6, "multiplier.pid_ki": 1e6, "multiplier.pid_kd": 1e6, "sac.target_entropy": 1e6,
+    "multiplier.state_noise": 1e3, "multiplier.pid_kp": 1e6, "multiplier.pid_ki": 1e6, "multiplier.pid_kd": 1e6, "sac.target_entropy": 1e6,
 }
 
 

@@ -242,7 +242,7 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True, popul
                 if not redo:
                     raise StatewiseError(f"{run_dir} was trained with other settings ({why}); rerun with --redo "
                                          "to move it aside and train it again")
-                run_dir.rename(run_dir.with_name(f"{run_dir.name}.stale-{stamp}"))
+                run_dir.rename(run_dir.with_name(f"{run_dir.name}{runio.STALE_MARK}{stamp}"))
         if summary.is_file():
             done.append(runio.read_json(summary))
             continue

@@ -178,6 +178,15 @@ class NetworkMultiplier(nn.Module):
                 torch._foreach_lerp_(list(self.prev.parameters()), list(self.net.parameters()), self.target_tau)
 
 
+def jitter_states(obs: torch.Tensor, scale: float, noise: torch.Tensor) -> torch.Tensor:
+    """The states a λ network is fit on in one round (``multiplier.state_noise``, docs/algorithm.md §5):
+    s + scale · σ ⊙ ε, with σ the per-dimension standard deviation of member k's round of replay states
+    obs (S, K, B, D) and ε (S, K, B, D) standard normals. The dual target is defined at every state (the policy and
+    the cost critic are), so λ is fit on a neighbourhood of the data instead of extrapolating between data points."""
+    std = obs.flatten(1, 2).std(dim=1)[:, None, None, :]
+    return obs + scale * std * noise
+
+
 Multiplier = ScalarMultiplier | PIDMultiplier | NetworkMultiplier
 
 

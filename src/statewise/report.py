@@ -163,7 +163,7 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
         raise StatewiseError(f"no benchmark runs found in {out}")
     lines = [f"# statewise benchmark report: {out}", ""]
     for env_dir in env_dirs:
-        runs = sorted(d for d in env_dir.iterdir() if (d / runio.SUMMARY_FILE).is_file())
+        runs = runio.finished_runs(env_dir)
         if not runs:
             continue
         by_label: dict[str, list[dict[str, float]]] = {}

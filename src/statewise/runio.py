@@ -25,6 +25,7 @@ EVAL_CSV = "eval.csv"
 VALUE_BIAS_CSV = "value_bias.csv"
 PROBE_FILE = "probe.npz"
 RISK_FILE = "risk.json"  # statewise calibrate: the risk monitor (statewise.risk)
+STALE_MARK = ".stale-"  # statewise bench --redo moves a run trained with other settings to <name>.stale-<time>
 RESUME_FILE = "resume.pt"  # statewise.resume: everything a killed run needs to continue exactly
 RESUME_PREV_FILE = "resume.prev.pt"
 # 2: member-leading parameter shapes and statewise.optim.Adam states (populations); 1 (no field): single runs before
@@ -209,3 +210,10 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} has format {ckpt['meta'].get('format', 1)}, this statewise reads "
                               f"format {CHECKPOINT_FORMAT} (written since populations); retrain the run")
     return ckpt
+
+
+def finished_runs(folder: str | Path) -> list[Path]:
+    """The finished runs directly inside ``folder`` (those with a summary), in name order; runs that bench --redo moved
+    aside are not among them."""
+    return sorted(d for d in Path(folder).iterdir()
+                  if STALE_MARK not in d.name and (d / SUMMARY_FILE).is_file())

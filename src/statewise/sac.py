@@ -13,7 +13,8 @@ One gradient step (:meth:`SAC.update`):
 2. actor:    L_π = mean[ (α log π(ã|s) − min_i Q_i(s,ã) + pen(g, λ(s))) / norm ],   g = agg_i Q^c_i(s,ã) − d
              (agg: constraint.twin_aggregate, mean by default)
 3. alpha:    L_α = −mean[ log α · sg(log π(ã|s) + H̄) ]
-4. every m_λ steps, K_λ times: multiplier.update(s, g(s, ã ~ π)) on a fresh batch, then end_round()
+4. every m_λ steps, K_λ times: multiplier.update(s, g(s, ã ~ π)) on a fresh batch (s jittered: multiplier.state_noise),
+   then end_round()
 5. Polyak:   Q̄ ← (1−τ) Q̄ + τ Q  (reward critics: sac.tau; cost critics: constraint.tau)
 
 The class holds a *population*: S independent agents (one per seed) whose every network, target, optimiser
@@ -42,7 +43,7 @@ from torch import nn
 from statewise.buffer import ReplayBuffer
 from statewise.config import Config
 from statewise.constraints import make_signal
-from statewise.multipliers import make_multiplier
+from statewise.multipliers import jitter_states, make_multiplier
 from statewise.nets import Critic, TanhGaussianPolicy, member_randn
 from statewise.optim import Adam, clip_per_member, take_grad
 from statewise.penalties import penalty
@@ -205,6 +206,8 @@ class SAC(nn.Module):
         if self.multiplier is not None and self.n_updates % cfg.multiplier.period == 0:
             k = cfg.multiplier.steps  # K_λ fresh minibatches; policy and critics are fixed during the round
             obs = buffer.sample_obs(b * k).view(self.members, k, b, self.obs_dim)
+            if cfg.multiplier.state_noise > 0:  # fit λ on a neighbourhood of the replay states (config.py)
+                obs = jitter_states(obs, cfg.multiplier.state_noise, self.noise("update", (k, b, self.obs_dim)))
             stats.update(self._round(obs, self.noise("update", (k, b, self.act_dim))))
         if warming:  # the first calls of the compiled functions compile them
             self.compile_seconds += time.perf_counter() - start

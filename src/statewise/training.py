@@ -104,7 +104,8 @@ def resume(path: str | Path, progress: bool | None = None, plots: bool = True) -
     if (path / runio.CONFIG_FILE).is_file():
         candidates = [path]
     else:
-        candidates = sorted(d for d in path.iterdir() if (d / runio.CONFIG_FILE).is_file())
+        candidates = sorted(d for d in path.iterdir()
+                            if runio.STALE_MARK not in d.name and (d / runio.CONFIG_FILE).is_file())
     todo = [d for d in candidates if not (d / runio.SUMMARY_FILE).is_file()]
     if not todo:
         raise RunDirError(f"nothing to resume in {path}: " + ("every run has finished (summary.json)" if candidates
