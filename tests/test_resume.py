@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -119,6 +120,16 @@ def test_resume_errors_are_one_line(tmp_path, capsys):
                    check=True, capture_output=True)
     with pytest.raises(SystemExit):
         main(["train", "--resume", str(tmp_path / "done")])
+    assert "every run has finished" in capsys.readouterr().err
+    # in a grid folder, the unfinished copies bench moved aside are not runs to resume
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    shutil.copytree(tmp_path / "done", grid / "sac-alam-s0")
+    for mark in (".stale-", ".interrupted-"):
+        shutil.copytree(tmp_path / "done", grid / f"sac-alam-s0{mark}20261203-120000")
+        (grid / f"sac-alam-s0{mark}20261203-120000" / "summary.json").unlink()
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(grid)])
     assert "every run has finished" in capsys.readouterr().err
     (tmp_path / "done" / "summary.json").unlink()
     with pytest.raises(SystemExit):

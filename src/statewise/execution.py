@@ -61,7 +61,7 @@ def run_group(group: "Group | tuple[RunSpec, ...]") -> list[dict[str, Any]]:
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for d in existing:
-            d.rename(d.with_name(f"{d.name}.interrupted-{stamp}"))
+            d.rename(d.with_name(f"{d.name}{runio.INTERRUPTED_MARK}{stamp}"))
         results = train_population([spec.build() for spec in group.specs])
     return [result.summary for result in results]
 
@@ -250,7 +250,7 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True, popul
             if resume.available(run_dir):
                 resumable.append(spec)
                 continue
-            run_dir.rename(run_dir.with_name(f"{run_dir.name}.interrupted-{stamp}"))
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}{runio.INTERRUPTED_MARK}{stamp}"))
         todo.append(spec)
     groups = [Group(g) for g in group_specs(todo, populations)]
     for g in group_specs(resumable, populations):  # resumed together where the members share a checkpoint step

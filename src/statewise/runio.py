@@ -25,7 +25,9 @@ EVAL_CSV = "eval.csv"
 VALUE_BIAS_CSV = "value_bias.csv"
 PROBE_FILE = "probe.npz"
 RISK_FILE = "risk.json"  # statewise calibrate: the risk monitor (statewise.risk)
-STALE_MARK = ".stale-"  # statewise bench --redo moves a run trained with other settings to <name>.stale-<time>
+# statewise bench moves a run aside to <name><mark><time>: trained with other settings (--redo), or interrupted before
+# its first checkpoint. Such copies are kept for the record and never read as runs of the grid.
+STALE_MARK, INTERRUPTED_MARK = ".stale-", ".interrupted-"
 RESUME_FILE = "resume.pt"  # statewise.resume: everything a killed run needs to continue exactly
 RESUME_PREV_FILE = "resume.prev.pt"
 # 2: member-leading parameter shapes and statewise.optim.Adam states (populations); 1 (no field): single runs before
@@ -212,8 +214,12 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def moved_aside(path: Path) -> bool:
+    """Whether bench moved this run directory aside (STALE_MARK, INTERRUPTED_MARK)."""
+    return STALE_MARK in path.name or INTERRUPTED_MARK in path.name
+
+
 def finished_runs(folder: str | Path) -> list[Path]:
-    """The finished runs directly inside ``folder`` (those with a summary), in name order; runs that bench --redo moved
-    aside are not among them."""
-    return sorted(d for d in Path(folder).iterdir()
-                  if STALE_MARK not in d.name and (d / SUMMARY_FILE).is_file())
+    """The finished runs directly inside ``folder`` (those with a summary), in name order, without the copies bench
+    moved aside."""
+    return sorted(d for d in Path(folder).iterdir() if not moved_aside(d) and (d / SUMMARY_FILE).is_file())

@@ -105,7 +105,7 @@ def resume(path: str | Path, progress: bool | None = None, plots: bool = True) -
         candidates = [path]
     else:
         candidates = sorted(d for d in path.iterdir()
-                            if runio.STALE_MARK not in d.name and (d / runio.CONFIG_FILE).is_file())
+                            if not runio.moved_aside(d) and (d / runio.CONFIG_FILE).is_file())
     todo = [d for d in candidates if not (d / runio.SUMMARY_FILE).is_file()]
     if not todo:
         raise RunDirError(f"nothing to resume in {path}: " + ("every run has finished (summary.json)" if candidates
