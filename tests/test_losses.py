@@ -515,7 +515,7 @@ def test_state_noise_jitters_each_members_round_by_its_own_spread():
     eps = torch.randn(2, 3, 64, 2, generator=gen)
     out = jitter_states(obs, 0.5, eps)
     for k in range(2):
-        std = obs[k].reshape(-1, 2).std(dim=0)  # unbiased, over the K·B states of member k's round
+        std = obs[k].reshape(-1, 2).std(dim=0, correction=0)  # over the K·B states of member k's round
         torch.testing.assert_close(out[k], obs[k] + 0.5 * std * eps[k])
     torch.testing.assert_close(jitter_states(obs, 0.0, eps), obs)
 
@@ -535,7 +535,7 @@ def test_multiplier_round_sees_jittered_states(noise):
     if noise == 0:
         assert torch.equal(seen[0], replay)
     else:
-        moved = (seen[0] - replay).flatten(1, 2) / replay.flatten(1, 2).std(dim=1)
+        moved = (seen[0] - replay).flatten(1, 2) / replay.flatten(1, 2).std(dim=1, correction=0)
         assert abs(float(moved.std()) - noise) < 0.2 * noise  # noise · ε: 240 standard normals
 
 

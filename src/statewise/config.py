@@ -534,7 +534,8 @@ _CEILINGS = {
     "sac.lr_actor": 1.0, "sac.lr_critic": 1.0, "sac.lr_alpha": 1.0, "multiplier.lr": 1.0,
     "sac.alpha_init": 1e4, "sac.reward_scale": 1e6, "sac.update_ratio": 1e3, "sac.grad_clip": 1e9,
     "multiplier.rho": 1e6, "multiplier.rho_lambda": 1e6, "multiplier.lam_max": 1e6, "multiplier.grad_clip": 1e9,
-    "multiplier.state_noise": 1e3, "multiplier.pid_kp": 1e6, "multiplier.pid_ki": 1e6, "multiplier.pid_kd": 1e6, "sac.target_entropy": 1e6,
+    "multiplier.pid_kp": 1e6, "multiplier.pid_ki": 1e6, "multiplier.pid_kd": 1e6, "sac.target_entropy": 1e6,
+    "multiplier.state_noise": 1e3,
 }
 
 

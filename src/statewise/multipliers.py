@@ -183,7 +183,7 @@ def jitter_states(obs: torch.Tensor, scale: float, noise: torch.Tensor) -> torch
     s + scale · σ ⊙ ε, with σ the per-dimension standard deviation of member k's round of replay states
     obs (S, K, B, D) and ε (S, K, B, D) standard normals. The dual target is defined at every state (the policy and
     the cost critic are), so λ is fit on a neighbourhood of the data instead of extrapolating between data points."""
-    std = obs.flatten(1, 2).std(dim=1)[:, None, None, :]
+    std = obs.flatten(1, 2).std(dim=1, correction=0)[:, None, None, :]  # defined for a round of one state too
     return obs + scale * std * noise
 
 
