@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
@@ -59,9 +58,8 @@ def run_group(group: "Group | tuple[RunSpec, ...]") -> list[dict[str, Any]]:
     if group.resume or resumable:
         results = resume_runs(dirs, progress=False, threads=group.specs[0].threads)
     else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
         for d in existing:
-            d.rename(d.with_name(f"{d.name}{runio.INTERRUPTED_MARK}{stamp}"))
+            runio.move_aside(d, runio.INTERRUPTED_MARK)
         results = train_population([spec.build() for spec in group.specs])
     return [result.summary for result in results]
 
@@ -231,7 +229,6 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True, popul
     interrupted run without a resume state is moved aside (``.interrupted-<time>``) and trained again."""
     from statewise import resume
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     done, todo, resumable = [], [], []
     for spec in specs:
         run_dir = Path(spec.run_dir)
@@ -242,7 +239,7 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True, popul
                 if not redo:
                     raise StatewiseError(f"{run_dir} was trained with other settings ({why}); rerun with --redo "
                                          "to move it aside and train it again")
-                run_dir.rename(run_dir.with_name(f"{run_dir.name}{runio.STALE_MARK}{stamp}"))
+                runio.move_aside(run_dir, runio.STALE_MARK)
         if summary.is_file():
             done.append(runio.read_json(summary))
             continue
@@ -250,7 +247,7 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True, popul
             if resume.available(run_dir):
                 resumable.append(spec)
                 continue
-            run_dir.rename(run_dir.with_name(f"{run_dir.name}{runio.INTERRUPTED_MARK}{stamp}"))
+            runio.move_aside(run_dir, runio.INTERRUPTED_MARK)
         todo.append(spec)
     groups = [Group(g) for g in group_specs(todo, populations)]
     for g in group_specs(resumable, populations):  # resumed together where the members share a checkpoint step

@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,11 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} has format {ckpt['meta'].get('format', 1)}, this statewise reads "
                               f"format {CHECKPOINT_FORMAT} (written since populations); retrain the run")
     return ckpt
+
+
+def move_aside(run_dir: Path, mark: str) -> None:
+    """Rename ``run_dir`` to <name><mark><time> (STALE_MARK or INTERRUPTED_MARK): kept for the record, never read."""
+    run_dir.rename(run_dir.with_name(f"{run_dir.name}{mark}{time.strftime('%Y%m%d-%H%M%S')}"))
 
 
 def moved_aside(path: Path) -> bool:
