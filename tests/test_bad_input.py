@@ -51,6 +51,7 @@ CASES = [
     (f"{SET} multiplier.state_noise=-1", "state_noise must be >= 0"),
     ("train --steps 50 --algo sac-lag --set multiplier.state_noise=0.5 --run-dir {tmp}/new", "no state input"),
     (f"{SET} multiplier.state_noise=lots", "multiplier.state_noise"),
+    (f"{SET} multiplier.activation=sigmoid", "unknown multiplier.activation 'sigmoid'; choose from relu, elu, tanh"),
     ("train --steps 0 --run-dir {tmp}/new", "steps"),
     ("train --steps 50 --algo banana --run-dir {tmp}/new", "unknown algorithm"),
     ("train --steps 50 --algo sac --set multiplier.kind=network --run-dir {tmp}/new", "unconstrained"),

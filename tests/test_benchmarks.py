@@ -53,3 +53,34 @@ def test_signal_study_smoke(tmp_path):
         cells = [c.strip() for c in line.strip("|").split("|")]
         auroc = cells[4]  # λ AUROC against the exact infeasible set of the plane
         assert auroc != "–" and "non-finite" not in auroc, line
+
+
+def test_di_variants_change_one_thing(monkeypatch):
+    """The bias and slack studies' environment variants differ from the double integrator only where they say."""
+    import gymnasium as gym
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks" / "envs"))
+    import di_variants  # noqa: F401  (registers the variants)
+
+    def starts(env_id, n=3000):
+        env = gym.make(env_id)
+        states = np.array([env.reset(seed=i)[0] for i in range(n)], dtype=np.float64)
+        return env.unwrapped, states
+
+    task, base = starts("statewise/DoubleIntegrator-v0")
+    _, feasible = starts("di_variants:DIFeasibleStarts-v0")
+    _, fast = starts("di_variants:DIFastStarts-v0")
+    assert 0.1 < 1 - task.feasible(base).mean() < 0.17  # ~13% of the task's starts are infeasible
+    assert task.feasible(feasible).all()
+    assert np.abs(base[:, 1]).max() <= 3.0 and np.abs(fast[:, 1]).max() > 3.9  # velocities reach the plane's edge
+    assert np.abs(fast[:, 0]).max() <= 4.5 and np.abs(fast[:, 1]).max() <= 4.0
+    assert ((np.abs(fast[:, 1]) > 3) & (task.slack(fast) >= 1)).any()  # slack states outside the task's starts
+    options = {"state": [1.0, -2.0]}
+    for env_id in ("di_variants:DIFeasibleStarts-v0", "di_variants:DIFastStarts-v0"):  # an explicit state is kept
+        np.testing.assert_array_equal(gym.make(env_id).reset(seed=0, options=options)[0], [1.0, -2.0])
+    no_term = gym.make("di_variants:DINoTermination-v0").unwrapped
+    _, _, cost, terminated = no_term.transition(np.array([[10.5, 1.0]]), np.array([[1.0]]))
+    assert cost[0] == 1.0 and not terminated[0]
+    _, _, _, terminated = task.transition(np.array([[10.5, 1.0]]), np.array([[1.0]]))
+    assert terminated[0]

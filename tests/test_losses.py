@@ -577,3 +577,20 @@ def test_cost_critic_update_does_not_depend_on_reward_scale():
         finals.append([p.detach()[:, 2:].clone() for p in agent.critic.parameters()])
     for a, b in zip(*finals):
         assert torch.equal(a, b)
+
+
+def test_multiplier_activation_is_its_own_choice():
+    """multiplier.activation sets the λ network's hidden activation only; auto follows sac.activation."""
+    def kinds(cfg):
+        agent = SAC(2, 1, cfg.validate())
+        return type(agent.multiplier.net.net.act), type(agent.actor.net.act), type(agent.critic.net.act)
+
+    cfg = Config(algo="sac-alam")
+    cfg.sac.hidden = cfg.multiplier.hidden = [8, 8]
+    assert kinds(copy.deepcopy(cfg)) == (torch.nn.ReLU, torch.nn.ReLU, torch.nn.ReLU)
+    tanh = copy.deepcopy(cfg)
+    tanh.multiplier.activation = "tanh"
+    assert kinds(tanh) == (torch.nn.Tanh, torch.nn.ReLU, torch.nn.ReLU) and tanh.multiplier.activation == "tanh"
+    follows = copy.deepcopy(cfg)
+    follows.sac.activation = "elu"
+    assert kinds(follows) == (torch.nn.ELU, torch.nn.ELU, torch.nn.ELU) and follows.multiplier.activation == "elu"

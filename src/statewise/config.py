@@ -77,7 +77,7 @@ class SACConfig:
     """The shared soft actor-critic backbone (docs/algorithm.md §3)."""
 
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # hidden layer widths of actor and critics
-    activation: str = "relu"  # hidden activation of every network: relu | elu | tanh
+    activation: str = "relu"  # hidden activation of actor, critics and (multiplier.activation=auto) λ: relu | elu | tanh
     gamma: float = 0.99  # reward discount γ
     tau: float = 0.005  # Polyak rate of the reward critics' targets
     batch_size: int = 256  # minibatch size of every gradient step
@@ -164,6 +164,7 @@ class MultiplierConfig:
     # still wrong"), so it is off
     state_noise: float = 0.0
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # hidden layer widths of the λ network
+    activation: str = "auto"  # hidden activation of the λ network: relu | elu | tanh; auto = sac.activation
     grad_clip: float = 3.0  # FAC: lam_gradient_clip_norm = 3; 0 disables
     # dual ascent on a network: drop the ascent term where λ_ξ(s) is already at λ_max and g > 0 (projected
     # dual ascent). Off = FAC as published: the raw output can wind up far above the cap (README, "Findings").
@@ -306,6 +307,7 @@ class Config:
         m.penalty = penalty if m.penalty == "auto" else m.penalty
         m.normalize_actor = normalize if m.normalize_actor == "auto" else m.normalize_actor
         m.rho_lambda = m.rho if m.rho_lambda == "auto" else m.rho_lambda
+        m.activation = self.sac.activation if m.activation == "auto" else m.activation
         if m.lr == "auto":
             m.lr = NETWORK_LR if (m.kind, m.update) == ("network", "dual-ascent") else SCALAR_LR  # (unused by pid)
         if m.steps == "auto":
@@ -343,6 +345,7 @@ class Config:
         _choice("multiplier.fit_space", m.fit_space, ("linear", "log"))
         _choice("multiplier.residual_action", m.residual_action, ("sample", "mean"))
         _choice("sac.activation", self.sac.activation, ACTIVATIONS)
+        _choice("multiplier.activation", m.activation, ACTIVATIONS)
         _choice("device", self.device, DEVICES)
 
         _positive("steps", self.steps)

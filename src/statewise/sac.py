@@ -88,7 +88,7 @@ class Networks(nn.Module):
         self.critic = Critic(members, obs_dim, act_dim, s.hidden, cfg.constrained, s.activation)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.full((members,), math.log(s.alpha_init)))
-        self.multiplier = make_multiplier(members, obs_dim, m, s.activation)
+        self.multiplier = make_multiplier(members, obs_dim, m, m.activation)
 
 
 class SAC(nn.Module):
