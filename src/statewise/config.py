@@ -77,7 +77,7 @@ class SACConfig:
     """The shared soft actor-critic backbone (docs/algorithm.md §3)."""
 
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # hidden layer widths of actor and critics
-    activation: str = "relu"  # hidden activation of actor, critics and (multiplier.activation=auto) λ: relu | elu | tanh
+    activation: str = "relu"  # hidden activation of actor and critics (and λ, see multiplier): relu | elu | tanh
     gamma: float = 0.99  # reward discount γ
     tau: float = 0.005  # Polyak rate of the reward critics' targets
     batch_size: int = 256  # minibatch size of every gradient step

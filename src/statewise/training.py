@@ -140,8 +140,8 @@ def train_population(configs: list[Config], _resumed: list[dict[str, Any]] | Non
     ``configs`` differ only in ``seed`` and ``run_dir`` (see :func:`population_configs`). Member k writes exactly the
     run directory that ``train(configs[k])`` would write, with identical files on CPU apart from timings: every
     network, optimiser state, multiplier, replay buffer and random stream has its own member slice. (Compiled, that
-    holds between populations of two or more; a compiled population of one rounds differently: docs/algorithm.md §6b.) With ``plots``
-    each run directory gets its plots/ (learning curves, λ map), as from ``statewise train``.
+    holds between populations of two or more; a compiled population of one rounds differently: docs/algorithm.md
+    §6b.) With ``plots`` each run directory gets its plots/ (learning curves, λ map), as from ``statewise train``.
     """
     configs = [copy.deepcopy(c) for c in configs]
     for cfg in configs:
