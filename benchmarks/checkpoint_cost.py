@@ -3,7 +3,7 @@
     python benchmarks/checkpoint_cost.py            # ~1 min on 2 cores
 
 Each row builds a SAC-ALaM agent ([256, 256] networks) and a replay buffer filled with n transitions of an
-observation of the given size, then times ``statewise.resume.save`` of member 0's state (what the training loop
+observation of the given size, then times ``statewise.run.resume.save`` of member 0's state (what the training loop
 writes every ``checkpoint_every`` steps): serialisation, fsync and the atomic rename.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from statewise import resume
-from statewise.buffer import ReplayBuffer
+from statewise.run import resume
+from statewise.method.buffer import ReplayBuffer
 from statewise.config import Config
-from statewise.sac import SAC
+from statewise.method.sac import SAC
 
 
 def measure(obs_dim: int, act_dim: int, n: int, repeats: int = 3) -> tuple[float, float]:

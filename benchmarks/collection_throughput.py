@@ -1,7 +1,7 @@
 """Throughput of vectorised collection (``--num-envs``, ``--vector-mode``) on this machine.
 
 For each environment and each (mode, N): environment steps per second of collection alone (random actions through
-``statewise.collect``, no policy, no learning), and of training (SAC-ALaM, [64, 64] networks, batch 256, one
+``statewise.run.collect``, no policy, no learning), and of training (SAC-ALaM, [64, 64] networks, batch 256, one
 gradient step per collected transition unless stated, one torch thread, evaluation excluded as far as possible).
 
     python benchmarks/collection_throughput.py                          # statewise/HopperVelocity-v0
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 import statewise
-from statewise.collect import make_collector
-from statewise.evaluate import build_env
+from statewise.run.collect import make_collector
+from statewise.run.evaluate import build_env
 
 SETTINGS = [("single", 1, 1.0), ("sync", 4, 1.0), ("async", 4, 1.0), ("sync", 4, 0.25), ("async", 4, 0.25)]
 COLLECT_STEPS = 4000

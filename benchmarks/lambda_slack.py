@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 import statewise
-from statewise.diagnostics import monte_carlo_values
-from statewise.evaluate import SLACK_M, build_env
-from statewise.plots import _run_label
+from statewise.run.value_bias import monte_carlo_values
+from statewise.run.evaluate import SLACK_M, build_env
+from statewise.analysis.plots import _run_label
 from value_bias import ci_cell, run_dirs
 
 COLUMNS = ("slack states with λ ≤ 1", "visited slack states, λ ≤ 1", "median λ, slack states",
@@ -77,8 +77,8 @@ def visited_states(sac, task, env, episodes: int = 200) -> np.ndarray:
 def over_training(runs: list) -> None:
     """The share of ≥ 1 m-slack states with λ > 1 in each λ map saved during training (probe.npz, 41 × 41 grid),
     mean over the runs of each variant with a multiplier network."""
-    from statewise import runio
-    from statewise.training import LAMBDA_GRID_N
+    from statewise.run import runio
+    from statewise.run.trainer import LAMBDA_GRID_N
 
     by_label: dict[str, list[np.ndarray]] = defaultdict(list)
     steps: dict[str, np.ndarray] = {}

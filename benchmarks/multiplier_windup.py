@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 import statewise
-from statewise.evaluate import build_env
+from statewise.run.evaluate import build_env
 
 
 def main() -> None:

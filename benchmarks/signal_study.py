@@ -22,10 +22,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import statewise
-from statewise import runio
-from statewise.evaluate import build_env, calibration
-from statewise.plots import _run_label
-from statewise.report import run_metrics
+from statewise.run import runio
+from statewise.run.evaluate import build_env, calibration
+from statewise.analysis.plots import _run_label
+from statewise.analysis.report import run_metrics
 from value_bias import ci_cell, run_dirs
 
 COLUMNS = ("return", "train viol.", "viol. from feasible starts", "λ AUROC (exact)", "F AUROC (exact)", "λ ≤ 1, ≥ 1 m slack",

@@ -28,9 +28,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from statewise import Config
-from statewise.buffer import ReplayBuffer
-from statewise.sac import SAC
-from statewise.training import keep_freed_memory, population_configs, train_population
+from statewise.method.buffer import ReplayBuffer
+from statewise.method.sac import SAC
+from statewise.run.trainer import keep_freed_memory, population_configs, train_population
 
 ALGOS = ["sac", "sac-lag", "fac", "sac-alam"]
 # (label, hidden, batch, obs_dim, act_dim): the library's default size at a Safety-Gymnasium-like

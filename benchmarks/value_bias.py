@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 import statewise
-from statewise import runio
-from statewise.report import ci_cell as _report_cell
-from statewise.diagnostics import feasible_states, monte_carlo_values, summarize
-from statewise.evaluate import build_env
-from statewise.plots import _run_label, read_csv, value_bias_curves
+from statewise.run import runio
+from statewise.analysis.report import ci_cell as _report_cell
+from statewise.run.value_bias import feasible_states, monte_carlo_values, summarize
+from statewise.run.evaluate import build_env
+from statewise.analysis.plots import _run_label, read_csv, value_bias_curves
 
 COLUMNS = (("feasible_qc", "Q^c feasible"), ("feasible_qc_mc", "MC feasible"),
            ("feasible_qc_bias_median", "median bias feasible"), ("replay_qc_bias_median", "median bias replay"),

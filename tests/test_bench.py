@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from statewise.bench import LocalExecutor, bench, load_grid, plan, report
+from statewise.grid import LocalExecutor, bench, load_grid, plan, report
 from statewise.errors import StatewiseError
 
 
@@ -101,7 +101,7 @@ def test_grid_file_and_bad_grids(tmp_path):
 
 
 def test_report_cells_count_non_finite_runs_and_use_student_t():
-    from statewise.report import ci_cell
+    from statewise.analysis.report import ci_cell
 
     # three seeds, one diverged: its NaN is counted and shown, the mean is over the finite two (t with 1 dof)
     cell = ci_cell([1.0, float("nan"), 3.0])
@@ -114,7 +114,7 @@ def test_report_cells_count_non_finite_runs_and_use_student_t():
 
 
 def test_ablation_table_leaves_out_metrics_no_run_measured():
-    from statewise.bench import ABLATION, _ablation_table
+    from statewise.grid import ABLATION, _ablation_table
 
     rows = {label: [{"return (last 10% of evals)": 1.0}, {"return (last 10% of evals)": 2.0}]
             for label in ABLATION.values()}
@@ -148,7 +148,7 @@ def test_bench_resumes_an_interrupted_population(tmp_path):
     specs = plan(["sac-alam"], ["statewise/DoubleIntegrator-v0"], [0, 1], 300, tmp_path / "a", overrides=overrides)
     bench(specs, LocalExecutor(1), progress=False)
     victim = plan(["sac-alam"], ["statewise/DoubleIntegrator-v0"], [0, 1], 300, tmp_path / "b", overrides=overrides)
-    code = ("from pathlib import Path; from statewise.bench import bench, plan, LocalExecutor; "
+    code = ("from pathlib import Path; from statewise.grid import bench, plan, LocalExecutor; "
             f"bench(plan(['sac-alam'], ['statewise/DoubleIntegrator-v0'], [0, 1], 300, Path({str(tmp_path / 'b')!r}), "
             f"overrides={overrides!r}), LocalExecutor(1), progress=False)")
     died = subprocess.run([sys.executable, "-c", code], capture_output=True,
@@ -171,7 +171,7 @@ def test_bench_resumes_an_interrupted_population(tmp_path):
 
 
 def test_a_second_bench_on_the_same_grid_is_refused(tmp_path, capsys):
-    from statewise.bench import GridLock
+    from statewise.grid import GridLock
     from statewise.cli import main
 
     with GridLock(tmp_path / "grid"):
@@ -207,7 +207,7 @@ def test_workers_stop_when_bench_is_killed(tmp_path, how, wait_for):
     while time.time() < deadline and any(_alive(pid) for pid in children):
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in children)
-    from statewise.bench import GridLock
+    from statewise.grid import GridLock
 
     with GridLock(tmp_path / "grid"):  # free again: no survivor holds it
         pass

@@ -1,4 +1,4 @@
-"""Vectorised collection (statewise.collect): N = 1 in every mode reproduces the unvectorised path, each of N
+"""Vectorised collection (statewise.run.collect): N = 1 in every mode reproduces the unvectorised path, each of N
 environments behaves like its own single environment (resets, truncation, final observations, costs), and the
 update ratio is per collected transition."""
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import statewise
-from statewise.collect import SingleCollector, make_collector
+from statewise.run.collect import SingleCollector, make_collector
 from statewise.config import Config
 from statewise.errors import ConfigError
-from statewise.evaluate import build_env
+from statewise.run.evaluate import build_env
 
 DI = "statewise/DoubleIntegrator-v0"
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from statewise.config import Config
-from statewise.optim import Adam
-from statewise.sac import SAC, compile_decision, has_cpp_compiler
+from statewise.method.optim import Adam
+from statewise.method.sac import SAC, compile_decision, has_cpp_compiler
 
 from test_population import _filled
 
@@ -37,7 +37,7 @@ def test_compile_decision(monkeypatch):
         assert compile_decision("auto", cpu, cfg) == (False, "")  # too short to repay the compile time
         assert compile_decision("auto", cpu, Config(steps=100_000).validate()) == (True, "")
         assert compile_decision(True, cpu, cfg) == (True, "")
-    monkeypatch.setattr("statewise.sac.has_cpp_compiler", lambda: False)
+    monkeypatch.setattr("statewise.method.sac.has_cpp_compiler", lambda: False)
     want, note = compile_decision(True, cpu, cfg)
     assert not want and "no C++ compiler" in note
 

@@ -9,11 +9,11 @@ import torch
 
 import statewise
 from statewise import Config
-from statewise.diagnostics import feasible_states, monte_carlo_values
+from statewise.run.value_bias import feasible_states, monte_carlo_values
 from statewise.envs.double_integrator import DoubleIntegratorEnv
 from statewise.errors import EnvError
-from statewise.evaluate import build_env
-from statewise.sac import SAC
+from statewise.run.evaluate import build_env
+from statewise.method.sac import SAC
 
 from conftest import TASKS, tiny_config
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import statewise
-from statewise.bench import report
+from statewise.grid import report
 from statewise.cli import main
 from statewise.config import Config
 from statewise.envs.double_integrator import DoubleIntegratorEnv
 from statewise.errors import ConfigError
-from statewise.training import population_configs, train_population
+from statewise.run.trainer import population_configs, train_population
 
 from conftest import tiny_config
 from test_population import _same_files
@@ -85,7 +85,7 @@ def test_a_diverged_member_fails_alone_and_its_neighbours_are_unchanged(tmp_path
 def test_non_finite_parameters_are_caught_before_they_act(tmp_path, monkeypatch):
     """NaN injected into member 1's actor after 40 updates: its next action is non-finite and the run stops there,
     before the action reaches the environment; member 0 finishes."""
-    from statewise.sac import SAC
+    from statewise.method.sac import SAC
 
     original = SAC.update
 

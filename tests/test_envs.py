@@ -213,7 +213,7 @@ def test_ph_plane_feasible_set_is_exact_at_rest():
 
 
 def test_calibration_uses_the_plane_truth_of_either_task():
-    from statewise.evaluate import calibration
+    from statewise.run.evaluate import calibration
 
     for env_id in (DI_ID, PH_ID):
         env = make_env(env_id)

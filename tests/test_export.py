@@ -5,14 +5,14 @@ import pytest
 
 import statewise
 from statewise.cli import main
-from statewise.export import DeployedAgent, run_exported
+from statewise.analysis.export import DeployedAgent, run_exported
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     from conftest import tiny_config
 
-    from statewise.risk import calibrate
+    from statewise.analysis.risk import calibrate
 
     root = tmp_path_factory.mktemp("export")
     alam = statewise.train(tiny_config(root / "alam"), plots=False).run_dir
@@ -46,7 +46,7 @@ def test_onnx_matches_torch(runs, name, names, tmp_path, capsys):
 
 
 def test_torchscript_matches_torch(runs, tmp_path):
-    from statewise.export import export
+    from statewise.analysis.export import export
 
     path, names = export(runs["alam"], "torchscript", tmp_path / "agent.pt")
     obs = np.random.default_rng(2).uniform(-5, 5, (33, 2)).astype(np.float32)
@@ -59,7 +59,7 @@ def test_risk_output_is_the_isotonic_step_function(runs):
     import torch
 
     agent = statewise.load(runs["alam"])
-    from statewise.risk import RiskModel
+    from statewise.analysis.risk import RiskModel
 
     model = DeployedAgent(agent, RiskModel.read(runs["alam"]))
     obs = np.random.default_rng(3).uniform(-6, 6, (500, 2)).astype(np.float32)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import statewise
-from statewise import runio
+from statewise.run import runio
 from statewise.cli import main
 from statewise.config import Config, _flatten, reference
 
@@ -61,8 +61,8 @@ def test_config_reference_covers_every_key(capsys):
 
 def test_install_hints_work_from_a_checkout():
     from statewise.envs.velocity import MUJOCO_INSTALL
-    from statewise.ray_executor import RAY_INSTALL
-    from statewise.video import VIDEO_INSTALL
+    from statewise.grid.ray_executor import RAY_INSTALL
+    from statewise.analysis.video import VIDEO_INSTALL
 
     for hint in (MUJOCO_INSTALL, VIDEO_INSTALL, RAY_INSTALL):
         assert hint.startswith('pip install -e ".[') and "statewise[" not in hint
@@ -72,7 +72,7 @@ def test_install_hints_work_from_a_checkout():
 def test_training_log_header_is_declared_up_front(tmp_path, tiny, algo):
     """metrics.csv starts with its final header (no column appears later, which would rewrite the file under a
     reader); warm-up rows leave the learning columns empty."""
-    from statewise.training import PROBE_LOG_FIELDS, TRAIN_LOG_FIELDS
+    from statewise.run.trainer import PROBE_LOG_FIELDS, TRAIN_LOG_FIELDS
 
     result = statewise.train(tiny(tmp_path / algo, algo=algo), plots=False)
     with open(result.run_dir / runio.TRAIN_CSV, newline="") as fh:

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from statewise.buffer import ReplayBuffer
+from statewise.method.buffer import ReplayBuffer
 from statewise.config import Config, ConstraintConfig, MultiplierConfig
-from statewise.constraints import CostValue
-from statewise.multipliers import NetworkMultiplier, ScalarMultiplier
-from statewise.nets import Critic, MultiplierNet, TanhGaussianPolicy
-from statewise.penalties import augmented, lagrangian
-from statewise.sac import SAC
+from statewise.method.signals import CostValue
+from statewise.method.multipliers import NetworkMultiplier, ScalarMultiplier
+from statewise.method.nets import Critic, MultiplierNet, TanhGaussianPolicy
+from statewise.method.penalties import augmented, lagrangian
+from statewise.method.sac import SAC
 
 torch.set_default_dtype(torch.float32)
 
@@ -68,7 +68,7 @@ def _network_multiplier(update: str, **kw) -> NetworkMultiplier:
 
 def _set_prev_output(m: NetworkMultiplier, value: float) -> None:
     """Make λ_prev(s) ≡ value (zero last layer, bias = softplus⁻¹(value))."""
-    from statewise.nets import softplus_inverse
+    from statewise.method.nets import softplus_inverse
 
     last = m.prev.net.layers[-1]
     with torch.no_grad():
@@ -105,7 +105,7 @@ def test_dual_target_fixed_point_is_complementary_slackness():
 def test_log_space_fit_loss_and_gradient_by_hand():
     """fit_space=log: L = mean (log(1+λ) − log(1+λ̂))²; with λ ≡ λ0 (zero last layer, bias b) and λ_prev ≡ 3,
     dL/db = mean 2 (log(1+λ0) − log(1+λ̂)) / (1+λ0) · σ(b) (softplus' = sigmoid). Same fixed point as linear."""
-    from statewise.nets import softplus_inverse
+    from statewise.method.nets import softplus_inverse
 
     obs = torch.randn(1, 4, 3)
     g = torch.tensor([[-1.0, 0.0, 2.0, 200.0]])  # targets 2, 3, 5 and the cap 10
@@ -214,7 +214,7 @@ def test_scalar_dual_ascent_projected():
 
 def test_pid_multiplier_matches_hand_computation():
     """λ_k = clip(K_P·EMA_p(ḡ) + I_k + K_D·max(0, EMA_d(ḡ)_k − EMA_d(ḡ)_{k−delay}), 0, λ_max), I_k = max(0, I + K_I ḡ)."""
-    from statewise.multipliers import PIDMultiplier
+    from statewise.method.multipliers import PIDMultiplier
 
     cfg = MultiplierConfig(kind="pid", lam_init=0.1, lam_max=5.0, pid_kp=1.0, pid_ki=0.5, pid_kd=2.0,
                            pid_ema_p=0.5, pid_ema_d=0.5, pid_d_delay=2)
@@ -508,7 +508,7 @@ def test_multiplier_residual_action(residual_action):
 def test_state_noise_jitters_each_members_round_by_its_own_spread():
     """multiplier.state_noise: the round's states are s + σ_noise · std_k ⊙ ε, std_k the per-dimension spread of
     member k's round (here two members whose states differ in scale by 100 in one dimension)."""
-    from statewise.multipliers import jitter_states
+    from statewise.method.multipliers import jitter_states
 
     gen = torch.Generator().manual_seed(0)
     obs = torch.randn(2, 3, 64, 2, generator=gen) * torch.tensor([[1.0, 0.01], [100.0, 1.0]]).view(2, 1, 1, 2)
@@ -542,7 +542,7 @@ def test_multiplier_round_sees_jittered_states(noise):
 def test_member_group_clipping_matches_torch_per_group():
     """clip_per_member on (S, K, ...) gradients is torch's clip_grad_norm_ applied to each member's group
     of critics alone: members never scale each other, nor do the reward and the cost twins."""
-    from statewise.optim import clip_per_member
+    from statewise.method.optim import clip_per_member
 
     gen = torch.Generator().manual_seed(3)
     params = [torch.nn.Parameter(torch.zeros(2, 4, 3, 5)), torch.nn.Parameter(torch.zeros(2, 4, 1, 5))]

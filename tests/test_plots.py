@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import statewise
-from statewise import plots
+from statewise.analysis import plots
 from statewise.cli import main
-from statewise.training import population_configs, train_population
+from statewise.run.trainer import population_configs, train_population
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import statewise
-from statewise.bench import LocalExecutor, bench, plan
-from statewise.buffer import ReplayBuffer
+from statewise.grid import LocalExecutor, bench, plan
+from statewise.method.buffer import ReplayBuffer
 from statewise.cli import parse_seeds
 from statewise.config import Config
 from statewise.errors import ConfigError, RunDirError, StatewiseError
-from statewise.sac import SAC, pad_rows
-from statewise.training import population_configs, train_population
+from statewise.method.sac import SAC, pad_rows
+from statewise.run.trainer import population_configs, train_population
 
 from conftest import TASKS, tiny_config
 

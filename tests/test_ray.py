@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from statewise.execution import GridIncomplete, LocalExecutor, bench
-from statewise.grid import plan
-from statewise.report import report
+from statewise.grid.execution import GridIncomplete, LocalExecutor, bench
+from statewise.grid.plan import plan
+from statewise.analysis.report import report
 
 pytestmark = pytest.mark.ray
 
@@ -41,7 +41,7 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 def test_ray_grid_equals_local_grid_and_leaves_nothing_behind(tmp_path, isolated_home):
-    from statewise.ray_executor import RayExecutor
+    from statewise.grid.ray_executor import RayExecutor
 
     timings = {}
     for name, make in (("local", lambda out: LocalExecutor(2)), ("ray", lambda out: RayExecutor(out, workers=2))):
@@ -70,7 +70,7 @@ def test_ray_grid_equals_local_grid_and_leaves_nothing_behind(tmp_path, isolated
 def test_a_work_item_that_raises_is_reported_and_the_rest_finish(tmp_path, isolated_home, engine):
     import _failing_env  # noqa: F401 - registers Crashing-v0 here (workers import it from the env id)
 
-    from statewise.ray_executor import RayExecutor
+    from statewise.grid.ray_executor import RayExecutor
 
     out = tmp_path / "grid"
     specs = plan(["sac-lag"], ["statewise/DoubleIntegrator-v0", "_failing_env:Crashing-v0"], [0], 200, out,
@@ -109,7 +109,7 @@ def test_cli_without_ray_or_with_a_bad_address_says_so_in_one_line(tmp_path, iso
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    from statewise.ray_executor import RAY_INSTALL
+    from statewise.grid.ray_executor import RAY_INSTALL
 
     assert f"needs Ray, which is not installed: {RAY_INSTALL}" in capsys.readouterr().err
 
@@ -129,7 +129,7 @@ class _DiesOnce:
 
 def test_a_task_whose_worker_dies_is_retried_and_one_asking_too_much_fails_at_once(tmp_path, isolated_home):
     from statewise.errors import StatewiseError
-    from statewise.ray_executor import RayExecutor
+    from statewise.grid.ray_executor import RayExecutor
 
     class NeedsGPU:
         def resources(self):

@@ -1,4 +1,4 @@
-"""The constraint-signal menu (statewise.constraints): each Bellman target against hand-computed values, the
+"""The constraint-signal menu (statewise.method.signals): each Bellman target against hand-computed values, the
 Monte-Carlo recursion against closed forms, the h(s) bookkeeping of the collector, and every signal trained with
 every multiplier and penalty."""
 
@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import statewise
-from statewise.collect import make_collector
+from statewise.run.collect import make_collector
 from statewise.config import ALGORITHMS, Config, ConstraintConfig
-from statewise.constraints import (BarrierResidual, ConstraintDecay, CostValue, Reachability, make_signal,
+from statewise.method.signals import (BarrierResidual, ConstraintDecay, CostValue, Reachability, make_signal,
                                    rollout_values)
 from statewise.errors import ConfigError, EnvError
-from statewise.evaluate import check_cost_signal
+from statewise.run.evaluate import check_cost_signal
 
 from conftest import tiny_config
 
@@ -176,7 +176,7 @@ def test_every_signal_trains_with_every_multiplier_and_penalty(tmp_path, algo, s
 def test_stored_values_are_the_signals_transition_values(tmp_path, monkeypatch):
     """What reaches the replay buffer under hjr is h(s') of the transition, for the double integrator
     |x'| - x_max of the stored next observation."""
-    from statewise.buffer import ReplayBuffer
+    from statewise.method.buffer import ReplayBuffer
 
     seen = []
     original = ReplayBuffer.add

@@ -256,7 +256,7 @@ def test_eval_video_of_a_builtin_task(tmp_path, tiny, capsys):
     main(["eval", str(run), "--episodes", "2", "--video", "--video-episodes", "2", "--seed", "5"])
     paths = [run / "videos" / f"episode-seed{s}.mp4" for s in (5, 6)]
     assert [f"video: {p}" for p in paths] == capsys.readouterr().out.splitlines()[:2]
-    from statewise.evaluate import run_episodes
+    from statewise.run.evaluate import run_episodes
 
     env = make_env("statewise/PointHazard-v0", render_mode="rgb_array")
     env.reset(seed=5)

@@ -10,7 +10,7 @@ import yaml
 
 import statewise
 from statewise import ALGORITHMS
-from statewise.evaluate import build_env, calibration, episode_seeds, run_episodes
+from statewise.run.evaluate import build_env, calibration, episode_seeds, run_episodes
 
 from conftest import TASKS, tiny_config
 
@@ -93,7 +93,7 @@ def test_save_load_act_reproduces_final_evaluation(tmp_path):
 
 def test_truncation_is_stored_as_non_terminal(tmp_path, monkeypatch):
     """Time-limit truncations must be stored with terminated = 0 (bootstrapped), real terminations with 1."""
-    from statewise.buffer import ReplayBuffer
+    from statewise.method.buffer import ReplayBuffer
 
     flags, original = [], ReplayBuffer.add
 

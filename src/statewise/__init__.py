@@ -20,12 +20,12 @@ from statewise.quiet import install_filters  # noqa: E402
 install_filters()
 
 # train / load pull in torch and gymnasium, and gymnasium 0.29 imports MuJoCo through its plugins; they are loaded
-# on first use so that the command line can choose MuJoCo's headless OpenGL backend first (statewise.video).
-# (The training module is statewise.training, not statewise.train: a submodule import would bind its name on the
+# on first use so that the command line can choose MuJoCo's headless OpenGL backend first (statewise.analysis.video).
+# (The training module is statewise.run.trainer, not statewise.train: a submodule import would bind its name on the
 # package and hide the function.)
-_LAZY = {"Agent": "statewise.agent", "load": "statewise.agent", "TrainResult": "statewise.training",
-         "train": "statewise.training", "train_population": "statewise.training",
-         "population_configs": "statewise.training"}
+_LAZY = {"Agent": "statewise.analysis.agent", "load": "statewise.analysis.agent", "TrainResult": "statewise.run.trainer",
+         "train": "statewise.run.trainer", "train_population": "statewise.run.trainer",
+         "population_configs": "statewise.run.trainer"}
 
 
 def __getattr__(name: str):

@@ -68,7 +68,7 @@ Every config key (for --config files and --set) with its type, default and meani
                    "takes no other option but --no-progress.")
 def train(algo, env_id, steps, seed, seeds_spec, config_path, overrides, run_dir, device, num_envs, vector_mode,
           no_progress, resume_dir) -> None:
-    from statewise.training import population_configs, resume, train_population
+    from statewise.run.trainer import population_configs, resume, train_population
 
     if resume_dir is not None:
         given = [name for name, value in (("--algo", algo), ("--env", env_id), ("--steps", steps), ("--seed", seed),
@@ -102,7 +102,7 @@ def train(algo, env_id, steps, seed, seeds_spec, config_path, overrides, run_dir
 
 def _report_results(results: list, population_dir: Path | None) -> None:
     """Each run's directory and final numbers (or failure), the plots, and exit code 1 if a run failed."""
-    from statewise.plots import plot_runs
+    from statewise.analysis.plots import plot_runs
 
     for result in results:
         click.echo(f"run directory: {result.run_dir}")
@@ -155,7 +155,7 @@ def parse_seeds(spec: str) -> list[int]:
 def eval_cmd(run_dir, episodes, seed, as_json, video, video_episodes, video_dir) -> None:
     """Evaluate a trained run: return, cost and violation rate of deterministic episodes (and, with --video,
     MP4s of them)."""
-    from statewise import video as videos
+    from statewise.analysis import video as videos
 
     if episodes <= 0:
         raise StatewiseError(f"--episodes must be positive, got {episodes}")
@@ -165,8 +165,8 @@ def eval_cmd(run_dir, episodes, seed, as_json, video, video_episodes, video_dir)
         raise StatewiseError(f"--video-episodes must be in [1, --episodes={episodes}], got {video_episodes}")
     if video:
         videos.use_headless_gl()  # before anything imports MuJoCo
-    from statewise.agent import load
-    from statewise.evaluate import build_env, calibration, run_episodes
+    from statewise.analysis.agent import load
+    from statewise.run.evaluate import build_env, calibration, run_episodes
 
     agent = load(run_dir)
     if video:
@@ -178,7 +178,7 @@ def eval_cmd(run_dir, episodes, seed, as_json, video, video_episodes, video_dir)
     result = run_episodes(env, lambda o: agent.act(o), range(seed, seed + episodes))
     calib = calibration(env, agent.multiplier, agent.cost_value) if agent.config.constrained else {}
     if as_json:
-        from statewise.runio import strict
+        from statewise.run.runio import strict
 
         click.echo(json.dumps(strict({"episodes": episodes, **result, "calibration": calib}), indent=2,
                               allow_nan=False))
@@ -198,7 +198,7 @@ def plot(run_dirs, out, cost_limit) -> None:
     """Compare runs: learning curves (return, cost, multiplier) with one line per configuration (seeds of the same
     settings pooled with a 95% band, labelled by the settings that differ) and, for tasks with a plane, λ(s) maps on
     one colour scale. Runs of several environments get one figure per environment."""
-    from statewise.plots import default_plot_dir, plot_runs
+    from statewise.analysis.plots import default_plot_dir, plot_runs
 
     dirs = [Path(d) for d in run_dirs]
     out_dir = Path(out) if out else default_plot_dir(dirs)
@@ -241,9 +241,9 @@ def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, co
     skipping runs already finished in OUT, then write OUT/report.md."""
     import os
 
-    from statewise.execution import GridIncomplete, LocalExecutor, bench
-    from statewise.grid import load_grid, plan
-    from statewise.report import report
+    from statewise.grid.execution import GridIncomplete, LocalExecutor, bench
+    from statewise.grid.plan import load_grid, plan
+    from statewise.analysis.report import report
 
     grid = load_grid(grid_path) if grid_path else {}
     variants = algos.split(",") if algos else grid.get("algos", ["sac-lag", "fac", "sac-alam"])
@@ -262,11 +262,11 @@ def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, co
         raise StatewiseError(f"--workers must be positive, got {workers}")
     specs = plan(variants, env_ids, seed_list, int(steps), Path(out), config_path or grid.get("config", ""),
                  tuple(grid.get("set", [])) + tuple(overrides))
-    from statewise.execution import GridLock
+    from statewise.grid.execution import GridLock
 
     with GridLock(Path(out)) as lock:
         if executor == "ray":
-            from statewise.ray_executor import RayExecutor
+            from statewise.grid.ray_executor import RayExecutor
 
             engine = RayExecutor(Path(out), address, workers)
         else:
@@ -297,9 +297,9 @@ def calibrate_cmd(run_dirs, episodes, test_episodes, horizon, score) -> None:
     """Fit the risk monitor of each run: P(violation within H steps) from λ(s) by isotonic regression on Monte-Carlo
     rollouts of the final policy; writes RUN_DIR/risk.json (used by agent.risk and export) and a reliability plot.
     With several runs, also the mean ± 95% CI (Student's t) of the held-out figures per variant."""
-    from statewise.plots import _run_label
-    from statewise.report import ci_cell
-    from statewise.risk import calibrate
+    from statewise.analysis.plots import _run_label
+    from statewise.analysis.report import ci_cell
+    from statewise.analysis.risk import calibrate
 
     by_label: dict[str, list[dict]] = {}
     for run_dir in run_dirs:
@@ -325,7 +325,7 @@ def calibrate_cmd(run_dirs, episodes, test_episodes, horizon, score) -> None:
 def export_cmd(run_dir, fmt, out) -> None:
     """Export the deterministic policy, λ(s), Q^c(s, π(s)) and (after statewise calibrate) the risk monitor as one
     model with input obs (N, obs_dim); checked against torch on random inputs before it is kept (export extra)."""
-    from statewise.export import export
+    from statewise.analysis.export import export
 
     path, names = export(Path(run_dir), fmt, out)
     click.echo(f"{path}: input obs (N, obs_dim) float32 -> {', '.join(names)}")
@@ -356,7 +356,7 @@ def config_cmd(as_yaml, algo) -> None:
               help="Episode-cost level for counting threshold crossings.")
 def report_cmd(out, cost_limit) -> None:
     """Aggregate a benchmark grid directory into OUT/report.md with figures."""
-    from statewise.report import report
+    from statewise.analysis.report import report
 
     click.echo(str(report(Path(out), cost_limit)))
 
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("statewise: aborted", err=True)
-        execution = sys.modules.get("statewise.execution")
+        execution = sys.modules.get("statewise.grid.execution")
         if execution is not None and execution.pool_abandoned:  # a normal exit would join its stuck manager thread
             sys.stdout.flush()
             sys.stderr.flush()

@@ -102,7 +102,7 @@ class ConstraintConfig:
     ``cvf``: F = Q^c, the discounted sum of future (binary) costs, gamma_c-discounted. With binary costs and
     gamma_c = 0.99 the value lies in [0, 100]; threshold 0.1 asks for (roughly) no predicted violation in the near
     future. ``cdf`` (constraint decay, in [0, 1]), ``hjr`` (reachability value of the signed constraint h) and
-    ``cbf`` (barrier residual of h) are the alternatives; see statewise.constraints.
+    ``cbf`` (barrier residual of h) are the alternatives; see statewise.method.signals.
     """
 
     signal: str = "cvf"  # constraint signal F: cvf (cost value) | cdf (constraint decay) | hjr (reachability) | cbf (barrier residual)
@@ -187,7 +187,7 @@ class Config:
     seed: int = 0  # seeds networks, replay sampling, environments and evaluation starts
     steps: int = 100_000  # environment steps (transitions collected over all environments)
     max_episode_steps: int = 0  # 0: the environment's registered time limit
-    num_envs: int = 1  # environments collecting at once (statewise.collect)
+    num_envs: int = 1  # environments collecting at once (statewise.run.collect)
     vector_mode: str = "auto"  # single | sync | async; auto = single for one env, sync for several
     device: str = "cpu"  # cpu | cuda
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
@@ -202,10 +202,10 @@ class Config:
     checkpoint_minutes: float = 10.0  # the wall-time bound of the line above, in minutes
     probe_size: int = 1_024  # distinct states drawn from the buffer at start_steps (at most start_steps of them)
     # at every evaluation, the critics against Monte-Carlo truth on replay and exactly feasible states
-    # (value_bias.csv; statewise.diagnostics). Needs a task with batched dynamics (the double integrator).
+    # (value_bias.csv; statewise.run.value_bias). Needs a task with batched dynamics (the double integrator).
     value_bias: bool = False
     # torch.compile the update: true, false, or auto = on a GPU, and on a CPU with a C++ compiler when the run has
-    # at least 10k updates (compiling takes 15-80 s; statewise.sac.compile_decision)
+    # at least 10k updates (compiling takes 15-80 s; statewise.method.sac.compile_decision)
     compile: bool | str = "auto"
     progress: bool = True  # progress bar on stderr
     sac: SACConfig = field(default_factory=SACConfig)

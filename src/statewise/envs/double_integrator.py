@@ -179,7 +179,7 @@ class DoubleIntegratorEnv(gym.Env):
         """The dynamics of :meth:`step` for a batch, without an episode: states (N, 2) float64 and actions
         (N, 1) -> (next states, reward, cost, terminated), each with leading dimension N. :meth:`step` is
         this function applied to one state, so Monte-Carlo rollouts from arbitrary states
-        (:mod:`statewise.diagnostics`) follow exactly the dynamics the agent trained on."""
+        (:mod:`statewise.run.value_bias`) follow exactly the dynamics the agent trained on."""
         state = np.asarray(state, dtype=np.float64)
         x, v = state[..., 0], state[..., 1]
         a = self.u_max * np.clip(np.asarray(action, dtype=np.float64)[..., 0], -1.0, 1.0)

@@ -51,8 +51,8 @@ def check_cost_signal(env: gym.Env, seed: int, signal: str | None = None) -> Non
     """One reset and one random step: raises EnvError now (before any file is written) if the
     environment has no cost signal or returns NaN costs, or if ``signal`` needs the signed constraint h(s) and the
     environment does not report it as a finite ``info["constraint"]`` at reset and at the step."""
-    from statewise.collect import info_constraint
-    from statewise.constraints import NEEDS_CONSTRAINT
+    from statewise.run.collect import info_constraint
+    from statewise.method.signals import NEEDS_CONSTRAINT
 
     shape = getattr(env.observation_space, "shape", None)
     if shape is None or len(shape) != 1:

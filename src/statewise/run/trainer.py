@@ -17,21 +17,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from statewise import runio
-from statewise.agent import Agent
-from statewise.buffer import ReplayBuffer
-from statewise.collect import Collector, Transitions, make_collector
+from statewise.run import runio
+from statewise.analysis.agent import Agent
+from statewise.method.buffer import ReplayBuffer
+from statewise.run.collect import Collector, Transitions, make_collector
 from statewise.config import Config
-from statewise.diagnostics import ValueBiasProbe
+from statewise.run.value_bias import ValueBiasProbe
 from statewise.errors import ConfigError, EnvError, RunDirError
-from statewise.evaluate import (
+from statewise.run.evaluate import (
     build_env, calibration, check_cost_signal, episode_seeds, monte_carlo_calibration_from, rollout_members,
     summarize_episodes)
-from statewise.logger import RunLogger
-from statewise.resume import rng_state as resume_rng_state
-from statewise.resume import save as resume_save
-from statewise.resume import set_rng_state as resume_rng
-from statewise.sac import SAC, stream_seed
+from statewise.run.logger import RunLogger
+from statewise.run.resume import rng_state as resume_rng_state
+from statewise.run.resume import save as resume_save
+from statewise.run.resume import set_rng_state as resume_rng
+from statewise.method.sac import SAC, stream_seed
 
 # metrics.csv: the loop's own columns, then SAC.stat_names(), then λ on the probe states (constrained runs)
 TRAIN_LOG_FIELDS = ("time_s", "env_steps_per_s", "updates_per_s", "episode_return", "episode_cost",
@@ -116,7 +116,7 @@ def resume(path: str | Path, progress: bool | None = None, plots: bool = True) -
 def resume_runs(run_dirs: list[Path], progress: bool | None = None, threads: int | None = None,
                 plots: bool = True) -> list[TrainResult]:
     """Continue these runs as one population from the newest resume state they all have (see :func:`resume`)."""
-    from statewise import resume as resume_io
+    from statewise.run import resume as resume_io
 
     for d in run_dirs:
         resume_io.remove_temporaries(d)
@@ -227,7 +227,7 @@ def train_population(configs: list[Config], _resumed: list[dict[str, Any]] | Non
             raise
     results = [TrainResult(m.run_dir, summary) for m, summary in zip(members, summaries)]
     if plots:
-        from statewise.plots import plot_runs
+        from statewise.analysis.plots import plot_runs
 
         for result in results:
             result.plots = plot_runs([result.run_dir], result.run_dir / "plots")
@@ -315,7 +315,7 @@ class _Member:
               "last_bias", "grid_history", "probe_history", "checkpoint_step")
 
     def stats(self) -> dict[str, Any]:
-        """The running statistics a resume needs (statewise.resume)."""
+        """The running statistics a resume needs (statewise.run.resume)."""
         out = {name: copy.deepcopy(getattr(self, name)) for name in self._STATS}
         out.update(ep_returns=list(self.ep_returns), ep_costs=list(self.ep_costs))
         return out
@@ -379,7 +379,7 @@ def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torc
     last_resume_time = time.perf_counter()
 
     def save_resume(t: int) -> None:
-        """Every member's resume.pt (statewise.resume) as things stand at the end of step t."""
+        """Every member's resume.pt (statewise.run.resume) as things stand at the end of step t."""
         shared = {"t": t, "updates_done": updates_done, "window_steps": window_steps, "warmup_steps": warmup_steps,
                   "probe_steps": list(probe_steps), "grid_steps": list(grid_steps), "last_log_step": last_log_step,
                   "n_updates": agent.n_updates, "elapsed_s": time.perf_counter() - start_time}

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from statewise import runio  # noqa: E402
+from statewise.run import runio  # noqa: E402
 from statewise.config import variant_order  # noqa: E402
 from statewise.errors import CheckpointError  # noqa: E402
 from statewise.metrics import t_quantile_975  # noqa: E402
@@ -173,8 +173,8 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
     """λ(s) of each run with a multiplier network over the task's plane at its final checkpoint, all on one colour
     scale, with the exact feasible boundary (solid) where the task knows it and the constraint boundary h(s) = 0
     (dashed). One environment; panels named by configuration, seed and training step."""
-    from statewise.agent import load
-    from statewise.evaluate import build_env
+    from statewise.analysis.agent import load
+    from statewise.run.evaluate import build_env
 
     panels = []
     for config in configurations(run_dirs):
@@ -221,8 +221,8 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
 def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> Path | None:
     """λ(s) on the task plane at ``columns`` points in training (from the snapshots in probe.npz), one row per
     algorithm with a multiplier network (its lowest seed), with the exact feasible boundary where known."""
-    from statewise.evaluate import build_env
-    from statewise.training import LAMBDA_GRID_N
+    from statewise.run.evaluate import build_env
+    from statewise.run.trainer import LAMBDA_GRID_N
 
     first: dict[str, tuple[int, Path]] = {}
     rank: dict[str, tuple[int, bool, str]] = {}

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from statewise.runio import atomic_write
+from statewise.run.runio import atomic_write
 
 
 class CSVWriter:

@@ -5,7 +5,7 @@ Every multiplier has the same small interface, so the SAC backbone never knows w
 * ``value(obs)``: the detached multiplier λ(s) ∈ [0, λ_max] for a batch of states (S, B, obs) -> (S, B);
 * ``update(obs, g, functional)``: one optimiser step given the residual g = Q^c(s, ã) − d at ã ~ π (no grad),
   (S, B); returns per-member statistics of shape (S,). Learned multipliers write their loss as a function of their
-  parameter tensors (``loss``) and step with :class:`statewise.optim.Adam`, so the step can be compiled;
+  parameter tensors (``loss``) and step with :class:`statewise.method.optim.Adam`, so the step can be compiled;
 * ``end_round()``: called after the K_λ steps of one multiplier update (moves the dual iterate).
 
 Implementations: :class:`ScalarMultiplier` (SAC-Lag: dual ascent on the batch-mean residual),
@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from statewise.config import MultiplierConfig
-from statewise.nets import MultiplierNet
-from statewise.optim import Adam, clip_per_member, take_grad
+from statewise.method.nets import MultiplierNet
+from statewise.method.optim import Adam, clip_per_member, take_grad
 
 
 class ScalarMultiplier(nn.Module):

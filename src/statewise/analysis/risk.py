@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from statewise import runio
+from statewise.run import runio
 from statewise.errors import StatewiseError
 from statewise.metrics import auroc, violation_within
 
@@ -122,8 +122,8 @@ def calibrate(run_dir: str | Path, episodes: int = 100, test_episodes: int = 100
               score: str = "auto", bins: int = 10) -> dict[str, Any]:
     """Fit the risk monitor of a run (module docstring), write risk.json and plots/risk_reliability.png, and return
     what was written."""
-    from statewise.agent import load
-    from statewise.evaluate import build_env, episode_seeds, rollout_members
+    from statewise.analysis.agent import load
+    from statewise.run.evaluate import build_env, episode_seeds, rollout_members
 
     run_dir = Path(run_dir)
     for name, value in (("episodes", episodes), ("test episodes", test_episodes), ("horizon", horizon)):
@@ -173,7 +173,7 @@ def calibrate(run_dir: str | Path, episodes: int = 100, test_episodes: int = 100
 
 
 def _reliability_plot(run_dir: Path, result: dict[str, Any]) -> Path:
-    from statewise.plots import _save, plt
+    from statewise.analysis.plots import _save, plt
 
     test = result["test"]
     fig, (ax, fit_ax) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")

@@ -2,7 +2,7 @@
 
 Every algorithm is this class with a different constraint signal / multiplier / penalty plugged in:
 ``sac`` has none; ``sac-lag``, ``fac``, ``sac-alam`` and the ablations differ only in the
-:mod:`statewise.multipliers` object and the :mod:`statewise.penalties` term they use.
+:mod:`statewise.method.multipliers` object and the :mod:`statewise.method.penalties` term they use.
 
 One gradient step (:meth:`SAC.update`):
 
@@ -25,7 +25,7 @@ indices) comes from the member's own generators. A single run is a population of
 
 No host-device synchronisation happens inside an update: statistics stay tensors of shape (S,) and are only
 read when the trainer logs. Steps 1-3 and 5 are :meth:`SAC._step`, one step of 4 is :meth:`SAC._multiplier_step`;
-both are written over parameter tensors (:mod:`statewise.optim`) so that :meth:`SAC.compile` can capture each as one
+both are written over parameter tensors (:mod:`statewise.method.optim`) so that :meth:`SAC.compile` can capture each as one
 graph.
 """
 
@@ -40,13 +40,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from statewise.buffer import ReplayBuffer
+from statewise.method.buffer import ReplayBuffer
 from statewise.config import Config
-from statewise.constraints import make_signal
-from statewise.multipliers import jitter_states, make_multiplier
-from statewise.nets import Critic, TanhGaussianPolicy, member_randn
-from statewise.optim import Adam, clip_per_member, take_grad
-from statewise.penalties import penalty
+from statewise.method.signals import make_signal
+from statewise.method.multipliers import jitter_states, make_multiplier
+from statewise.method.nets import Critic, TanhGaussianPolicy, member_randn
+from statewise.method.optim import Adam, clip_per_member, take_grad
+from statewise.method.penalties import penalty
 
 # random streams of one member, each seeded from (member seed, purpose) so that they never coincide
 STREAMS = {"update": 11, "act": 12, "replay": 13}
@@ -386,13 +386,13 @@ class SAC(nn.Module):
 
 
 def _stack_optimizer_states(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """Members' :class:`statewise.optim.Adam` states back into one (moments concatenated; the shared step kept)."""
+    """Members' :class:`statewise.method.optim.Adam` states back into one (moments concatenated; the shared step kept)."""
     return {name: ([torch.cat([st[name][i] for st in states]) for i in range(len(value))]
                    if isinstance(value, list) else value) for name, value in states[0].items()}
 
 
 def _slice_optimizer_state(state: dict[str, Any], k: int) -> dict[str, Any]:
-    """Member k of an :class:`statewise.optim.Adam` state (moments sliced; the shared step count kept)."""
+    """Member k of an :class:`statewise.method.optim.Adam` state (moments sliced; the shared step count kept)."""
     return {name: ([t[k:k + 1].clone() for t in value] if isinstance(value, list) else value.clone())
             for name, value in state.items()}
 

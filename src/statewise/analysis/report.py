@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from statewise import runio
+from statewise.run import runio
 from statewise.config import variant_order
 from statewise.errors import StatewiseError
 from statewise.metrics import (
@@ -18,7 +18,7 @@ from statewise.metrics import (
 
 def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
     """Everything the report tabulates for one run (docs/algorithm.md §7)."""
-    from statewise.plots import read_csv
+    from statewise.analysis.plots import read_csv
 
     summary = runio.read_json(run_dir / runio.SUMMARY_FILE)
     ev = read_csv(run_dir / runio.EVAL_CSV)
@@ -47,7 +47,7 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
     if "lambda_max_slack1" in summary.get("calibration", {}):
         out["max λ on states with ≥ 1 m slack"] = summary["calibration"]["lambda_max_slack1"]
         out["95th pct. λ on states with ≥ 1 m slack"] = summary["calibration"]["lambda_q95_slack1"]
-    bias = summary.get("value_bias", {})  # the last measurement (statewise.diagnostics)
+    bias = summary.get("value_bias", {})  # the last measurement (statewise.run.value_bias)
     for states in ("feasible", "replay"):
         if f"{states}_qc_bias_median" in bias:
             out[f"Q^c − Monte-Carlo, median, {states} states (final)"] = bias[f"{states}_qc_bias_median"]
@@ -156,7 +156,7 @@ def report(out: Path, cost_limit: float = 0.0) -> Path:
     """Write ``OUT/report.md`` with figures per environment from a grid directory: the metrics table
     (mean ± 95% CI over seeds per variant), the ablation table (docs/algorithm.md §6) when its four variants ran, learning
     curves, λ maps over training, reliability curves and every run's final numbers and speed."""
-    from statewise.plots import lambda_over_training, learning_curves, reliability_curves, value_bias_curves
+    from statewise.analysis.plots import lambda_over_training, learning_curves, reliability_curves, value_bias_curves
 
     env_dirs = sorted(d for d in Path(out).iterdir() if d.is_dir()) if Path(out).is_dir() else []
     if not env_dirs:

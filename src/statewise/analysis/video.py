@@ -36,7 +36,7 @@ def video_paths(out_dir: Path, seed: int, episodes: int) -> list[Path]:
 def record(env_id: str, max_episode_steps: int, policy: Callable[[np.ndarray], np.ndarray], out_dir: Path,
            episodes: int, seed: int) -> list[Path]:
     """Roll out ``policy`` for ``episodes`` episodes (reset seeds seed, seed+1, ..., the same episodes that
-    :func:`statewise.evaluate.run_episodes` evaluates) and write one MP4 per episode into ``out_dir``.
+    :func:`statewise.run.evaluate.run_episodes` evaluates) and write one MP4 per episode into ``out_dir``.
 
     Refuses (one-line :class:`StatewiseError`) when a file exists, when imageio-ffmpeg is missing, or when the
     environment cannot render offscreen. Each file is written under a temporary name and renamed when complete.
@@ -45,7 +45,7 @@ def record(env_id: str, max_episode_steps: int, policy: Callable[[np.ndarray], n
         import imageio_ffmpeg
     except ImportError:
         raise StatewiseError(f"--video needs imageio-ffmpeg (the video extra): {VIDEO_INSTALL}") from None
-    from statewise.evaluate import build_env
+    from statewise.run.evaluate import build_env
 
     paths = video_paths(out_dir, seed, episodes)
     existing = [p for p in paths if p.exists()]

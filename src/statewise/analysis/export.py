@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from statewise import runio
+from statewise.run import runio
 from statewise.errors import StatewiseError
 from statewise.quiet import verbose
 
@@ -56,8 +56,8 @@ class DeployedAgent(nn.Module):
 def export(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None) -> tuple[Path, list[str]]:
     """Write the run's deployable model; returns (path, output names). Checks parity with torch on random inputs
     before returning (a model that disagrees is removed and raises)."""
-    from statewise.agent import load
-    from statewise.risk import RiskModel
+    from statewise.analysis.agent import load
+    from statewise.analysis.risk import RiskModel
 
     if fmt not in FORMATS:
         raise StatewiseError(f"unknown export format '{fmt}'; choose from {', '.join(FORMATS)}")

@@ -25,13 +25,13 @@ TRAIN_CSV = "metrics.csv"
 EVAL_CSV = "eval.csv"
 VALUE_BIAS_CSV = "value_bias.csv"
 PROBE_FILE = "probe.npz"
-RISK_FILE = "risk.json"  # statewise calibrate: the risk monitor (statewise.risk)
+RISK_FILE = "risk.json"  # statewise calibrate: the risk monitor (statewise.analysis.risk)
 # statewise bench moves a run aside to <name><mark><time>: trained with other settings (--redo), or interrupted before
 # its first checkpoint. Such copies are kept for the record and never read as runs of the grid.
 STALE_MARK, INTERRUPTED_MARK = ".stale-", ".interrupted-"
-RESUME_FILE = "resume.pt"  # statewise.resume: everything a killed run needs to continue exactly
+RESUME_FILE = "resume.pt"  # statewise.run.resume: everything a killed run needs to continue exactly
 RESUME_PREV_FILE = "resume.prev.pt"
-# 2: member-leading parameter shapes and statewise.optim.Adam states (populations); 1 (no field): single runs before
+# 2: member-leading parameter shapes and statewise.method.optim.Adam states (populations); 1 (no field): single runs before
 CHECKPOINT_FORMAT = 2
 
 

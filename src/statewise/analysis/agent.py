@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from statewise import runio
+from statewise.run import runio
 from statewise.config import Config
 from statewise.errors import CheckpointError, StatewiseError
-from statewise.sac import SAC
+from statewise.method.sac import SAC
 
 
 class Agent:
@@ -26,7 +26,7 @@ class Agent:
         self.run_dir = run_dir
         self.step = step
         self.device = next(sac.parameters()).device
-        self._risk = None  # statewise.risk.RiskModel, read on the first risk() call
+        self._risk = None  # statewise.analysis.risk.RiskModel, read on the first risk() call
 
     def _obs(self, obs: np.ndarray) -> tuple[torch.Tensor, bool]:
         arr = np.asarray(obs, dtype=np.float32)
@@ -56,8 +56,8 @@ class Agent:
 
     def risk(self, obs: np.ndarray) -> np.ndarray | float:
         """Calibrated probability of a violation within H steps under the final policy, from λ(s) or Q^c(s, π(s)) as
-        fitted by ``statewise calibrate`` (:mod:`statewise.risk`; risk.json says which score and which H)."""
-        from statewise.risk import RiskModel, score_fn
+        fitted by ``statewise calibrate`` (:mod:`statewise.analysis.risk`; risk.json says which score and which H)."""
+        from statewise.analysis.risk import RiskModel, score_fn
 
         if self._risk is None:
             self._risk = RiskModel.read(self.run_dir)

@@ -1,6 +1,6 @@
 """Benchmark grids: what to run. Variants (labelled algorithm presets with overrides), run specs, grid files, the
 grouping of a cell's seeds into one population, and the fingerprint that says whether a run on disk is the run a spec
-asks for. Nothing here runs anything (:mod:`statewise.execution`) or reads results (:mod:`statewise.report`)."""
+asks for. Nothing here runs anything (:mod:`statewise.grid.execution`) or reads results (:mod:`statewise.analysis.report`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from statewise import runio
+from statewise.run import runio
 from statewise.config import Config, _flatten
 from statewise.errors import StatewiseError
 
@@ -98,7 +98,7 @@ def stale(spec: RunSpec, run_dir: Path) -> str | None:
 
 
 def _auto_target_entropy(env_id: str) -> float:
-    from statewise.evaluate import build_env
+    from statewise.run.evaluate import build_env
 
     env = build_env(env_id)
     try:

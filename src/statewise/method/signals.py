@@ -186,7 +186,7 @@ def rollout_values(signal: ConstraintSignal, x: np.ndarray, terminated: np.ndarr
     """The signal's value F(s_0, a_0) of rollouts, from their per-step stored values ``x`` (T, N) and
     ``terminated`` (T, N): the Bellman target applied backwards, every rollout ending at its first termination or at
     step T (cut there as if terminated; for cvf and cdf the same as dropping the steps beyond). Monte-Carlo truth
-    for the critic (statewise.diagnostics)."""
+    for the critic (statewise.run.value_bias)."""
     x = torch.as_tensor(np.asarray(x, dtype=np.float64))
     ended = torch.as_tensor(np.asarray(terminated, dtype=bool)).clone()
     ended[-1] = True

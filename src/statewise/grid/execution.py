@@ -1,5 +1,5 @@
 """Running a grid: work items (a cell's seeds as one population, or one run), executors that run them (worker processes
-on this machine; :mod:`statewise.ray_executor` for a Ray cluster), and :func:`bench`, which reuses finished runs,
+on this machine; :mod:`statewise.grid.ray_executor` for a Ray cluster), and :func:`bench`, which reuses finished runs,
 resumes interrupted ones and refuses runs trained with other settings.
 
 An executor only has to turn work items into results: ``run(fn, items)`` yields ``(item, fn(item))`` as items
@@ -16,15 +16,15 @@ from typing import Any, Callable, Iterator, Protocol
 
 from tqdm import tqdm
 
-from statewise import runio
+from statewise.run import runio
 from statewise.errors import StatewiseError
-from statewise.grid import RunSpec, group_specs, stale
+from statewise.grid.plan import RunSpec, group_specs, stale
 
 
 @dataclass(frozen=True)
 class Group:
     """A work item: the seeds of one grid cell trained as one population (``resume``: continued from their resume
-    states, statewise.resume)."""
+    states, statewise.run.resume)."""
 
     specs: tuple[RunSpec, ...]
     resume: bool = False
@@ -46,8 +46,8 @@ def run_group(group: "Group | tuple[RunSpec, ...]") -> list[dict[str, Any]]:
 
     Safe to run again after a crash (a cluster retries a task whose node died): runs that an earlier attempt left with
     a common resume state are resumed; other leftovers are moved aside and trained again."""
-    from statewise import resume
-    from statewise.training import resume_runs, train_population
+    from statewise.run import resume
+    from statewise.run.trainer import resume_runs, train_population
 
     if not isinstance(group, Group):
         group = Group(tuple(group))
@@ -227,7 +227,7 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True, popul
     config.yaml resolves to the settings the spec asks for (:func:`fingerprint`); otherwise one line says what differs,
     before anything runs, or with ``redo`` the old run is moved aside (``.stale-<time>``) and trained again. An
     interrupted run without a resume state is moved aside (``.interrupted-<time>``) and trained again."""
-    from statewise import resume
+    from statewise.run import resume
 
     done, todo, resumable = [], [], []
     for spec in specs:

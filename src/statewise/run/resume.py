@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from statewise import runio
+from statewise.run import runio
 from statewise.errors import CheckpointError
 
 RESUME_FORMAT = 1

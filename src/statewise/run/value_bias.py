@@ -6,7 +6,7 @@ Monte-Carlo estimate of the same quantity for the *current* policy:
 * reward critic, the soft value SAC learns:  Q(s, a₀) ≈ E[ Σ_t γ^t r_t − α Σ_{t≥1} γ^t log π(a_t|s_t) ]
 * cost critic (constraint signal ``cvf``):   Q^c(s, a₀) ≈ E[ Σ_t γ_c^t c_t ]      (training costs, binary by default);
   for the other signals the same rollouts give their value by the signal's own Bellman recursion, run backwards
-  (:func:`statewise.constraints.rollout_values`)
+  (:func:`statewise.method.signals.rollout_values`)
 
 Rollouts take a₀ first and then sample a_t ~ π(·|s_t); they stop when the task terminates and run past the time limit
 (the critics bootstrap through truncation, so their target is the infinite-horizon value), up to ``horizon`` steps.
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from statewise.constraints import rollout_values
+from statewise.method.signals import rollout_values
 from statewise.errors import EnvError
 
 #: reset seeds of the fixed set of exactly feasible states (the same set for every run, so methods compare)

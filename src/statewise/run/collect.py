@@ -144,7 +144,7 @@ class SingleCollector(Collector):
         self.env.close()
 
     def get_state(self) -> bytes | None:
-        from statewise.resume import pickle_envs
+        from statewise.run.resume import pickle_envs
 
         if _rebuilt_by_pickle(self.env):
             return None
@@ -191,7 +191,7 @@ class VectorCollector(Collector):
     def get_state(self) -> bytes | None:
         if isinstance(self.venv, gym.vector.AsyncVectorEnv):  # the environments live in worker processes
             return None
-        from statewise.resume import pickle_envs
+        from statewise.run.resume import pickle_envs
 
         if any(_rebuilt_by_pickle(env) for env in self.venv.envs):
             return None

@@ -1,0 +1,1 @@
+"""The method: networks, optimiser, replay buffer, constraint signals, penalties, multipliers and the SAC update (docs/algorithm.md §2-§6)."""

@@ -1,0 +1,1 @@
+"""Running the method: the trainer and its observers, collection, evaluation, resume, logs and run files."""
