@@ -16,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from statewise.run import resume
-from statewise.method.buffer import ReplayBuffer
 from statewise.config import Config
+from statewise.method.buffer import ReplayBuffer
 from statewise.method.sac import SAC
+from statewise.run import resume
 
 
 def measure(obs_dim: int, act_dim: int, n: int, repeats: int = 3) -> tuple[float, float]:
     cfg = Config(algo="sac-alam").validate()
-    agent = SAC(obs_dim, act_dim, cfg)
+    agent = SAC.from_config(obs_dim, act_dim, cfg)
     buffer = ReplayBuffer(obs_dim, act_dim, n, "cpu", [0])
     rng = np.random.default_rng(0)
     chunk = 10_000

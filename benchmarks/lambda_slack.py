@@ -19,12 +19,12 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from value_bias import ci_cell, run_dirs
 
 import statewise
-from statewise.run.value_bias import monte_carlo_values
+from statewise.analysis.plots import run_label
 from statewise.run.evaluate import SLACK_M, build_env
-from statewise.analysis.plots import _run_label
-from value_bias import ci_cell, run_dirs
+from statewise.run.value_bias import monte_carlo_values
 
 COLUMNS = ("slack states with λ ≤ 1", "visited slack states, λ ≤ 1", "median λ, slack states",
            "median λ where λ > 1",
@@ -78,7 +78,7 @@ def over_training(runs: list) -> None:
     """The share of ≥ 1 m-slack states with λ > 1 in each λ map saved during training (probe.npz, 41 × 41 grid),
     mean over the runs of each variant with a multiplier network."""
     from statewise.run import runio
-    from statewise.run.trainer import LAMBDA_GRID_N
+    from statewise.run.diagnostics import LAMBDA_GRID_N
 
     by_label: dict[str, list[np.ndarray]] = defaultdict(list)
     steps: dict[str, np.ndarray] = {}
@@ -93,14 +93,14 @@ def over_training(runs: list) -> None:
         task = build_env(cfg["env"]).unwrapped
         _, _, obs = task.plane().grid(LAMBDA_GRID_N)
         roomy = np.asarray(task.slack(obs)) >= SLACK_M
-        label = _run_label(run)[0]
+        label = run_label(run)[0]
         by_label[label].append(np.array([np.mean(grid[roomy] > 1.0) for grid in probe["grid_lam"]]))
         steps[label] = probe["grid_steps"]
     print("share of ≥ 1 m slack states with λ > 1, per λ map saved in training (mean over seeds)")
     for label, shares in sorted(by_label.items()):
         mean = np.mean(np.stack(shares), axis=0)
         print(f"{label + f' (n={len(shares)})':22s} "
-              + "  ".join(f"{int(t)}: {m:.2f}" for t, m in zip(steps[label], mean)))
+              + "  ".join(f"{int(t)}: {m:.2f}" for t, m in zip(steps[label], mean, strict=True)))
 
 
 def main() -> None:
@@ -116,7 +116,7 @@ def main() -> None:
     for run in run_dirs(args.paths):
         row = measure(run)
         if row is not None:
-            by_label[_run_label(run)[0]].append(row)
+            by_label[run_label(run)[0]].append(row)
     if not by_label:
         raise SystemExit("no run with a multiplier network")
     print("mean ± Student-t 95% CI over seeds (non-finite: no slack state with λ > 1 in that run)")

@@ -21,15 +21,16 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-import statewise
-from statewise.run import runio
-from statewise.run.evaluate import build_env, calibration
-from statewise.analysis.plots import _run_label
-from statewise.analysis.report import run_metrics
 from value_bias import ci_cell, run_dirs
 
-COLUMNS = ("return", "train viol.", "viol. from feasible starts", "λ AUROC (exact)", "F AUROC (exact)", "λ ≤ 1, ≥ 1 m slack",
-           "λ osc./100 logs", "λ temporal std", "risk ECE", "risk AUROC")
+import statewise
+from statewise.analysis.plots import run_label
+from statewise.analysis.report import run_metrics
+from statewise.run import runio
+from statewise.run.evaluate import build_env, calibration
+
+COLUMNS = ("return", "train viol.", "viol. from feasible starts", "λ AUROC (exact)", "F AUROC (exact)",
+           "λ ≤ 1, ≥ 1 m slack", "λ osc./100 logs", "λ temporal std", "risk ECE", "risk AUROC")
 
 
 def measure(run: Path) -> list[float | None]:
@@ -87,7 +88,7 @@ def main() -> None:
         by_label: dict[str, list[list[float | None]]] = defaultdict(list)
         for run in run_dirs([path]):
             extra = infeasible_starts(run, args.infeasible_starts) if args.infeasible_starts else []
-            by_label[_run_label(run)[0]].append(measure(run) + extra)
+            by_label[run_label(run)[0]].append(measure(run) + extra)
         print(f"\n{path}: mean ± Student-t 95% CI over seeds")
         print("| variant | " + " | ".join(columns) + " |")
         print("|---" * (len(columns) + 1) + "|")

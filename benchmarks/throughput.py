@@ -28,9 +28,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from statewise import Config
+from statewise.api import population_configs, train_population
 from statewise.method.buffer import ReplayBuffer
 from statewise.method.sac import SAC
-from statewise.run.trainer import keep_freed_memory, population_configs, train_population
+from statewise.run.trainer import keep_freed_memory
 
 ALGOS = ["sac", "sac-lag", "fac", "sac-alam"]
 # (label, hidden, batch, obs_dim, act_dim): the library's default size at a Safety-Gymnasium-like
@@ -61,7 +62,7 @@ def make_agent(algo: str, hidden: list[int], batch: int, obs_dim: int, act_dim: 
     cfg.multiplier.hidden = hidden
     cfg.sac.batch_size = batch
     cfg.validate()
-    agent = SAC(obs_dim, act_dim, cfg, seeds=list(range(members))).to(device)
+    agent = SAC.from_config(obs_dim, act_dim, cfg, seeds=list(range(members))).to(device)
     buf = ReplayBuffer(obs_dim, act_dim, 10_000, device, seeds=list(range(members)))
     rng = np.random.default_rng(0)
     n, s = 2_000, members  # the buffer takes N transitions per member: (S, N, ...) on every field
@@ -89,7 +90,7 @@ def compiled_rate(agent: SAC, buf: ReplayBuffer, seconds: float, device: torch.d
     if not agent.compiled:
         print(f"  ({note})")
         return float("nan"), float("nan")
-    period = agent.cfg.multiplier.period if agent.multiplier is not None else 1
+    period = agent.multiplier.schedule.period if agent.multiplier is not None else 1
     start = time.perf_counter()
     for _ in range(period):  # the first calls compile (the update and the multiplier step)
         agent.update(buf)
@@ -99,7 +100,7 @@ def compiled_rate(agent: SAC, buf: ReplayBuffer, seconds: float, device: torch.d
 
 def flops_per_update(agent: SAC, buf: ReplayBuffer) -> float:
     """FLOPs of one update averaged over a multiplier period (the multiplier runs every m_λ steps), per member."""
-    period = agent.cfg.multiplier.period if agent.multiplier is not None else 1
+    period = agent.multiplier.schedule.period if agent.multiplier is not None else 1
     counter = FlopCounterMode(display=False)
     with counter:
         for _ in range(period):

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 import statewise
-from statewise.run import runio
+from statewise.analysis.plots import read_csv, run_label, value_bias_curves
 from statewise.analysis.report import ci_cell as _report_cell
-from statewise.run.value_bias import feasible_states, monte_carlo_values, summarize
+from statewise.run import runio
 from statewise.run.evaluate import build_env
-from statewise.analysis.plots import _run_label, read_csv, value_bias_curves
+from statewise.run.value_bias import feasible_states, monte_carlo_values, summarize
 
 COLUMNS = (("feasible_qc", "Q^c feasible"), ("feasible_qc_mc", "MC feasible"),
            ("feasible_qc_bias_median", "median bias feasible"), ("replay_qc_bias_median", "median bias replay"),
@@ -69,7 +69,7 @@ def main() -> None:
     by_label: dict[str, list[dict[str, np.ndarray]]] = defaultdict(list)
     for run in runs:
         rows = read_csv(run / runio.VALUE_BIAS_CSV) or measure_now(run)
-        by_label[_run_label(run)[0]].append(rows)
+        by_label[run_label(run)[0]].append(rows)
     header = f"{'variant':24s} {'step':>6s} " + " ".join(f"{name:>22s}" for _, name in COLUMNS)
     print(f"mean ± Student-t 95% CI over seeds; {len(runs)} runs\n{header}")
     for label, series in by_label.items():

@@ -8,9 +8,8 @@ import sys
 
 import pytest
 
-from statewise.cli import main
-
 from conftest import tiny_config
+from statewise.cli import main
 
 SET = "train --steps 50 --run-dir {tmp}/new --set"
 CASES = [

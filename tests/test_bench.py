@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from statewise.grid import LocalExecutor, bench, load_grid, plan, report
 from statewise.errors import StatewiseError
-
+from statewise.grid import LocalExecutor, bench, load_grid, plan, report
 
 TINY = ("sac.hidden=[8,8]", "multiplier.hidden=[8,8]", "sac.batch_size=32", "sac.start_steps=64",
         "eval_every=50", "eval_episodes=1", "final_eval_episodes=2", "log_every=25", "probe_size=16")
@@ -114,11 +113,11 @@ def test_report_cells_count_non_finite_runs_and_use_student_t():
 
 
 def test_ablation_table_leaves_out_metrics_no_run_measured():
-    from statewise.grid import ABLATION, _ablation_table
+    from statewise.grid import ABLATION, ablation_table
 
     rows = {label: [{"return (last 10% of evals)": 1.0}, {"return (last 10% of evals)": 2.0}]
             for label in ABLATION.values()}
-    table = "\n".join(_ablation_table(rows))
+    table = "\n".join(ablation_table(rows))
     assert "return (last 10% of evals)" in table and "lambda auroc" not in table
 
 
@@ -129,7 +128,8 @@ def test_a_run_trained_with_other_settings_is_never_reused(tmp_path):
     longer = plan(["sac-lag"], ["statewise/DoubleIntegrator-v0"], [0], 200, out, overrides=TINY)
     with pytest.raises(StatewiseError, match=r"other settings \(steps: 150 there, 200 asked\).*--redo"):
         bench(longer, LocalExecutor(1), progress=False)
-    other_lr = plan(["sac-lag"], ["statewise/DoubleIntegrator-v0"], [0], 150, out, overrides=TINY + ("sac.lr_actor=1e-3",))
+    other_lr = plan(["sac-lag"], ["statewise/DoubleIntegrator-v0"], [0], 150, out,
+                    overrides=TINY + ("sac.lr_actor=1e-3",))
     with pytest.raises(StatewiseError, match="sac.lr_actor"):
         bench(other_lr, LocalExecutor(1), progress=False)
     summaries = bench(longer, LocalExecutor(1), progress=False, redo=True)
@@ -171,8 +171,8 @@ def test_bench_resumes_an_interrupted_population(tmp_path):
 
 
 def test_a_second_bench_on_the_same_grid_is_refused(tmp_path, capsys):
-    from statewise.grid import GridLock
     from statewise.cli import main
+    from statewise.grid import GridLock
 
     with GridLock(tmp_path / "grid"):
         with pytest.raises(SystemExit) as exit_info:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import statewise
-from statewise.run.collect import SingleCollector, make_collector
 from statewise.config import Config
 from statewise.errors import ConfigError
+from statewise.run.collect import SingleCollector, make_collector
 from statewise.run.evaluate import build_env
 
 DI = "statewise/DoubleIntegrator-v0"

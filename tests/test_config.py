@@ -1,9 +1,14 @@
 """The typed config: overrides, type coercion, presets, validation, round trip."""
 
+from pathlib import Path
+
 import pytest
 
-from statewise import Config
+from statewise import ALGORITHMS, Config
+from statewise.config import Preset, preset_table
 from statewise.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_overrides_parse_yaml_values():
@@ -26,6 +31,36 @@ def test_presets_resolve_and_switches_override():
     lag = Config(algo="sac-lag").validate().multiplier
     assert (lag.kind, lag.normalize_actor) == ("scalar", True)
     assert not Config(algo="sac").validate().constrained
+
+
+@pytest.mark.parametrize("algo", list(ALGORITHMS))
+def test_every_preset_resolves_to_its_row(algo):
+    preset = ALGORITHMS[algo]
+    assert isinstance(preset, Preset) and preset.summary
+    m = Config(algo=algo).validate().multiplier
+    assert (m.kind, m.update, m.penalty, m.normalize_actor) == (
+        preset.kind, preset.update, preset.penalty, preset.normalize_actor)
+    assert f"| {algo} " in preset_table() and preset.summary in preset_table()
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/algorithm.md"])
+def test_documents_hold_the_preset_table_verbatim(document):
+    """The algorithm table in the documents is a copy of preset_table(); paste its output again after a change."""
+    text = (ROOT / document).read_text(encoding="utf-8")
+    assert "\n" + preset_table() in text, f"{document}: its algorithm table is not statewise.config.preset_table()"
+
+
+def test_resolve_fills_auto_and_leaves_explicit_values():
+    cfg = Config(algo="fac", num_envs=3)
+    cfg.apply_overrides(["multiplier.penalty=augmented", "multiplier.rho=4"])
+    assert cfg.resolve() is cfg
+    m = cfg.multiplier
+    assert (m.kind, m.update, m.penalty, m.rho_lambda, m.lr, m.steps) == (
+        "network", "dual-ascent", "augmented", 4.0, 3e-5, 1)
+    assert (cfg.label, cfg.vector_mode, cfg.constraint.threshold) == ("fac", "sync", 0.1)
+    assert cfg.sac.target_entropy == "auto" and cfg.compile == "auto"  # need the environment and the hardware
+    with pytest.raises(ConfigError, match="unknown algorithm 'ppo'"):
+        Config(algo="ppo").resolve()
 
 
 def test_round_trip_through_yaml(tmp_path):
@@ -87,3 +122,17 @@ def test_multiplier_budget_follows_the_update_rule(algo, lr, steps):
     explicit = Config(algo=algo)
     explicit.apply_overrides(["multiplier.lr=1e-3", "multiplier.steps=2"])
     assert (explicit.validate().multiplier.lr, explicit.multiplier.steps) == (1e-3, 2)
+
+
+def test_registries_and_config_choices_name_the_same_parts():
+    """A part added to a registry is selectable in the config, and every name the config accepts is built."""
+    from statewise.config import MULTIPLIER_KINDS, PENALTIES, SIGNALS
+    from statewise.method.multipliers import MULTIPLIERS, per_state
+    from statewise.method.penalties import PENALTIES as PENALTY_BUILDERS
+    from statewise.method.signals import SIGNAL_CLASSES
+
+    assert set(MULTIPLIERS) == set(MULTIPLIER_KINDS) - {"none"}
+    assert set(PENALTY_BUILDERS) == set(PENALTIES)
+    assert set(SIGNAL_CLASSES) == set(SIGNALS)
+    assert {algo for algo, p in ALGORITHMS.items() if per_state(p.kind)} == {"fac", "sac-alam", "alam-no-qp",
+                                                                             "alam-no-dt"}

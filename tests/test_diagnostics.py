@@ -8,14 +8,13 @@ import pytest
 import torch
 
 import statewise
+from conftest import TASKS, tiny_config
 from statewise import Config
-from statewise.run.value_bias import feasible_states, monte_carlo_values
 from statewise.envs.double_integrator import DoubleIntegratorEnv
 from statewise.errors import EnvError
-from statewise.run.evaluate import build_env
 from statewise.method.sac import SAC
-
-from conftest import TASKS, tiny_config
+from statewise.run.evaluate import build_env
+from statewise.run.value_bias import feasible_states, monte_carlo_values
 
 
 def make_sac(**sets) -> SAC:
@@ -26,7 +25,7 @@ def make_sac(**sets) -> SAC:
         cfg.set(key.replace("__", "."), value)
     cfg.validate()
     torch.manual_seed(0)
-    return SAC(2, 1, cfg)
+    return SAC.from_config(2, 1, cfg)
 
 
 def test_transition_is_step_batched():

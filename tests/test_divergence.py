@@ -10,14 +10,13 @@ import pytest
 import torch
 
 import statewise
-from statewise.grid import report
+from conftest import tiny_config
+from statewise.api import population_configs, train_population
 from statewise.cli import main
 from statewise.config import Config
 from statewise.envs.double_integrator import DoubleIntegratorEnv
 from statewise.errors import ConfigError
-from statewise.run.trainer import population_configs, train_population
-
-from conftest import tiny_config
+from statewise.grid import report
 from test_population import _same_files
 
 BAD_AFTER = 130  # environment steps after which a bad environment starts emitting NaN

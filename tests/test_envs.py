@@ -202,7 +202,7 @@ def test_ph_plane_feasible_set_is_exact_at_rest():
     obs = env.plane().to_obs(pts)
     np.testing.assert_array_equal(env.plane_feasible(obs), [True, False, True, False])
     np.testing.assert_allclose(env.plane_slack(obs), -env.constraint(obs))
-    for point, feasible in zip(pts, env.plane_feasible(obs)):
+    for point, feasible in zip(pts, env.plane_feasible(obs), strict=True):
         env.reset(options={"state": [point[0], point[1], 0.0, 0.0]})
         costs = [env.step([0.0, 0.0])[4]["cost"] for _ in range(300)]
         assert (sum(costs) == 0) == feasible
@@ -219,7 +219,7 @@ def test_calibration_uses_the_plane_truth_of_either_task():
         env = make_env(env_id)
         task = env.unwrapped
         truth = getattr(task, "plane_feasible", None) or task.feasible
-        oracle = lambda obs: (~truth(obs)).astype(float)  # noqa: E731 - a perfect λ: 1 on the infeasible set
+        oracle = lambda obs, truth=truth: (~truth(obs)).astype(float)  # noqa: E731 - a perfect λ: 1 on the infeasible set
         got = calibration(env, oracle, n=41)
         assert got["lambda_auroc"] == 1.0 and 0.0 < got["infeasible_fraction_of_grid"] < 0.5
         assert got["lambda_max_slack1"] == 0.0 and got["lambda_le1_share_slack1"] == 1.0

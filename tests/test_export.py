@@ -4,15 +4,14 @@ import numpy as np
 import pytest
 
 import statewise
-from statewise.cli import main
 from statewise.analysis.export import DeployedAgent, run_exported
+from statewise.cli import main
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     from conftest import tiny_config
-
-    from statewise.analysis.risk import calibrate
+    from statewise.analysis.calibrate import calibrate
 
     root = tmp_path_factory.mktemp("export")
     alam = statewise.train(tiny_config(root / "alam"), plots=False).run_dir

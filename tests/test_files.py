@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 import statewise
-from statewise.run import runio
 from statewise.cli import main
-from statewise.config import Config, _flatten, reference
+from statewise.config import Config, flatten, reference
+from statewise.run import runio
 
 
 def strict_json(text: str):
@@ -23,7 +23,7 @@ def strict_json(text: str):
 def test_run_files_are_strict(tmp_path, tiny):
     result = statewise.train(tiny(tmp_path / "run"), plots=False)
     cfg = yaml.safe_load((result.run_dir / runio.CONFIG_FILE).read_text())
-    flat = _flatten(cfg)
+    flat = flatten(cfg)
     assert [k for k, v in flat.items() if v == "auto"] == []
     assert flat["sac.target_entropy"] == -1.0 and isinstance(flat["compile"], bool)
     Config.from_yaml(result.run_dir / runio.CONFIG_FILE).validate()  # and it still reads back as a config
@@ -47,7 +47,7 @@ def test_non_finite_numbers_become_null_with_a_reason(tmp_path):
 
 
 def test_config_reference_covers_every_key(capsys):
-    keys = set(_flatten(Config().to_dict()))
+    keys = set(flatten(Config().to_dict()))
     rows = reference()
     assert {row[0] for row in rows} == keys
     assert [row[0] for row in rows if not row[3]] == []  # every key has a meaning
@@ -60,9 +60,9 @@ def test_config_reference_covers_every_key(capsys):
 
 
 def test_install_hints_work_from_a_checkout():
+    from statewise.analysis.video import VIDEO_INSTALL
     from statewise.envs.velocity import MUJOCO_INSTALL
     from statewise.grid.ray_executor import RAY_INSTALL
-    from statewise.analysis.video import VIDEO_INSTALL
 
     for hint in (MUJOCO_INSTALL, VIDEO_INSTALL, RAY_INSTALL):
         assert hint.startswith('pip install -e ".[') and "statewise[" not in hint
@@ -72,7 +72,8 @@ def test_install_hints_work_from_a_checkout():
 def test_training_log_header_is_declared_up_front(tmp_path, tiny, algo):
     """metrics.csv starts with its final header (no column appears later, which would rewrite the file under a
     reader); warm-up rows leave the learning columns empty."""
-    from statewise.run.trainer import PROBE_LOG_FIELDS, TRAIN_LOG_FIELDS
+    from statewise.run.diagnostics import PROBE_LOG_FIELDS
+    from statewise.run.trainer import TRAIN_LOG_FIELDS
 
     result = statewise.train(tiny(tmp_path / algo, algo=algo), plots=False)
     with open(result.run_dir / runio.TRAIN_CSV, newline="") as fh:
@@ -80,7 +81,7 @@ def test_training_log_header_is_declared_up_front(tmp_path, tiny, algo):
     agent = statewise.load(result.run_dir)
     expected = ["step", *TRAIN_LOG_FIELDS, *agent.sac.stat_names(), *(PROBE_LOG_FIELDS if algo != "sac" else ())]
     assert rows[0] == expected
-    first = dict(zip(rows[0], rows[1]))  # step 50, inside the 100-step warm-up
+    first = dict(zip(rows[0], rows[1], strict=True))  # step 50, inside the 100-step warm-up
     assert first["actor_loss"] == "" and first["time_s"] != ""
-    last = dict(zip(rows[0], rows[-1]))
+    last = dict(zip(rows[0], rows[-1], strict=True))
     assert all(last[name] != "" for name in agent.sac.stat_names())  # every declared statistic is produced

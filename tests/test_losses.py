@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from statewise.config import ALGORITHMS, Config, ConstraintConfig, MultiplierConfig
 from statewise.method.buffer import ReplayBuffer
-from statewise.config import Config, ConstraintConfig, MultiplierConfig
-from statewise.method.signals import CostValue
-from statewise.method.multipliers import NetworkMultiplier, ScalarMultiplier
+from statewise.method.multipliers import NetworkMultiplier, ScalarMultiplier, Schedule
 from statewise.method.nets import Critic, MultiplierNet, TanhGaussianPolicy
-from statewise.method.penalties import augmented, lagrangian
+from statewise.method.penalties import Augmented, Lagrangian, augmented, lagrangian
 from statewise.method.sac import SAC
+from statewise.method.signals import CostValue
 
 torch.set_default_dtype(torch.float32)
 
@@ -31,7 +31,7 @@ def test_augmented_penalty_matches_two_branch_formula():
     lam = torch.rand(500, generator=gen, dtype=torch.float64) * 5
     for rho in (0.1, 1.0, 10.0):
         pen, _ = augmented(g, lam, rho)
-        expected = torch.tensor([two_branch(gi, li, rho) for gi, li in zip(g.tolist(), lam.tolist())],
+        expected = torch.tensor([two_branch(gi, li, rho) for gi, li in zip(g.tolist(), lam.tolist(), strict=True)],
                                 dtype=torch.float64)
         torch.testing.assert_close(pen, expected, rtol=1e-10, atol=1e-10)
     # both branches occur in the sample
@@ -60,8 +60,9 @@ def test_augmented_penalty_small_rho_limit_is_lagrangian():
 
 # ----------------------------------------------------------------------------------- dual target (§6.4)
 def _network_multiplier(update: str, **kw) -> NetworkMultiplier:
-    cfg = MultiplierConfig(kind="network", update=update, penalty="augmented", rho=kw.pop("rho", 1.0),
-                           rho_lambda=kw.pop("rho_lambda", 1.0), lr=kw.pop("lr", 3e-4), hidden=[16, 16], **kw)
+    cfg = MultiplierConfig(kind="network", update=update, penalty="augmented", activation="relu", steps=1,
+                           rho=kw.pop("rho", 1.0), rho_lambda=kw.pop("rho_lambda", 1.0), lr=kw.pop("lr", 3e-4),
+                           hidden=[16, 16], **kw)
     torch.manual_seed(0)
     return NetworkMultiplier(1, 3, cfg)  # a population of one: obs (1, B, 3), g (1, B)
 
@@ -145,7 +146,7 @@ def test_regression_gradient_is_scaled_dual_ascent_when_unclipped():
     grad_reg = torch.autograd.grad(reg_loss, list(reg.net.parameters()))
     da_loss = -(reg.net(obs) * g).mean()
     grad_da = torch.autograd.grad(da_loss, list(reg.net.parameters()))
-    for a, b in zip(grad_reg, grad_da):
+    for a, b in zip(grad_reg, grad_da, strict=True):
         torch.testing.assert_close(a, 2 * 0.5 * b, rtol=1e-4, atol=1e-7)
 
 
@@ -195,30 +196,31 @@ def test_regression_target_lag_uses_polyak_average():
     prev0 = [p.clone() for p in m.prev.parameters()]
     m.update(torch.randn(1, 16, 3), torch.ones(1, 16))
     m.end_round()
-    for p_prev, p0, p in zip(m.prev.parameters(), prev0, m.net.parameters()):
+    for p_prev, p0, p in zip(m.prev.parameters(), prev0, m.net.parameters(), strict=True):
         torch.testing.assert_close(p_prev, 0.75 * p0 + 0.25 * p.detach())
 
 
 def test_scalar_dual_ascent_projected():
-    m = ScalarMultiplier(1, MultiplierConfig(kind="scalar", lam_init=0.01, lr=0.1, lam_max=1.0))
+    m = ScalarMultiplier(1, 3, MultiplierConfig(kind="scalar", lam_init=0.01, lr=0.1, lam_max=1.0, steps=1))
     m.update(torch.zeros(1, 4, 2), torch.tensor([[-1.0, -2.0, -1.0, -2.0]]))  # ḡ < 0 pushes λ below 0
     assert m.value(torch.zeros(1, 2, 2)).tolist() == [[0.0, 0.0]]
     for _ in range(30):
         m.update(torch.zeros(1, 4, 2), torch.ones(1, 4))
     assert m.value(torch.zeros(1, 1, 2)).item() == pytest.approx(1.0)  # capped at λ_max
     # Adam's first step moves λ by lr in the sign of ḡ
-    m2 = ScalarMultiplier(1, MultiplierConfig(kind="scalar", lam_init=0.5, lr=0.1, lam_max=10.0))
+    m2 = ScalarMultiplier(1, 3, MultiplierConfig(kind="scalar", lam_init=0.5, lr=0.1, lam_max=10.0, steps=1))
     m2.update(torch.zeros(1, 4, 2), torch.full((1, 4), 3.0))
     assert m2.lam.item() == pytest.approx(0.6, abs=1e-6)
 
 
 def test_pid_multiplier_matches_hand_computation():
-    """λ_k = clip(K_P·EMA_p(ḡ) + I_k + K_D·max(0, EMA_d(ḡ)_k − EMA_d(ḡ)_{k−delay}), 0, λ_max), I_k = max(0, I + K_I ḡ)."""
+    """λ_k = clip(K_P·EMA_p(ḡ) + I_k + K_D·max(0, EMA_d(ḡ)_k − EMA_d(ḡ)_{k−delay}), 0, λ_max),
+    I_k = max(0, I + K_I ḡ)."""
     from statewise.method.multipliers import PIDMultiplier
 
-    cfg = MultiplierConfig(kind="pid", lam_init=0.1, lam_max=5.0, pid_kp=1.0, pid_ki=0.5, pid_kd=2.0,
+    cfg = MultiplierConfig(kind="pid", steps=1, lam_init=0.1, lam_max=5.0, pid_kp=1.0, pid_ki=0.5, pid_kd=2.0,
                            pid_ema_p=0.5, pid_ema_d=0.5, pid_d_delay=2)
-    m = PIDMultiplier(1, cfg)
+    m = PIDMultiplier(1, 3, cfg)
     integral, p, d, hist, expected = 0.1, 0.0, 0.0, [], []
     values = []
     for g in [1.0, 1.0, -1.0, 4.0, -4.0, -4.0]:
@@ -235,7 +237,7 @@ def test_pid_multiplier_matches_hand_computation():
     assert [v[0, 0].item() for v in values] == pytest.approx(expected, abs=1e-6)
     assert expected[3] == 5.0 and expected[-1] == 0.0  # both projections were exercised
     # its whole state is in the state dict (checkpointed with the agent)
-    clone = PIDMultiplier(1, cfg)
+    clone = PIDMultiplier(1, 3, cfg)
     clone.load_state_dict(m.state_dict())
     m.update(torch.zeros(1, 1, 3), torch.ones(1, 1))
     clone.update(torch.zeros(1, 1, 3), torch.ones(1, 1))
@@ -260,7 +262,8 @@ def test_cost_value_backup_and_binary_cost():
     y = sig.backup(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([2.0, 2.0, 2.0]), torch.tensor([0.0, 0.0, 1.0]))
     torch.testing.assert_close(y, torch.tensor([1.0 + 0.9 * 2.0, 0.9 * 2.0, 1.0]))
     np.testing.assert_array_equal(sig.transition_value(np.array([0.3, 0.0, 2.0]), None, None), [1.0, 0.0, 1.0])
-    np.testing.assert_allclose(CostValue(ConstraintConfig(binary_cost=False)).transition_value(np.array([0.3, 0.0]), None, None),
+    raw = CostValue(ConstraintConfig(binary_cost=False))
+    np.testing.assert_allclose(raw.transition_value(np.array([0.3, 0.0]), None, None),
                                [0.3, 0.0])
     torch.testing.assert_close(sig.residual(torch.tensor([0.1, 1.0])), torch.tensor([0.0, 0.9]))
 
@@ -315,7 +318,7 @@ def _agent(algo: str, **sets) -> tuple[SAC, ReplayBuffer]:
     for k, v in sets.items():
         cfg.set(k, v)
     cfg.validate()
-    agent = SAC(3, 2, cfg)  # a population of one (seed cfg.seed)
+    agent = SAC.from_config(3, 2, cfg)  # a population of one (seed cfg.seed)
     buf = ReplayBuffer(3, 2, 8, "cpu", seeds=[0])
     gen = torch.Generator().manual_seed(1)
     for i in range(8):
@@ -370,9 +373,9 @@ def test_critic_targets_bootstrap_on_truncation_not_termination(algo, twin_targe
     assert b.terminated.sum() == 3  # both terminated and non-terminated transitions were checked
 
 
-@pytest.mark.parametrize("algo,penalty,normalize", [("sac-alam", "augmented", False), ("fac", "lagrangian", False),
-                                                    ("sac-lag", "lagrangian", True), ("sac", None, False),
-                                                    ("sac-al", "augmented", False), ("sac-pid-lag", "lagrangian", True)])
+@pytest.mark.parametrize("algo,penalty,normalize", [
+    ("sac-alam", "augmented", False), ("fac", "lagrangian", False), ("sac-lag", "lagrangian", True),
+    ("sac", None, False), ("sac-al", "augmented", False), ("sac-pid-lag", "lagrangian", True)])
 def test_actor_loss_composition(algo, penalty, normalize):
     agent, buf = _agent(algo, **{"sac.lr_critic": 1e-12})  # critic step negligible: pre-update critic suffices
     agent.actor.sample = _FixedSampler(agent.actor, 2)
@@ -432,7 +435,7 @@ def test_actor_parameter_gradient_matches_autograd_reference(algo):
     captured = []
     agent.opt_actor.step = captured.append  # the gradient handed to Adam (no clipping: grad_clip = 0)
     agent.update(buf)
-    for p, got, e in zip(agent.actor.parameters(), captured[0], expected):
+    for p, got, e in zip(agent.actor.parameters(), captured[0], expected, strict=True):
         torch.testing.assert_close(got, e if e is not None else torch.zeros_like(p), rtol=1e-4, atol=1e-6)
     assert any(e is not None and e.abs().sum() > 0 for e in expected)
 
@@ -462,7 +465,7 @@ def test_polyak_update():
     agent, buf = _agent("sac-alam", **{"sac.tau": 0.25, "constraint.tau": 0.25})
     target0 = [p.clone() for p in agent.critic_target.parameters()]
     agent.update(buf)
-    for t, t0, p in zip(agent.critic_target.parameters(), target0, agent.critic.parameters()):
+    for t, t0, p in zip(agent.critic_target.parameters(), target0, agent.critic.parameters(), strict=True):
         torch.testing.assert_close(t, 0.75 * t0 + 0.25 * p.detach())
 
 
@@ -470,7 +473,7 @@ def test_polyak_rate_of_cost_critics_is_their_own():
     agent, buf = _agent("sac-alam", **{"sac.tau": 0.25, "constraint.tau": 0.5})
     target0 = [p.clone() for p in agent.critic_target.parameters()]
     agent.update(buf)
-    for t, t0, p in zip(agent.critic_target.parameters(), target0, agent.critic.parameters()):
+    for t, t0, p in zip(agent.critic_target.parameters(), target0, agent.critic.parameters(), strict=True):
         torch.testing.assert_close(t[:, :2], 0.75 * t0[:, :2] + 0.25 * p.detach()[:, :2])  # reward twins
         torch.testing.assert_close(t[:, 2:], 0.5 * t0[:, 2:] + 0.5 * p.detach()[:, 2:])  # cost twins
 
@@ -484,7 +487,7 @@ def test_multiplier_updated_every_period():
     agent.update(buf)
     assert not all(torch.equal(before[k], v) for k, v in agent.multiplier.net.state_dict().items())
     # λ_prev followed λ_ξ (hard copy)
-    for p_prev, p in zip(agent.multiplier.prev.parameters(), agent.multiplier.net.parameters()):
+    for p_prev, p in zip(agent.multiplier.prev.parameters(), agent.multiplier.net.parameters(), strict=True):
         torch.testing.assert_close(p_prev, p.detach())
 
 
@@ -499,10 +502,10 @@ def test_multiplier_residual_action(residual_action):
     agent._multiplier_step(obs, eps)
     act = agent.actor.mode(obs) if residual_action == "mean" else agent.actor.sample(obs, eps)[0]
     qc = agent.critic(obs, act)[:, 2:].mean(1)  # mean of the twins (constraint.twin_aggregate default)
-    expected = qc - agent.cfg.constraint.threshold
+    expected = qc - agent.signal.threshold
     torch.testing.assert_close(seen["g"], expected)
     other = agent.actor.sample(obs, eps)[0] if residual_action == "mean" else agent.actor.mode(obs)
-    assert not torch.allclose(agent.critic(obs, other)[:, 2:].mean(1) - agent.cfg.constraint.threshold, expected)
+    assert not torch.allclose(agent.critic(obs, other)[:, 2:].mean(1) - agent.signal.threshold, expected)
 
 
 def test_state_noise_jitters_each_members_round_by_its_own_spread():
@@ -546,7 +549,7 @@ def test_member_group_clipping_matches_torch_per_group():
 
     gen = torch.Generator().manual_seed(3)
     params = [torch.nn.Parameter(torch.zeros(2, 4, 3, 5)), torch.nn.Parameter(torch.zeros(2, 4, 1, 5))]
-    for p, scale in zip(params, (30.0, 0.01)):
+    for p, scale in zip(params, (30.0, 0.01), strict=True):
         p.grad = torch.randn(p.shape, generator=gen) * scale
     params[0].grad[1] *= 1e-4  # member 1 below the clip
     groups = (slice(0, 2), slice(2, 4))
@@ -554,13 +557,13 @@ def test_member_group_clipping_matches_torch_per_group():
     for member in range(2):
         for group in groups:  # torch's own clipping on one member's group alone
             sliced = [torch.nn.Parameter(p.detach()[member, group].clone()) for p in params]
-            for s, p in zip(sliced, params):
+            for s, p in zip(sliced, params, strict=True):
                 s.grad = p.grad[member, group].clone()
             torch.nn.utils.clip_grad_norm_(sliced, 1.0)
             reference[member, group.start] = [s.grad for s in sliced]
     clipped = clip_per_member([p.grad for p in params], 1.0, 2, list(groups))
     for (member, start), ref in reference.items():
-        for c, r in zip(clipped, ref):
+        for c, r in zip(clipped, ref, strict=True):
             torch.testing.assert_close(c[member, start:start + 2], r)
 
 
@@ -575,14 +578,14 @@ def test_cost_critic_update_does_not_depend_on_reward_scale():
         for _ in range(4):
             agent.update(buf)
         finals.append([p.detach()[:, 2:].clone() for p in agent.critic.parameters()])
-    for a, b in zip(*finals):
+    for a, b in zip(*finals, strict=True):
         assert torch.equal(a, b)
 
 
 def test_multiplier_activation_is_its_own_choice():
     """multiplier.activation sets the λ network's hidden activation only; auto follows sac.activation."""
     def kinds(cfg):
-        agent = SAC(2, 1, cfg.validate())
+        agent = SAC.from_config(2, 1, cfg.validate())
         return type(agent.multiplier.net.net.act), type(agent.actor.net.act), type(agent.critic.net.act)
 
     cfg = Config(algo="sac-alam")
@@ -594,3 +597,22 @@ def test_multiplier_activation_is_its_own_choice():
     follows = copy.deepcopy(cfg)
     follows.sac.activation = "elu"
     assert kinds(follows) == (torch.nn.ELU, torch.nn.ELU, torch.nn.ELU) and follows.multiplier.activation == "elu"
+
+
+@pytest.mark.parametrize("algo", ["sac-lag", "sac-pid-lag", "sac-al", "fac", "sac-alam", "alam-no-qp", "alam-no-dt"])
+def test_parts_are_built_from_their_own_sections(algo):
+    """The penalty owns ρ and the normalisation, the multiplier its round schedule; SAC reads them from its parts."""
+    cfg = Config(algo=algo)
+    cfg.multiplier.rho, cfg.multiplier.period, cfg.multiplier.state_noise = 4.0, 7, 0.0
+    cfg.validate()
+    agent = SAC.from_config(3, 2, cfg)
+    preset = ALGORITHMS[algo]
+    assert isinstance(agent.penalty, Augmented if preset.penalty == "augmented" else Lagrangian)
+    assert agent.penalty.normalize == preset.normalize_actor
+    if preset.penalty == "augmented":
+        assert agent.penalty.rho == 4.0
+        g, lam = torch.tensor([0.5, -2.0]), torch.tensor([1.0, 1.0])
+        assert torch.allclose(agent.penalty(g, lam)[0], augmented(g, lam, 4.0)[0])
+    assert agent.multiplier.schedule == Schedule(period=7, steps=10 if preset.update == "regression" else 1)
+    assert type(agent.multiplier).per_state == (preset.kind == "network")
+    assert agent.signal is agent.parts.signal and agent.signal.threshold == cfg.constraint.threshold

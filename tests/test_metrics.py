@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 
 from statewise.metrics import (
-    auprc, auroc, last_fraction_mean, mean_ci95, neighbour_correlation, oscillation_count, temporal_std,
-    threshold_crossings, total_variation)
+    auprc,
+    auroc,
+    last_fraction_mean,
+    mean_ci95,
+    neighbour_correlation,
+    oscillation_count,
+    temporal_std,
+    threshold_crossings,
+    total_variation,
+)
 
 
 def test_auroc_hand_cases():

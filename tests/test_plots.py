@@ -9,8 +9,8 @@ import pytest
 
 import statewise
 from statewise.analysis import plots
+from statewise.api import population_configs, train_population
 from statewise.cli import main
-from statewise.run.trainer import population_configs, train_population
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def figures(monkeypatch):
         plots.runio.atomic_save(fig, path, saver=lambda f, fh: f.savefig(fh, format="png", dpi=40))
         return path
 
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots, "save_figure", keep)
     yield saved
     plt.close("all")
 

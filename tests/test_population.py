@@ -8,15 +8,14 @@ import pytest
 import torch
 
 import statewise
-from statewise.grid import LocalExecutor, bench, plan
-from statewise.method.buffer import ReplayBuffer
+from conftest import TASKS, tiny_config
+from statewise.api import population_configs, train_population
 from statewise.cli import parse_seeds
 from statewise.config import Config
 from statewise.errors import ConfigError, RunDirError, StatewiseError
+from statewise.grid import LocalExecutor, bench, plan
+from statewise.method.buffer import ReplayBuffer
 from statewise.method.sac import SAC, pad_rows
-from statewise.run.trainer import population_configs, train_population
-
-from conftest import TASKS, tiny_config
 
 TIMING = {"wall_time_s", "env_steps_per_s", "population", "compile_s"}
 
@@ -38,8 +37,8 @@ def test_batched_update_equals_separate_runs_bit_for_bit(algo):
     cfg.sac.batch_size = 64
     cfg.multiplier.period = 2
     cfg.validate()
-    population, pop_buf = SAC(3, 2, cfg, seeds=[4, 7, 9]), _filled([4, 7, 9])
-    alone, alone_buf = SAC(3, 2, cfg, seeds=[7]), _filled([7])
+    population, pop_buf = SAC.from_config(3, 2, cfg, seeds=[4, 7, 9]), _filled([4, 7, 9])
+    alone, alone_buf = SAC.from_config(3, 2, cfg, seeds=[7]), _filled([7])
     for _ in range(6):
         population.update(pop_buf)
         alone.update(alone_buf)
@@ -56,10 +55,10 @@ def test_member_state_is_a_population_of_one():
     cfg.sac.hidden = cfg.multiplier.hidden = [16, 16]
     cfg.sac.batch_size = 32
     cfg.validate()
-    population, buf = SAC(3, 2, cfg, seeds=[0, 5]), _filled([0, 5])
+    population, buf = SAC.from_config(3, 2, cfg, seeds=[0, 5]), _filled([0, 5])
     population.update(buf)
     module, optimizers = population.member_state(1)
-    one = SAC(3, 2, cfg, seeds=[5])
+    one = SAC.from_config(3, 2, cfg, seeds=[5])
     one.load_state_dict(module)
     one.load_optimizer_states(optimizers)
     obs = torch.randn(2, 7, 3)
@@ -106,7 +105,7 @@ def test_a_member_writes_the_files_it_writes_alone(tmp_path, algo, env, threads)
     assert [r.run_dir.name for r in together] == [f"{algo}-s0", f"{algo}-s1", f"{algo}-s2"]
     assert together[1].summary["population"] == 3 and alone[0].summary["population"] == 1
     _same_files(alone[0].run_dir, together[1].run_dir)
-    for a, b in zip(together, again):
+    for a, b in zip(together, again, strict=True):
         _same_files(a.run_dir, b.run_dir)
     # the members are different runs, and each loads like a single run
     assert (together[0].run_dir / "eval.csv").read_bytes() != (together[1].run_dir / "eval.csv").read_bytes()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from statewise.analysis.report import report
 from statewise.grid.execution import GridIncomplete, LocalExecutor, bench
 from statewise.grid.plan import plan
-from statewise.analysis.report import report
 
 pytestmark = pytest.mark.ray
 
@@ -69,7 +69,6 @@ def test_ray_grid_equals_local_grid_and_leaves_nothing_behind(tmp_path, isolated
 @pytest.mark.parametrize("engine", ["local", "ray"])
 def test_a_work_item_that_raises_is_reported_and_the_rest_finish(tmp_path, isolated_home, engine):
     import _failing_env  # noqa: F401 - registers Crashing-v0 here (workers import it from the env id)
-
     from statewise.grid.ray_executor import RayExecutor
 
     out = tmp_path / "grid"
@@ -81,7 +80,8 @@ def test_a_work_item_that_raises_is_reported_and_the_rest_finish(tmp_path, isola
     assert len(info.value.failures) == 1
     group, error = info.value.failures[0]
     assert group.specs[0].env == "_failing_env:Crashing-v0"
-    assert "the simulator crashed" in str(info.value) and "sac-lag on _failing_env:Crashing-v0, seed(s) 0" in str(info.value)
+    assert "the simulator crashed" in str(info.value)
+    assert "sac-lag on _failing_env:Crashing-v0, seed(s) 0" in str(info.value)
     assert [s["env"] for s in info.value.summaries] == ["statewise/DoubleIntegrator-v0"]
     assert (out / "DoubleIntegrator-v0" / "sac-lag-s0" / "summary.json").is_file()
 

@@ -69,7 +69,7 @@ def _same(reference: Path, resumed: Path) -> None:
         assert torch.equal(ca["agent"][key], cb["agent"][key]), key
     for name, state in ca["optimizers"].items():
         for field in ("exp_avg", "exp_avg_sq"):
-            for a, b in zip(state[field], cb["optimizers"][name][field]):
+            for a, b in zip(state[field], cb["optimizers"][name][field], strict=True):
                 assert torch.equal(a, b), (name, field)
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (reference, resumed))
     assert {k: v for k, v in sa.items() if k not in TIMING} == {k: v for k, v in sb.items() if k not in TIMING}
@@ -98,7 +98,7 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, extra, kills, kill_sa
     assert done == kills  # every kill landed mid-run
     final = subprocess.run(CLI + ["--resume", str(target), "--no-progress"], capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
-    for ref, got in zip(_runs(tmp_path / "reference"), runs):
+    for ref, got in zip(_runs(tmp_path / "reference"), runs, strict=True):
         _same(ref, got)
 
 

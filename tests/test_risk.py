@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import statewise
-from statewise.run.evaluate import Episode
 from statewise.analysis.risk import expected_calibration_error, isotonic_fit, isotonic_predict, labelled_states
+from statewise.run.evaluate import Episode
 
 
 def minmax_isotonic(y: np.ndarray) -> np.ndarray:
@@ -63,8 +63,7 @@ def test_censored_states_are_left_out():
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
     from conftest import tiny_config
-
-    from statewise.analysis.risk import calibrate
+    from statewise.analysis.calibrate import calibrate
 
     result = statewise.train(tiny_config(tmp_path_factory.mktemp("risk") / "run", steps=400), plots=False)
     return result.run_dir, calibrate(result.run_dir, episodes=6, test_episodes=6, horizon=20)
@@ -95,8 +94,8 @@ def test_risk_without_calibration_says_what_to_run(tmp_path, tiny):
 def test_calibrate_summary_counts_undefined_figures(tmp_path, capsys, monkeypatch):
     """Several runs of one variant: mean ± Student-t CI per figure; an AUROC that is undefined for a run (no state
     with a violation ahead) is counted as non-finite, never printed as 'nan ± nan'."""
-    import statewise.analysis.risk
     from statewise import Config
+    from statewise.analysis import calibrate as calibrate_module
     from statewise.cli import main
 
     runs = []
@@ -112,9 +111,10 @@ def test_calibrate_summary_counts_undefined_figures(tmp_path, capsys, monkeypatc
         return {"score": "lambda", "plot": "p.png", "fit": {"states": 10},
                 "test": {"ece": ece, "brier": brier, "auroc": auroc, "positive_fraction": pos, "states": 10}}
 
-    monkeypatch.setattr(statewise.analysis.risk, "calibrate", fake)
+    monkeypatch.setattr(calibrate_module, "calibrate", fake)
     main(["calibrate", *map(str, runs)])
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     half = 4.303 * 0.01 / 3 ** 0.5  # t_{0.975, 2} · std / √3
     assert summary == (f"sac-alam (lambda), n=3: ECE 0.02 ± {half:.2g}, Brier 0.03 ± {half:.2g}, "
-                       f"AUROC 0.8 ± {12.71 * 0.1414 / 2 ** 0.5:.2g} [1 of 3 non-finite], positives 0.1 ± {4.303 * 0.1 / 3 ** 0.5:.2g}")
+                       f"AUROC 0.8 ± {12.71 * 0.1414 / 2 ** 0.5:.2g} [1 of 3 non-finite], "
+                       f"positives 0.1 ± {4.303 * 0.1 / 3 ** 0.5:.2g}")

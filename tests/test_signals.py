@@ -11,14 +11,19 @@ import pytest
 import torch
 
 import statewise
-from statewise.run.collect import make_collector
-from statewise.config import ALGORITHMS, Config, ConstraintConfig
-from statewise.method.signals import (BarrierResidual, ConstraintDecay, CostValue, Reachability, make_signal,
-                                   rollout_values)
-from statewise.errors import ConfigError, EnvError
-from statewise.run.evaluate import check_cost_signal
-
 from conftest import tiny_config
+from statewise.config import ALGORITHMS, Config, ConstraintConfig
+from statewise.errors import ConfigError, EnvError
+from statewise.method.signals import (
+    BarrierResidual,
+    ConstraintDecay,
+    CostValue,
+    Reachability,
+    make_signal,
+    rollout_values,
+)
+from statewise.run.collect import make_collector
+from statewise.run.evaluate import check_cost_signal
 
 T = torch.tensor
 

@@ -80,7 +80,7 @@ def test_velocity_cost_against_the_raw_gymnasium_env(env_id, planar):
     np.testing.assert_array_equal(first, first_raw)
     assert len(got) == len(want)
     costs = []
-    for (o, r, term, trunc, info), (o_raw, r_raw, term_raw, trunc_raw, info_raw) in zip(got, want):
+    for (o, r, term, trunc, info), (o_raw, r_raw, term_raw, trunc_raw, info_raw) in zip(got, want, strict=True):
         np.testing.assert_array_equal(o, o_raw)
         assert (r, term, trunc) == (r_raw, term_raw, trunc_raw)
         vx = info_raw["x_velocity"]
@@ -191,7 +191,7 @@ def test_safety_gymnasium_adapter_against_the_raw_env(env_id):
     first_raw, want = _rollout(raw, actions, seed=7)
     np.testing.assert_array_equal(first, first_raw)
     assert len(got) == len(want) > 0
-    for (o, r, term, trunc, info), (o_raw, r_raw, c_raw, term_raw, trunc_raw, _) in zip(got, want):
+    for (o, r, term, trunc, info), (o_raw, r_raw, c_raw, term_raw, trunc_raw, _) in zip(got, want, strict=True):
         np.testing.assert_array_equal(o, o_raw)
         assert (r, term, trunc) == (r_raw, term_raw, trunc_raw)
         assert isinstance(info["cost"], float) and info["cost"] == float(c_raw)
@@ -210,8 +210,8 @@ def test_velocity_cost_definition_equals_safety_gymnasium(env_id):
     base, threshold, planar = VELOCITY_TASKS[env_id]
     robot = base.split("-")[0]
     if f"Safety{robot}Velocity-v1" in sg.UNSUPPORTED:  # cannot be built here: compare with its source instead
-        import inspect
         import importlib
+        import inspect
 
         module = importlib.import_module(f"safety_gymnasium.tasks.safe_velocity.safety_{robot.lower()}_velocity_v1")
         assert f"self._velocity_threshold = {threshold}" in inspect.getsource(module)

@@ -9,10 +9,9 @@ import torch
 import yaml
 
 import statewise
+from conftest import TASKS, tiny_config
 from statewise import ALGORITHMS
 from statewise.run.evaluate import build_env, calibration, episode_seeds, run_episodes
-
-from conftest import TASKS, tiny_config
 
 TIMING_COLUMNS = {"time_s", "env_steps_per_s", "updates_per_s"}
 
@@ -38,7 +37,7 @@ def test_smoke_every_algorithm_on_every_task(tmp_path, algo, env):
     learning = rows[-1]
     assert np.isfinite(float(learning["actor_loss"])) and np.isfinite(float(learning["reward_critic_loss"]))
     cfg = yaml.safe_load((d / "config.yaml").read_text())
-    assert cfg["algo"] == algo and cfg["multiplier"]["kind"] == ALGORITHMS[algo][0]  # 'auto' resolved
+    assert cfg["algo"] == algo and cfg["multiplier"]["kind"] == ALGORITHMS[algo].kind  # 'auto' resolved
     if algo != "sac":
         for key in ("lam_probe_mean", "lam_probe_q90", "lam_eff_mean", "active_frac", "residual", "cost_critic_loss"):
             assert np.isfinite(float(learning[key])), key
@@ -98,7 +97,7 @@ def test_truncation_is_stored_as_non_terminal(tmp_path, monkeypatch):
     flags, original = [], ReplayBuffer.add
 
     def recording_add(self, obs, act, rew, cost, next_obs, terminated):
-        flags.extend((float(x[0]), bool(term)) for x, term in zip(next_obs[0], terminated[0]))  # member 0
+        flags.extend((float(x[0]), bool(term)) for x, term in zip(next_obs[0], terminated[0], strict=True))  # member 0
         return original(self, obs, act, rew, cost, next_obs, terminated)
 
     monkeypatch.setattr(ReplayBuffer, "add", recording_add)

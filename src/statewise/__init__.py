@@ -21,11 +21,11 @@ install_filters()
 
 # train / load pull in torch and gymnasium, and gymnasium 0.29 imports MuJoCo through its plugins; they are loaded
 # on first use so that the command line can choose MuJoCo's headless OpenGL backend first (statewise.analysis.video).
-# (The training module is statewise.run.trainer, not statewise.train: a submodule import would bind its name on the
-# package and hide the function.)
-_LAZY = {"Agent": "statewise.analysis.agent", "load": "statewise.analysis.agent", "TrainResult": "statewise.run.trainer",
-         "train": "statewise.run.trainer", "train_population": "statewise.run.trainer",
-         "population_configs": "statewise.run.trainer"}
+# (The functions live in statewise.api, not in a module named statewise.train: a submodule import would bind its
+# name on the package and hide the function.)
+_LAZY = {"Agent": "statewise.analysis.agent", "load": "statewise.analysis.agent", "TrainResult": "statewise.api",
+         "train": "statewise.api", "train_population": "statewise.api", "population_configs": "statewise.api",
+         "resume": "statewise.api"}
 
 
 def __getattr__(name: str):
@@ -36,5 +36,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'statewise' has no attribute '{name}'")
 
 
-__all__ = ["ALGORITHMS", "Agent", "Config", "StatewiseError", "TrainResult", "load", "population_configs", "train",
-           "train_population", "__version__"]
+__all__ = ["ALGORITHMS", "Agent", "Config", "StatewiseError", "TrainResult", "load", "population_configs", "resume",
+           "train", "train_population", "__version__"]

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import click
 
-from statewise.config import ALGORITHMS, VECTOR_MODES, Config
+from statewise.config import ALGORITHMS, VECTOR_MODES, Config, preset_table
 from statewise.errors import StatewiseError
 
 ALGO_HELP = "Algorithm: " + ", ".join(ALGORITHMS) + "."
+PRESETS_HEADING = "Algorithms (--algo), presets of the multiplier keys (each sets those left at auto):"
 ENV_HELP = ("Environment id: statewise/DoubleIntegrator-v0, statewise/PointHazard-v0, "
             "statewise/<Robot>Velocity-v0 (mujoco extra), a Safety-Gymnasium id such as SafetyPointGoal1-v0 "
             "(its extra), or any Gymnasium id whose env reports info['cost'] ('module:Name-v0' imports the module "
@@ -33,7 +34,9 @@ def cli(verbose) -> None:
 TRAIN_HELP = f"""Train an agent and write a run directory (metrics, TensorBoard, checkpoint, summary, plots).
 
 \b
-Algorithms: {", ".join(ALGORITHMS)}
+{PRESETS_HEADING}
+{preset_table()}
+\b
 Built-in environments: statewise/DoubleIntegrator-v0, statewise/PointHazard-v0
 Velocity-constrained MuJoCo (mujoco extra): statewise/{{HalfCheetah,Hopper,Walker2d,Ant,Swimmer,Humanoid}}Velocity-v0
 Safety-Gymnasium (its own extra): SafetyPointGoal1-v0, SafetyCarGoal1-v0, SafetyHalfCheetahVelocity-v1, ...
@@ -68,7 +71,7 @@ Every config key (for --config files and --set) with its type, default and meani
                    "takes no other option but --no-progress.")
 def train(algo, env_id, steps, seed, seeds_spec, config_path, overrides, run_dir, device, num_envs, vector_mode,
           no_progress, resume_dir) -> None:
-    from statewise.run.trainer import population_configs, resume, train_population
+    from statewise.api import population_configs, resume, train_population
 
     if resume_dir is not None:
         given = [name for name, value in (("--algo", algo), ("--env", env_id), ("--steps", steps), ("--seed", seed),
@@ -239,11 +242,9 @@ def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, co
               cost_limit, populations, redo, executor, address) -> None:
     """Run a grid of algorithms (or labelled variants) x environments x seeds in parallel worker processes,
     skipping runs already finished in OUT, then write OUT/report.md."""
-    import os
-
-    from statewise.grid.execution import GridIncomplete, LocalExecutor, bench
-    from statewise.grid.plan import load_grid, plan
     from statewise.analysis.report import report
+    from statewise.grid.execution import GridIncomplete, GridLock, LocalExecutor, bench
+    from statewise.grid.plan import load_grid, plan
 
     grid = load_grid(grid_path) if grid_path else {}
     variants = algos.split(",") if algos else grid.get("algos", ["sac-lag", "fac", "sac-alam"])
@@ -262,8 +263,6 @@ def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, co
         raise StatewiseError(f"--workers must be positive, got {workers}")
     specs = plan(variants, env_ids, seed_list, int(steps), Path(out), config_path or grid.get("config", ""),
                  tuple(grid.get("set", [])) + tuple(overrides))
-    from statewise.grid.execution import GridLock
-
     with GridLock(Path(out)) as lock:
         if executor == "ray":
             from statewise.grid.ray_executor import RayExecutor
@@ -290,16 +289,17 @@ def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, co
 @click.option("--episodes", type=int, default=100, show_default=True, help="Rollouts of the final policy to fit on.")
 @click.option("--test-episodes", type=int, default=100, show_default=True,
               help="Further rollouts, held out, to measure the calibration error on.")
-@click.option("--horizon", type=int, default=50, show_default=True, help="H: the risk is of a violation within H steps.")
+@click.option("--horizon", type=int, default=50, show_default=True,
+              help="H: the risk is of a violation within H steps.")
 @click.option("--score", type=click.Choice(["auto", "lambda", "cost_value"]), default="auto", show_default=True,
               help="What to calibrate: λ(s), or Q^c(s, π(s)); auto = λ for a multiplier network, else Q^c.")
 def calibrate_cmd(run_dirs, episodes, test_episodes, horizon, score) -> None:
     """Fit the risk monitor of each run: P(violation within H steps) from λ(s) by isotonic regression on Monte-Carlo
     rollouts of the final policy; writes RUN_DIR/risk.json (used by agent.risk and export) and a reliability plot.
     With several runs, also the mean ± 95% CI (Student's t) of the held-out figures per variant."""
-    from statewise.analysis.plots import _run_label
+    from statewise.analysis.calibrate import calibrate
+    from statewise.analysis.plots import run_label
     from statewise.analysis.report import ci_cell
-    from statewise.analysis.risk import calibrate
 
     by_label: dict[str, list[dict]] = {}
     for run_dir in run_dirs:
@@ -308,7 +308,7 @@ def calibrate_cmd(run_dirs, episodes, test_episodes, horizon, score) -> None:
         click.echo(f"{run_dir}: risk from {out['score']}, held-out ECE {test['ece']:.4f}, Brier {test['brier']:.4f}, "
                    f"AUROC {test['auroc']:.3f} ({test['states']} states, {test['positive_fraction']:.3f} with a "
                    f"violation within {horizon} steps; fit on {out['fit']['states']}); {out['plot']}")
-        by_label.setdefault(f"{_run_label(Path(run_dir))[0]} ({out['score']})", []).append(test)
+        by_label.setdefault(f"{run_label(Path(run_dir))[0]} ({out['score']})", []).append(test)
     if len(run_dirs) > 1:  # mean ± Student-t CI over the finite values; undefined ones (no violation) counted
         for label, tests in by_label.items():
             cells = [f"{name} {ci_cell([t[key] for t in tests])}" for key, name in
@@ -343,6 +343,8 @@ def config_cmd(as_yaml, algo) -> None:
     if as_yaml:
         click.echo(Config(algo=algo).validate().to_yaml(), nl=False)
         return
+    click.echo(PRESETS_HEADING)
+    click.echo(preset_table())
     rows = reference()
     width = max(len(key) for key, *_ in rows)
     kinds = max(len(kind) for _, kind, *_ in rows)

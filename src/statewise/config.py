@@ -2,23 +2,13 @@
 
 A run is fully described by :class:`Config`. Sources are applied in one documented order:
 dataclass defaults < ``--config file.yaml`` < explicit CLI flags (``--algo``, ``--env`` ...) <
-``--set key=value``. After :meth:`Config.validate` every ``"auto"`` value is resolved, so the
-``config.yaml`` in the run directory says exactly which values ran.
+``--set key=value``. :meth:`Config.validate` first resolves every ``"auto"`` the config decides itself
+(:meth:`Config.resolve`), then checks each section, so the ``config.yaml`` in the run directory says exactly which
+values ran.
 
-Algorithms are presets of the multiplier block (docs/algorithm.md §6):
-
-============  ==========  =============  ==========  =================================
-algo          multiplier  update         penalty     notes
-============  ==========  =============  ==========  =================================
-sac           none        -              -           unconstrained
-sac-lag       scalar      dual-ascent    lagrangian  actor loss normalised by 1+λ
-sac-pid-lag   pid         pid            lagrangian  PID-controlled scalar λ, normalised
-sac-al        scalar      dual-ascent    augmented   scalar augmented Lagrangian
-fac           network     dual-ascent    lagrangian  Feasible Actor-Critic
-sac-alam      network     regression     augmented   SAC-ALaM
-alam-no-qp    network     regression     lagrangian  ablation: no quadratic penalty
-alam-no-dt    network     dual-ascent    augmented   ablation: no dual-target regression
-============  ==========  =============  ==========  =================================
+Algorithms are presets of the multiplier block (docs/algorithm.md §6): :data:`ALGORITHMS` maps each ``--algo`` to a
+:class:`Preset`, and :func:`preset_table` renders them as the table that ``statewise train --help``,
+``statewise config``, the README and docs/algorithm.md show (a test keeps the documents' copies equal to it).
 
 "w/o both" is ``fac``: the presets differ only in the two switches, so
 ``--algo sac-alam --set multiplier.penalty=lagrangian --set multiplier.update=dual-ascent``
@@ -39,17 +29,47 @@ import yaml
 
 from statewise.errors import ConfigError
 
-# algo -> (multiplier kind, update rule, penalty, normalise actor loss by 1 + λ)
-ALGORITHMS: dict[str, tuple[str, str, str, bool]] = {
-    "sac": ("none", "none", "none", False),
-    "sac-lag": ("scalar", "dual-ascent", "lagrangian", True),
-    "sac-pid-lag": ("pid", "pid", "lagrangian", True),
-    "sac-al": ("scalar", "dual-ascent", "augmented", False),
-    "fac": ("network", "dual-ascent", "lagrangian", False),
-    "sac-alam": ("network", "regression", "augmented", False),
-    "alam-no-qp": ("network", "regression", "lagrangian", False),
-    "alam-no-dt": ("network", "dual-ascent", "augmented", False),
+
+@dataclass(frozen=True)
+class Preset:
+    """One ``--algo``: the values its ``auto`` multiplier keys resolve to, and what it is."""
+
+    kind: str  # multiplier.kind: none | scalar | pid | network
+    update: str  # multiplier.update: dual-ascent | regression | pid (none without a multiplier)
+    penalty: str  # multiplier.penalty: lagrangian | augmented (none without a multiplier)
+    normalize_actor: bool  # multiplier.normalize_actor: divide the actor loss by 1 + λ
+    summary: str  # what it is, in a few words (the last column of preset_table)
+
+
+ALGORITHMS: dict[str, Preset] = {
+    "sac": Preset("none", "none", "none", False, "unconstrained SAC"),
+    "sac-lag": Preset("scalar", "dual-ascent", "lagrangian", True, "SAC-Lag (as in FDPI)"),
+    "sac-pid-lag": Preset("pid", "pid", "lagrangian", True, "PID-Lagrangian SAC (Stooke et al. 2020)"),
+    "sac-al": Preset("scalar", "dual-ascent", "augmented", False, "scalar augmented Lagrangian"),
+    "fac": Preset("network", "dual-ascent", "lagrangian", False, "Feasible Actor-Critic (Ma et al. 2021)"),
+    "sac-alam": Preset("network", "regression", "augmented", False, "SAC-ALaM (reconstructed)"),
+    "alam-no-qp": Preset("network", "regression", "lagrangian", False, "ablation: no quadratic penalty"),
+    "alam-no-dt": Preset("network", "dual-ascent", "augmented", False, "ablation: no dual-target regression"),
 }
+PRESET_COLUMNS = ("algo", "multiplier", "update", "penalty", "actor loss ÷ (1+λ)", "what it is")
+
+
+def preset_table() -> str:
+    """The algorithm presets as a Markdown table, one row per ``--algo`` (``statewise train --help``,
+    ``statewise config``, and verbatim in README.md and docs/algorithm.md)."""
+    rows = [PRESET_COLUMNS] + [
+        (algo, p.kind, _or_dash(p.update), _or_dash(p.penalty), "yes" if p.normalize_actor else "no", p.summary)
+        for algo, p in ALGORITHMS.items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(PRESET_COLUMNS))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)) + " |"
+
+    return "\n".join([line(rows[0]), line(tuple("-" * w for w in widths)), *map(line, rows[1:])]) + "\n"
+
+
+def _or_dash(value: str) -> str:
+    return "–" if value == "none" else value
 
 
 def variant_order(algo: str, label: str) -> tuple[int, bool, str]:
@@ -58,9 +78,10 @@ def variant_order(algo: str, label: str) -> tuple[int, bool, str]:
 
 
 # Default multiplier learning rates. Adam moves each parameter by about lr per step whatever the gradient's scale, so
-# for dual ascent the lr is the dual step: on a λ network, 1e-3 wound it up to the cap in every state (README, "Same
-# dual step") and 3e-5 did not. Regression to the dual target fits a clipped target, as a critic fits its Bellman
-# target, so it takes a critic's lr and K_λ = 10 steps per update (README, "Why λ kept rising").
+# for dual ascent the lr is the dual step: on a λ network, 1e-3 wound it up to the cap in every state and 3e-5 did
+# not (docs/algorithm.md §5; docs/results/double_integrator_dual_step/report.md). Regression to the dual target fits
+# a clipped target, as a critic fits its Bellman target, so it takes a critic's lr and K_λ = 10 steps per update
+# (docs/algorithm.md §5).
 SCALAR_LR, NETWORK_LR = 3e-4, 3e-5
 REGRESSION_STEPS = 10
 MULTIPLIER_KINDS = ("none", "scalar", "pid", "network")
@@ -94,6 +115,22 @@ class SACConfig:
     grad_clip: float = 40.0  # global norm per optimiser; 0 disables
     reward_scale: float = 1.0  # rewards are multiplied by this before the critics see them
 
+    def check(self) -> None:
+        """Check the backbone's values (``target_entropy`` may stay ``auto``: it needs the action space)."""
+        if self.target_entropy != "auto" and not isinstance(self.target_entropy, (int, float)):
+            raise ConfigError(f"sac.target_entropy must be a number or 'auto', got '{self.target_entropy}'")
+        _choice("sac.activation", self.activation, ACTIVATIONS)
+        for name in ("batch_size", "buffer_size", "update_ratio", "lr_actor", "lr_critic", "lr_alpha", "alpha_init",
+                     "reward_scale"):
+            _positive(f"sac.{name}", getattr(self, name))
+        _discount("sac.gamma", self.gamma)
+        _rate("sac.tau", self.tau)
+        _check_hidden("sac.hidden", self.hidden)
+        if self.start_steps < self.batch_size:
+            raise ConfigError("sac.start_steps must be at least sac.batch_size so the first batch can be drawn")
+        if self.grad_clip < 0:
+            raise ConfigError("grad_clip values must be >= 0 (0 disables clipping)")
+
 
 @dataclass
 class ConstraintConfig:
@@ -105,15 +142,18 @@ class ConstraintConfig:
     ``cbf`` (barrier residual of h) are the alternatives; see statewise.method.signals.
     """
 
-    signal: str = "cvf"  # constraint signal F: cvf (cost value) | cdf (constraint decay) | hjr (reachability) | cbf (barrier residual)
-    threshold: float | str = "auto"  # d: the constraint is F(s, π(s)) ≤ d in every state; auto = 0.1 for cvf and cdf, 0 for hjr and cbf
+    # constraint signal F: cvf (cost value) | cdf (constraint decay) | hjr (reachability) | cbf (barrier residual)
+    signal: str = "cvf"
+    # d: the constraint is F(s, π(s)) ≤ d in every state; auto = 0.1 for cvf and cdf, 0 for hjr and cbf
+    threshold: float | str = "auto"
     gamma_c: float = 0.99  # discount γ_c of the signal (cvf, cdf, hjr)
     cbf_k: float | str = "auto"  # cbf only: the barrier condition is h(s') − (1 − k) h(s) ≤ d; auto = 1 − γ_c (RCRL)
     binary_cost: bool = True  # cvf: train on c = 1[c_env > 0] (cdf always does)
     # How the twin cost critics combine: into the risk estimate Q^c(s, a) that forms g, and at (s', a') inside the
     # Bellman target. mean (default) or max (pessimistic). A max inside the bootstrap compounds the twins'
     # disagreement into a positive bias of about 0.56 σ / (1 − γ_c): on the double integrator, Q^c ≈ 0.65 on states
-    # whose true value is 0, which kept every network λ rising (README, "Why λ kept rising").
+    # whose true value is 0, which kept every network λ rising (docs/algorithm.md §2;
+    # docs/results/double_integrator_bias/report.md).
     twin_aggregate: str = "mean"
     twin_target: str = "mean"  # twins combined at (s', a') in the Bellman target: mean | max
     # Polyak rate of the cost critics' targets (the reward critics use sac.tau). A bootstrapped error decays at about
@@ -127,6 +167,28 @@ class ConstraintConfig:
             self.threshold = 0.1 if self.signal in ("cvf", "cdf") else 0.0
         if self.cbf_k == "auto":
             self.cbf_k = round(1.0 - self.gamma_c, 12)
+
+    def check(self) -> None:
+        """Check the resolved section: the signal, its discount and rates, and a threshold that fits the signal."""
+        _choice("constraint.signal", self.signal, SIGNALS)
+        _choice("constraint.twin_aggregate", self.twin_aggregate, ("max", "mean"))
+        _choice("constraint.twin_target", self.twin_target, ("max", "mean"))
+        _discount("constraint.gamma_c", self.gamma_c)
+        _rate("constraint.tau", self.tau)
+        for name in ("threshold", "cbf_k"):
+            if isinstance(getattr(self, name), (str, bool)):
+                raise ConfigError(f"constraint.{name} must be a number or 'auto', got '{getattr(self, name)}'")
+        if not 0.0 < self.cbf_k <= 1.0:
+            raise ConfigError(f"constraint.cbf_k must be in (0, 1], got {self.cbf_k}")
+        if self.signal == "cvf" and not 0.0 < self.threshold < 1.0 / (1.0 - self.gamma_c):
+            raise ConfigError(
+                f"constraint.threshold must be in (0, 1/(1-gamma_c)) = (0, {1.0 / (1.0 - self.gamma_c):g}) "
+                f"for the cost value signal, got {self.threshold}")
+        if self.signal == "cdf" and not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"constraint.threshold must be in (0, 1) for the constraint decay signal (cdf), "
+                              f"got {self.threshold}")
+        if self.signal == "cdf" and not self.binary_cost:
+            raise ConfigError("constraint.signal cdf needs binary costs (constraint.binary_cost=true)")
 
 
 @dataclass
@@ -142,7 +204,8 @@ class MultiplierConfig:
     lam_max: float = 100.0  # λ is clipped to [0, λ_max] where it is used
     lam_init: float = 0.1  # initial λ (scalar value, or softplus output of the network)
     # Adam lr; auto = 3e-4 for a scalar λ and for regression to the dual target, 3e-5 for dual ascent on a λ network
-    # (whose step is the dual step: larger ones wind the network up, README "Same dual step")
+    # (whose step is the dual step: larger ones wind the network up; docs/algorithm.md §5,
+    # docs/results/double_integrator_dual_step/report.md)
     lr: float | str = "auto"
     period: int = 10  # m_λ: gradient steps between multiplier updates
     # K_λ: optimiser steps per multiplier update; auto = 10 for regression (fit the dual target, like a critic fits
@@ -152,22 +215,23 @@ class MultiplierConfig:
     # space of the regression loss (update=regression): log = (log(1+λ) − log(1+λ̂))², linear = (λ − λ̂)². Same
     # fixed point λ = λ̂; in linear space the fit is dominated by the states whose target is near λ_max and leaves
     # errors of several units where the target is ~0 (λ AUROC on the double integrator 0.93 linear, 0.97-0.99 log on
-    # tuning seeds; README, "λ on slack states")
+    # tuning seeds; docs/algorithm.md §5)
     fit_space: str = "log"
     # action at which the multiplier's residual g(s, a) = Q^c(s, a) − d is taken: sample = ã ~ π(·|s) (FAC, the
     # paper), mean = the deterministic action tanh(μ(s)) that is evaluated and deployed (no better on the double
-    # integrator's slack states: README, "Where λ is still wrong")
+    # integrator's slack states: docs/algorithm.md §5)
     residual_action: str = "sample"
     # network λ: fit each round on its replay states plus Gaussian noise of this many per-dimension standard
     # deviations of the round's states (0 = on the replay states themselves). Tried against λ extrapolated onto
-    # slack states off the policy's path: it helped on tuning seeds and not on report seeds (README, "Where λ is
-    # still wrong"), so it is off
+    # slack states off the policy's path: it helped on tuning seeds and not on report seeds (docs/algorithm.md §5),
+    # so it is off
     state_noise: float = 0.0
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # hidden layer widths of the λ network
     activation: str = "auto"  # hidden activation of the λ network: relu | elu | tanh; auto = sac.activation
     grad_clip: float = 3.0  # FAC: lam_gradient_clip_norm = 3; 0 disables
     # dual ascent on a network: drop the ascent term where λ_ξ(s) is already at λ_max and g > 0 (projected
-    # dual ascent). Off = FAC as published: the raw output can wind up far above the cap (README, "Findings").
+    # dual ascent). Off = FAC as published: the raw output can wind up far above the cap (docs/algorithm.md §5;
+    # docs/results/double_integrator_dual_step/report.md).
     anti_windup: bool = False
     # PID-Lagrangian gains (kind=pid). K_I is the integral (dual-ascent) step on the batch-mean residual;
     # K_P = 100 K_I is the middle of a K_P/K_I ∈ {10, 100, 1000} sweep (untuned).
@@ -178,10 +242,75 @@ class MultiplierConfig:
     pid_ema_d: float = 0.95  # smoothing of the residual in the derivative term
     pid_d_delay: int = 10  # the derivative compares with the smoothed residual this many updates ago
 
+    def resolve(self, preset: Preset, sac_activation: str) -> None:
+        """Replace ``auto`` by the algorithm's preset and the defaults that follow from it (docs/algorithm.md §5)."""
+        self.kind = preset.kind if self.kind == "auto" else self.kind
+        self.update = preset.update if self.update == "auto" else self.update
+        self.penalty = preset.penalty if self.penalty == "auto" else self.penalty
+        self.normalize_actor = preset.normalize_actor if self.normalize_actor == "auto" else self.normalize_actor
+        self.rho_lambda = self.rho if self.rho_lambda == "auto" else self.rho_lambda
+        self.activation = sac_activation if self.activation == "auto" else self.activation
+        if self.lr == "auto":  # (unused by pid)
+            self.lr = NETWORK_LR if (self.kind, self.update) == ("network", "dual-ascent") else SCALAR_LR
+        if self.steps == "auto":
+            self.steps = REGRESSION_STEPS if self.update == "regression" else 1
+        if self.kind == "none":  # no multiplier: no update rule, no penalty, nothing to normalise by
+            self.update, self.penalty, self.normalize_actor = "none", "none", False
+
+    def check(self, algo: str) -> None:
+        """Check the resolved section: choices that fit together and fit ``algo``, then every value's range."""
+        for name in ("lr", "rho_lambda", "steps"):
+            if isinstance(getattr(self, name), str):
+                raise ConfigError(f"multiplier.{name} must be a number or 'auto', got '{getattr(self, name)}'")
+        self._check_choices(algo)
+        self._check_values()
+
+    def _check_choices(self, algo: str) -> None:
+        _choice("multiplier.kind", self.kind, MULTIPLIER_KINDS)
+        if self.kind == "none":
+            if algo != "sac":
+                raise ConfigError(f"algorithm '{algo}' needs a multiplier; multiplier.kind=none is only for sac")
+        else:
+            if algo == "sac":
+                raise ConfigError("algorithm 'sac' is unconstrained; use sac-lag, fac or sac-alam for a multiplier")
+            _choice("multiplier.update", self.update, UPDATE_RULES)
+            _choice("multiplier.penalty", self.penalty, PENALTIES)
+            if self.kind == "scalar" and self.update == "regression":
+                raise ConfigError("multiplier.update=regression needs multiplier.kind=network")
+            if (self.kind == "pid") != (self.update == "pid"):
+                raise ConfigError("multiplier.kind=pid goes with multiplier.update=pid (and only with it)")
+        if self.state_noise < 0:
+            raise ConfigError(f"multiplier.state_noise must be >= 0, got {self.state_noise}")
+        if self.state_noise > 0 and self.kind != "network":
+            raise ConfigError(f"multiplier.state_noise jitters the states a λ network is fit on; a {self.kind} "
+                              f"multiplier has no state input (set it to 0)")
+        _choice("multiplier.fit_space", self.fit_space, ("linear", "log"))
+        _choice("multiplier.residual_action", self.residual_action, ("sample", "mean"))
+        _choice("multiplier.activation", self.activation, ACTIVATIONS)
+
+    def _check_values(self) -> None:
+        for name in ("period", "steps", "pid_d_delay", "lr", "rho", "rho_lambda", "lam_max"):
+            _positive(f"multiplier.{name}", getattr(self, name))
+        for name in ("pid_kp", "pid_ki", "pid_kd"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"multiplier.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("pid_ema_p", "pid_ema_d"):
+            _discount(f"multiplier.{name}", getattr(self, name))
+        _rate("multiplier.target_tau", self.target_tau)
+        if not isinstance(self.normalize_actor, bool):
+            raise ConfigError(f"multiplier.normalize_actor must be true, false or auto, got '{self.normalize_actor}'")
+        _check_hidden("multiplier.hidden", self.hidden)
+        _at_most("multiplier.pid_d_delay", self.pid_d_delay, 100_000)
+        _at_most("multiplier.steps", self.steps, 10_000)
+        if self.grad_clip < 0:
+            raise ConfigError("grad_clip values must be >= 0 (0 disables clipping)")
+        if not 0.0 < self.lam_init < self.lam_max:
+            raise ConfigError(f"multiplier.lam_init must be in (0, lam_max={self.lam_max}), got {self.lam_init}")
+
 
 @dataclass
 class Config:
-    algo: str = "sac-alam"  # algorithm preset (statewise train --help lists them); sets the `auto` keys below
+    algo: str = "sac-alam"  # algorithm preset (statewise config and train --help list them); sets the `auto` keys below
     label: str = ""  # name of this variant in plots and reports (e.g. fac-lr3e-4); empty = the algorithm
     env: str = "statewise/DoubleIntegrator-v0"  # environment id (statewise train --help lists the kinds)
     seed: int = 0  # seeds networks, replay sampling, environments and evaluation starts
@@ -221,14 +350,14 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Config":
+    def from_dict(cls, data: dict[str, Any]) -> Config:
         cfg = cls()
-        for key, value in _flatten(data).items():
+        for key, value in flatten(data).items():
             cfg.set(key, value)
         return cfg
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "Config":
+    def from_yaml(cls, path: str | Path) -> Config:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
@@ -271,152 +400,54 @@ class Config:
             self.set(key.strip(), raw.strip())
 
     # --------------------------------------------------------------- validation
-    def _check_constraint(self) -> None:
-        """Resolve and check the signal's threshold (and cbf's k) for the chosen signal."""
-        c = self.constraint
-        c.resolve()
-        for name in ("threshold", "cbf_k"):
-            if isinstance(getattr(c, name), (str, bool)):
-                raise ConfigError(f"constraint.{name} must be a number or 'auto', got '{getattr(c, name)}'")
-        if not 0.0 < c.cbf_k <= 1.0:
-            raise ConfigError(f"constraint.cbf_k must be in (0, 1], got {c.cbf_k}")
-        if c.signal == "cvf" and not 0.0 < c.threshold < 1.0 / (1.0 - c.gamma_c):
-            raise ConfigError(
-                f"constraint.threshold must be in (0, 1/(1-gamma_c)) = (0, {1.0 / (1.0 - c.gamma_c):g}) "
-                f"for the cost value signal, got {c.threshold}")
-        if c.signal == "cdf" and not 0.0 < c.threshold < 1.0:
-            raise ConfigError(f"constraint.threshold must be in (0, 1) for the constraint decay signal (cdf), "
-                              f"got {c.threshold}")
-        if c.signal == "cdf" and not c.binary_cost:
-            raise ConfigError("constraint.signal cdf needs binary costs (constraint.binary_cost=true)")
-
-    def validate(self) -> "Config":
-        """Check every value and resolve ``auto``; returns self. Raises ConfigError (one line)."""
-        if self.algo not in ALGORITHMS:
+    def resolve(self) -> Config:
+        """Replace every ``auto`` the config decides by itself: the algorithm's preset and what follows from it, the
+        signal's threshold, the label and the vector mode; returns self. ``sac.target_entropy`` and ``compile`` stay
+        ``auto`` (they need the environment and the hardware). Raises ConfigError for an unknown algorithm."""
+        preset = ALGORITHMS.get(self.algo)
+        if preset is None:
             raise ConfigError(f"unknown algorithm '{self.algo}'; choose from {', '.join(ALGORITHMS)}")
-        kind, update, penalty, normalize = ALGORITHMS[self.algo]
         self.label = self.label or self.algo
+        self.multiplier.resolve(preset, self.sac.activation)
+        self.constraint.resolve()
+        if self.vector_mode == "auto":
+            self.vector_mode = "single" if self.num_envs == 1 else "sync"
+        return self
+
+    def validate(self) -> Config:
+        """Resolve ``auto`` and check every value; returns self. Raises ConfigError (one line)."""
+        self.resolve()
+        self._check_run()
+        _check_numbers(self)
+        self.multiplier.check(self.algo)
+        self.constraint.check()
+        self.sac.check()
+        if self.sac.buffer_size < max(self.sac.start_steps, self.num_envs):
+            raise ConfigError("sac.buffer_size must be at least sac.start_steps and num_envs")
+        return self
+
+    def _check_run(self) -> None:
+        """Check the top-level run settings: label, counts, intervals, seed, device and vector mode."""
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", self.label):
             raise ConfigError(f"label must be letters, digits and . _ + - (it names run directories), "
                               f"got '{self.label}'")
         if self.compile not in (True, False, "auto"):
             raise ConfigError(f"compile must be true, false or auto, got '{self.compile}'")
-        m = self.multiplier
-        m.kind = kind if m.kind == "auto" else m.kind
-        m.update = update if m.update == "auto" else m.update
-        m.penalty = penalty if m.penalty == "auto" else m.penalty
-        m.normalize_actor = normalize if m.normalize_actor == "auto" else m.normalize_actor
-        m.rho_lambda = m.rho if m.rho_lambda == "auto" else m.rho_lambda
-        m.activation = self.sac.activation if m.activation == "auto" else m.activation
-        if m.lr == "auto":
-            m.lr = NETWORK_LR if (m.kind, m.update) == ("network", "dual-ascent") else SCALAR_LR  # (unused by pid)
-        if m.steps == "auto":
-            m.steps = REGRESSION_STEPS if m.update == "regression" else 1
-        for name in ("sac.target_entropy", "multiplier.lr", "multiplier.rho_lambda", "multiplier.steps"):
-            if isinstance(self._get(name), str) and self._get(name) != "auto":
-                raise ConfigError(f"{name} must be a number or 'auto', got '{self._get(name)}'")
-        if self.sac.target_entropy != "auto" and not isinstance(self.sac.target_entropy, (int, float)):
-            raise ConfigError("sac.target_entropy must be a number or 'auto'")
-
-        _check_numbers(self)
-
-        _choice("multiplier.kind", m.kind, MULTIPLIER_KINDS)
-        if m.kind == "none":
-            if self.algo != "sac":
-                raise ConfigError(f"algorithm '{self.algo}' needs a multiplier; multiplier.kind=none is only for sac")
-            m.update, m.penalty, m.normalize_actor = "none", "none", False
-        else:
-            if self.algo == "sac":
-                raise ConfigError("algorithm 'sac' is unconstrained; use sac-lag, fac or sac-alam for a multiplier")
-            _choice("multiplier.update", m.update, UPDATE_RULES)
-            _choice("multiplier.penalty", m.penalty, PENALTIES)
-            if m.kind == "scalar" and m.update == "regression":
-                raise ConfigError("multiplier.update=regression needs multiplier.kind=network")
-            if (m.kind == "pid") != (m.update == "pid"):
-                raise ConfigError("multiplier.kind=pid goes with multiplier.update=pid (and only with it)")
-        if m.state_noise < 0:
-            raise ConfigError(f"multiplier.state_noise must be >= 0, got {m.state_noise}")
-        if m.state_noise > 0 and m.kind != "network":
-            raise ConfigError(f"multiplier.state_noise jitters the states a λ network is fit on; a {m.kind} "
-                              f"multiplier has no state input (set it to 0)")
-        _choice("constraint.signal", self.constraint.signal, SIGNALS)
-        _choice("constraint.twin_aggregate", self.constraint.twin_aggregate, ("max", "mean"))
-        _choice("constraint.twin_target", self.constraint.twin_target, ("max", "mean"))
-        _choice("multiplier.fit_space", m.fit_space, ("linear", "log"))
-        _choice("multiplier.residual_action", m.residual_action, ("sample", "mean"))
-        _choice("sac.activation", self.sac.activation, ACTIVATIONS)
-        _choice("multiplier.activation", m.activation, ACTIVATIONS)
         _choice("device", self.device, DEVICES)
-
-        _positive("steps", self.steps)
-        _positive("sac.batch_size", self.sac.batch_size)
-        _positive("sac.buffer_size", self.sac.buffer_size)
-        _positive("sac.update_ratio", self.sac.update_ratio)
-        _positive("num_envs", self.num_envs)
-        if self.vector_mode == "auto":
-            self.vector_mode = "single" if self.num_envs == 1 else "sync"
+        for name in ("steps", "num_envs", "eval_every", "eval_episodes", "final_eval_episodes", "log_every",
+                     "probe_size"):
+            _positive(name, getattr(self, name))
         _choice("vector_mode", self.vector_mode, VECTOR_MODES)
         if self.vector_mode == "single" and self.num_envs != 1:
             raise ConfigError(f"vector_mode single steps one environment; num_envs={self.num_envs} needs sync or async")
-        _positive("eval_every", self.eval_every)
-        _positive("eval_episodes", self.eval_episodes)
-        _positive("final_eval_episodes", self.final_eval_episodes)
-        _positive("log_every", self.log_every)
-        _positive("probe_size", self.probe_size)
-        _positive("multiplier.period", m.period)
-        _positive("multiplier.steps", m.steps)
-        _positive("multiplier.pid_d_delay", m.pid_d_delay)
-        for name in ("pid_kp", "pid_ki", "pid_kd"):
-            if getattr(m, name) < 0:
-                raise ConfigError(f"multiplier.{name} must be >= 0, got {getattr(m, name)}")
-        for name in ("pid_ema_p", "pid_ema_d"):
-            if not 0.0 <= getattr(m, name) < 1.0:
-                raise ConfigError(f"multiplier.{name} must be in [0, 1), got {getattr(m, name)}")
-        for name in ("sac.lr_actor", "sac.lr_critic", "sac.lr_alpha", "sac.alpha_init", "sac.reward_scale",
-                     "multiplier.lr", "multiplier.rho", "multiplier.rho_lambda", "multiplier.lam_max"):
-            _positive(name, self._get(name))
-        for name in ("sac.gamma", "constraint.gamma_c"):
-            if not 0.0 <= self._get(name) < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {self._get(name)}")
-        for name in ("sac.tau", "constraint.tau", "multiplier.target_tau"):
-            if not 0.0 < self._get(name) <= 1.0:
-                raise ConfigError(f"{name} must be in (0, 1], got {self._get(name)}")
         if (self.sac.start_steps < 0 or self.checkpoint_every < 0 or self.checkpoint_minutes < 0 or self.threads < 0
                 or self.max_episode_steps < 0):
             raise ConfigError("sac.start_steps, checkpoint_every, checkpoint_minutes, threads and max_episode_steps "
                               "must be >= 0")
         if not 0 <= self.seed < 2**32 - 2**21:  # numpy seeds must fit 32 bits (evaluation adds offsets)
             raise ConfigError(f"seed must be in [0, 2**32 - 2**21), got {self.seed}")
-        if not isinstance(m.normalize_actor, bool):
-            raise ConfigError(f"multiplier.normalize_actor must be true, false or auto, got '{m.normalize_actor}'")
-        for name in ("sac.hidden", "multiplier.hidden"):
-            hidden = self._get(name)
-            if not hidden or any(not isinstance(h, int) or isinstance(h, bool) or h <= 0 for h in hidden):
-                raise ConfigError(f"{name} must be a non-empty list of positive layer widths, got {hidden}")
-        limits = {"threads": (self.threads, 1024), "num_envs": (self.num_envs, 1024),
-                  "multiplier.pid_d_delay": (m.pid_d_delay, 100_000), "multiplier.steps": (m.steps, 10_000),
-                  "probe_size": (self.probe_size, 1_000_000)}
-        limits.update({f"{n}.hidden": (max(self._get(f"{n}.hidden")), 65_536) for n in ("sac", "multiplier")})
-        for name, (value, top) in limits.items():
-            if value > top:
-                raise ConfigError(f"{name} = {value} is beyond the supported maximum {top}")
-
-        if self.sac.start_steps < self.sac.batch_size:
-            raise ConfigError("sac.start_steps must be at least sac.batch_size so the first batch can be drawn")
-        if self.sac.buffer_size < max(self.sac.start_steps, self.num_envs):
-            raise ConfigError("sac.buffer_size must be at least sac.start_steps and num_envs")
-        if self.sac.grad_clip < 0 or m.grad_clip < 0:
-            raise ConfigError("grad_clip values must be >= 0 (0 disables clipping)")
-        self._check_constraint()
-        if not 0.0 < m.lam_init < m.lam_max:
-            raise ConfigError(f"multiplier.lam_init must be in (0, lam_max={m.lam_max}), got {m.lam_init}")
-        return self
-
-    def _get(self, dotted: str) -> Any:
-        node: Any = self
-        for part in dotted.split("."):
-            node = getattr(node, part)
-        return node
+        for name, top in (("threads", 1024), ("num_envs", 1024), ("probe_size", 1_000_000)):
+            _at_most(name, getattr(self, name), top)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -481,11 +512,11 @@ def _field_comments(source: str) -> dict[str, str]:
     return docs
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
             out[prefix + str(key)] = value
     return out
@@ -542,7 +573,7 @@ _CEILINGS = {
 }
 
 
-def _check_numbers(cfg: "Config") -> None:
+def _check_numbers(cfg: Config) -> None:
     """Every number in the config is finite, and none is beyond its ceiling (absurd values are refused, not run)."""
     def walk(node: Any, prefix: str) -> None:
         for f in dataclasses.fields(node):
@@ -562,3 +593,27 @@ def _check_numbers(cfg: "Config") -> None:
 def _positive(name: str, value: float) -> None:
     if not value > 0:
         raise ConfigError(f"{name} must be positive, got {value}")
+
+
+def _discount(name: str, value: float) -> None:
+    """Discounts and smoothing factors: in [0, 1)."""
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"{name} must be in [0, 1), got {value}")
+
+
+def _rate(name: str, value: float) -> None:
+    """Polyak rates: in (0, 1]."""
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f"{name} must be in (0, 1], got {value}")
+
+
+def _at_most(name: str, value: int, top: int) -> None:
+    if value > top:
+        raise ConfigError(f"{name} = {value} is beyond the supported maximum {top}")
+
+
+def _check_hidden(name: str, hidden: list[int]) -> None:
+    """A non-empty list of positive layer widths, none beyond the supported maximum."""
+    if not hidden or any(not isinstance(h, int) or isinstance(h, bool) or h <= 0 for h in hidden):
+        raise ConfigError(f"{name} must be a non-empty list of positive layer widths, got {hidden}")
+    _at_most(name, max(hidden), 65_536)

@@ -14,7 +14,7 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     # boundaries of runs of equal values
     starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
     ends = np.r_[starts[1:], len(x)]
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):
         ranks[order[s:e]] = 0.5 * (s + e - 1) + 1.0
     return ranks
 
@@ -54,7 +54,8 @@ def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def last_fraction_mean(values: np.ndarray, fraction: float = 0.1) -> float:
-    """Mean of the last ``fraction`` of a series (at least one point): the 'final performance' (docs/algorithm.md §7)."""
+    """Mean of the last ``fraction`` of a series (at least one point): the 'final performance'
+    (docs/algorithm.md §7)."""
     values = np.asarray(values, dtype=np.float64)
     k = max(1, int(np.ceil(fraction * len(values))))
     return float(values[-k:].mean())

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from statewise.run import runio
+from statewise.analysis.risk import RiskModel, score_fn
 from statewise.config import Config
 from statewise.errors import CheckpointError, StatewiseError
 from statewise.method.sac import SAC
+from statewise.run import runio
 
 
 class Agent:
@@ -26,7 +27,7 @@ class Agent:
         self.run_dir = run_dir
         self.step = step
         self.device = next(sac.parameters()).device
-        self._risk = None  # statewise.analysis.risk.RiskModel, read on the first risk() call
+        self._risk: RiskModel | None = None  # read on the first risk() call
 
     def _obs(self, obs: np.ndarray) -> tuple[torch.Tensor, bool]:
         arr = np.asarray(obs, dtype=np.float32)
@@ -56,9 +57,8 @@ class Agent:
 
     def risk(self, obs: np.ndarray) -> np.ndarray | float:
         """Calibrated probability of a violation within H steps under the final policy, from λ(s) or Q^c(s, π(s)) as
-        fitted by ``statewise calibrate`` (:mod:`statewise.analysis.risk`; risk.json says which score and which H)."""
-        from statewise.analysis.risk import RiskModel, score_fn
-
+        fitted by ``statewise calibrate`` (:mod:`statewise.analysis.calibrate`; risk.json says which score and which
+        H)."""
         if self._risk is None:
             self._risk = RiskModel.read(self.run_dir)
         scores = np.asarray(score_fn(self, self._risk.score)(obs), dtype=np.float64)
@@ -75,7 +75,7 @@ def load(run_dir: str | Path, device: str = "cpu") -> Agent:
     cfg = Config.from_yaml(cfg_path).validate()
     try:
         meta = ckpt["meta"]
-        sac = SAC(int(meta["obs_dim"]), int(meta["act_dim"]), cfg)
+        sac = SAC.from_config(int(meta["obs_dim"]), int(meta["act_dim"]), cfg)
         sac.load_state_dict(ckpt["agent"])
         sac.load_optimizer_states(ckpt["optimizers"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from statewise.run import runio
 from statewise.errors import StatewiseError
 from statewise.quiet import verbose
+from statewise.run import runio
 
 FORMATS = ("onnx", "torchscript")
 ONNX_INSTALL = 'pip install -e ".[export]" (from the statewise checkout)'
@@ -138,4 +138,4 @@ def parity(path: Path, model: nn.Module, obs_dim: int, n: int = 257) -> float:
     got = run_exported(path, obs)
     if len(got) != len(ref):
         return float("inf")
-    return max(float(np.max(np.abs(g - r))) if r.size else 0.0 for g, r in zip(got, ref))
+    return max(float(np.max(np.abs(g - r))) if r.size else 0.0 for g, r in zip(got, ref, strict=True))

@@ -16,10 +16,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from statewise.run import runio  # noqa: E402
 from statewise.config import variant_order  # noqa: E402
 from statewise.errors import CheckpointError  # noqa: E402
+from statewise.method.multipliers import per_state  # noqa: E402
 from statewise.metrics import t_quantile_975  # noqa: E402
+from statewise.run import runio  # noqa: E402
 
 HEATMAP_N = 101
 
@@ -42,7 +43,7 @@ def read_csv(path: Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path} is corrupt or not a statewise CSV: {str(exc).splitlines()[0][:120]}") from None
 
 
-def _run_label(run_dir: Path) -> tuple[str, str]:
+def run_label(run_dir: Path) -> tuple[str, str]:
     """(group label = the run's label, by default its algorithm; env) from the run's config.yaml."""
     cfg = _read_run_config(run_dir)
     return str(cfg.get("label") or cfg.get("algo")), str(cfg.get("env"))
@@ -86,12 +87,12 @@ def _fmt(value: Any) -> str:
 def configurations(run_dirs: list[Path]) -> list[Configuration]:
     """Group runs into configurations (per environment, in the report's variant order) and name each by its label
     and, where several configurations share a label, by the settings in which they differ."""
-    from statewise.config import _flatten
+    from statewise.config import flatten
 
     groups: dict[tuple, list[Path]] = {}
     settings: dict[tuple, dict[str, Any]] = {}
     for d in run_dirs:
-        flat = _flatten(_read_run_config(d))
+        flat = flatten(_read_run_config(d))
         kept = {k: v for k, v in flat.items() if k not in _BOOKKEEPING}
         key = (str(flat.get("env")), repr(sorted(kept.items())))
         groups.setdefault(key, []).append(Path(d))
@@ -112,7 +113,8 @@ def configurations(run_dirs: list[Path]) -> list[Configuration]:
             for k in order]
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Write ``fig`` to ``path`` as PNG, atomically, close it and return the path."""
     runio.atomic_save(fig, path, saver=lambda f, fh: f.savefig(fh, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
     return path
@@ -123,7 +125,7 @@ def _band(ax: plt.Axes, series: list[tuple[np.ndarray, np.ndarray]], label: str,
     Series of different lengths are pooled on the union of their steps, so every run is drawn to its end."""
     steps = np.unique(np.concatenate([s for s, _ in series]))
     data = np.full((len(series), len(steps)), np.nan)
-    for row, (s, v) in zip(data, series):
+    for row, (s, v) in zip(data, series, strict=True):
         row[np.searchsorted(steps, s)] = v
     count = np.sum(np.isfinite(data), axis=0)
     with warnings.catch_warnings():  # columns with no finite value (no finished episode yet) are simply not drawn
@@ -151,7 +153,7 @@ def learning_curves(run_dirs: list[Path], out: Path, cost_limit: float = 0.0,
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, config in enumerate(configs):
-        for ax, (stream, key, title) in zip(axes, panels):
+        for ax, (stream, key, title) in zip(axes, panels, strict=True):
             tables = [read_csv(d / (runio.EVAL_CSV if stream == "eval" else runio.TRAIN_CSV)) for d in config.runs]
             series = [(t["step"], t[key]) for t in tables if key in t and len(t[key])]
             if series:
@@ -166,7 +168,7 @@ def learning_curves(run_dirs: list[Path], out: Path, cost_limit: float = 0.0,
         axes[0].legend(fontsize=8)
     axes[1].legend(handles=[axes[1].get_lines()[-1]], fontsize=8)
     fig.suptitle(envs[0])
-    return _save(fig, out / name)
+    return save_figure(fig, out / name)
 
 
 def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap.png") -> Path | None:
@@ -182,7 +184,7 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
         for d in config.runs:
             if (d / runio.CHECKPOINT_FILE).is_file():
                 agent = load(d)
-                if agent.config.multiplier.kind == "network":  # a scalar λ has no map
+                if per_state(agent.config.multiplier.kind):  # a scalar λ has no map
                     panels.append((config.label, agent))
     if not panels:
         return None
@@ -200,7 +202,7 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False, layout="constrained")
     h = task.constraint(obs).reshape(HEATMAP_N, HEATMAP_N)
     feas = task.feasible(obs).reshape(HEATMAP_N, HEATMAP_N).astype(float) if hasattr(task, "feasible") else None
-    for ax, (label, agent), lam in zip(axes.flat, panels, maps):
+    for ax, (label, agent), lam in zip(axes.flat, panels, maps, strict=False):  # spare panels stay empty
         im = ax.imshow(lam, origin="lower", extent=(*plane.xlim, *plane.ylim), aspect="auto", cmap="magma",
                        vmin=0.0, vmax=vmax)
         ax.contour(xs, ys, h, levels=[0.0], colors="cyan", linestyles="--", linewidths=1.0)
@@ -215,20 +217,20 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
     note = "green: exact feasible boundary, " if feas is not None else ""
     fig.suptitle(f"λ(s) on {panels[0][1].config.env} ({note}cyan dashed: constraint h(s)=0)")
     env.close()
-    return _save(fig, out / name)
+    return save_figure(fig, out / name)
 
 
 def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> Path | None:
     """λ(s) on the task plane at ``columns`` points in training (from the snapshots in probe.npz), one row per
     algorithm with a multiplier network (its lowest seed), with the exact feasible boundary where known."""
+    from statewise.run.diagnostics import LAMBDA_GRID_N
     from statewise.run.evaluate import build_env
-    from statewise.run.trainer import LAMBDA_GRID_N
 
     first: dict[str, tuple[int, Path]] = {}
     rank: dict[str, tuple[int, bool, str]] = {}
     for d in run_dirs:
         cfg = runio.read_config(d)
-        if cfg["multiplier"]["kind"] != "network" or not (d / runio.PROBE_FILE).is_file():
+        if not per_state(cfg["multiplier"]["kind"]) or not (d / runio.PROBE_FILE).is_file():
             continue
         label = cfg.get("label") or cfg["algo"]
         rank[label] = variant_order(cfg["algo"], label)
@@ -249,12 +251,12 @@ def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> P
     env.close()
     fig, axes = plt.subplots(len(first), columns, figsize=(3.6 * columns, 3.0 * len(first)), squeeze=False,
                              layout="constrained")
-    for row, (algo, (seed, d)) in zip(axes, first.items()):
+    for row, (algo, (seed, d)) in zip(axes, first.items(), strict=True):
         probe = runio.read_npz(d / runio.PROBE_FILE)
         steps, grids = probe["grid_steps"], probe["grid_lam"]
         picks = np.unique(np.linspace(0, len(steps) - 1, columns).round().astype(int))
         vmax = float(grids[picks].max())
-        for ax, k in zip(row, picks):
+        for ax, k in zip(row, picks, strict=False):  # fewer snapshots than columns
             im = ax.imshow(grids[k].reshape(LAMBDA_GRID_N, LAMBDA_GRID_N), origin="lower", aspect="auto",
                            extent=(*plane.xlim, *plane.ylim), cmap="magma", vmin=0.0, vmax=vmax)
             if feas is not None:
@@ -264,7 +266,7 @@ def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> P
         for ax in row[len(picks):]:
             ax.axis("off")
     fig.suptitle(f"λ(s) over training on {env_id}" + (" (green: exact feasible boundary)" if feas is not None else ""))
-    return _save(fig, out / "lambda_over_training.png")
+    return save_figure(fig, out / "lambda_over_training.png")
 
 
 def reliability_curves(run_dirs: list[Path], out: Path) -> Path | None:
@@ -283,7 +285,7 @@ def reliability_curves(run_dirs: list[Path], out: Path) -> Path | None:
     if not curves:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-    for ax, (score, title) in zip(axes, (("lambda", "λ(s)"), ("cost_value", "Q^c(s, π(s)) (reference)"))):
+    for ax, (score, title) in zip(axes, (("lambda", "λ(s)"), ("cost_value", "Q^c(s, π(s)) (reference)")), strict=True):
         for algo, series in curves[score].items():
             n = min(len(c) for c in series)
             freq = np.mean([c[:n] for c in series], axis=0)
@@ -294,7 +296,7 @@ def reliability_curves(run_dirs: list[Path], out: Path) -> Path | None:
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    return _save(fig, out / "reliability.png")
+    return save_figure(fig, out / "reliability.png")
 
 
 def value_bias_curves(run_dirs: list[Path], out: Path) -> Path | None:
@@ -306,7 +308,7 @@ def value_bias_curves(run_dirs: list[Path], out: Path) -> Path | None:
     for d in run_dirs:
         rows = read_csv(Path(d) / runio.VALUE_BIAS_CSV)
         if rows:
-            label, _ = _run_label(Path(d))
+            label, _ = run_label(Path(d))
             data[label].append(rows)
             order[label] = _variant_key(Path(d))
     if not data:
@@ -316,8 +318,8 @@ def value_bias_curves(run_dirs: list[Path], out: Path) -> Path | None:
     constrained = any("feasible_qc" in rows for series in data.values() for rows in series)
     kinds = [("q", "reward critic Q(s, π(s))")] + ([("qc", "cost critic Q^c(s, π(s))")] if constrained else [])
     fig, axes = plt.subplots(len(kinds), 2, figsize=(11, 3.6 * len(kinds)), layout="constrained", squeeze=False)
-    for row, (key, title) in zip(axes, kinds):
-        for ax, states in zip(row, ("replay", "feasible")):
+    for row, (key, title) in zip(axes, kinds, strict=True):
+        for ax, states in zip(row, ("replay", "feasible"), strict=True):
             for i, label in enumerate(labels):
                 series = [r for r in data[label] if f"{states}_{key}" in r]
                 if not series:
@@ -332,7 +334,7 @@ def value_bias_curves(run_dirs: list[Path], out: Path) -> Path | None:
             ax.set_xlabel("environment steps")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, title="solid: critic, dashed: Monte-Carlo", title_fontsize=7)
-    return _save(fig, out / "value_bias.png")
+    return save_figure(fig, out / "value_bias.png")
 
 
 def _variant_key(run_dir: Path) -> tuple:

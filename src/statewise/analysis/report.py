@@ -3,17 +3,26 @@ ablation table, figures and every run's numbers (``statewise report``). Reads fi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from statewise.run import runio
 from statewise.config import variant_order
 from statewise.errors import StatewiseError
+from statewise.method.multipliers import per_state
 from statewise.metrics import (
-    last_fraction_mean, mean_ci95, neighbour_correlation, oscillation_count, temporal_std, threshold_crossings,
-    total_variation)
+    last_fraction_mean,
+    mean_ci95,
+    neighbour_correlation,
+    oscillation_count,
+    temporal_std,
+    threshold_crossings,
+    total_variation,
+)
+from statewise.run import runio
 
 
 def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
@@ -107,7 +116,9 @@ def _measured(by_label: dict[str, list[dict[str, float]]], labels: Iterable[str]
     return any(key in row for label in labels for row in by_label[label])
 
 
-def _ablation_table(by_label: dict[str, list[dict[str, float]]]) -> list[str]:
+def ablation_table(by_label: dict[str, list[dict[str, float]]]) -> list[str]:
+    """The markdown lines of the 2x2 ablation table (docs/algorithm.md §6), from the per-run metrics of each label;
+    none unless all four of its variants ran."""
     if not all(label in by_label for label in ABLATION.values()):
         return []
     lines = ["### Ablation (docs/algorithm.md §6)", "",
@@ -134,7 +145,7 @@ def _runs_table(runs: list[Path]) -> list[str]:
         versions_path = run / runio.VERSIONS_FILE
         torch_version = runio.read_json(versions_path).get("torch", "?") if versions_path.is_file() else "?"
         nets = "x".join(map(str, cfg["sac"]["hidden"]))
-        if cfg["multiplier"]["kind"] == "network":
+        if per_state(cfg["multiplier"]["kind"]):
             nets += ", " + "x".join(map(str, cfg["multiplier"]["hidden"]))
         population = summary.get("population", 1)  # runs from before populations were single processes
         if summary.get("status") == "failed":
@@ -153,67 +164,100 @@ def _runs_table(runs: list[Path]) -> list[str]:
 
 
 def report(out: Path, cost_limit: float = 0.0) -> Path:
-    """Write ``OUT/report.md`` with figures per environment from a grid directory: the metrics table
-    (mean ± 95% CI over seeds per variant), the ablation table (docs/algorithm.md §6) when its four variants ran, learning
-    curves, λ maps over training, reliability curves and every run's final numbers and speed."""
-    from statewise.analysis.plots import lambda_over_training, learning_curves, reliability_curves, value_bias_curves
-
+    """Write ``OUT/report.md`` with figures per environment from a grid directory: the metrics table (mean ± 95% CI
+    over seeds per variant), the ablation table (docs/algorithm.md §6) when its four variants ran, learning curves,
+    λ maps over training, reliability curves and every run's final numbers and speed."""
     env_dirs = sorted(d for d in Path(out).iterdir() if d.is_dir()) if Path(out).is_dir() else []
     if not env_dirs:
         raise StatewiseError(f"no benchmark runs found in {out}")
     lines = [f"# statewise benchmark report: {out}", ""]
     for env_dir in env_dirs:
         runs = runio.finished_runs(env_dir)
-        if not runs:
-            continue
-        by_label: dict[str, list[dict[str, float]]] = {}
-        steps: dict[str, set[int]] = {}
-        order: dict[str, tuple[int, bool, str]] = {}
-        failed: list[tuple[Path, dict[str, Any]]] = []
-        for run in runs:
-            summary = runio.read_json(run / runio.SUMMARY_FILE)
-            label = summary.get("label", summary["algo"])
-            if summary.get("status") == "failed":  # every metric of a diverged run is non-finite, its cost too
-                failed.append((run, summary))
-                by_label.setdefault(label, []).append({})
-            else:
-                by_label.setdefault(label, []).append(run_metrics(run, cost_limit))
-            steps.setdefault(label, set()).add(summary["steps"])
-            order[label] = variant_order(summary["algo"], label)
-        figure = learning_curves(runs, env_dir)
-        labels = sorted(by_label, key=order.__getitem__)
-        keys = list(dict.fromkeys(k for rows in by_label.values() for row in rows for k in row))
-        for rows in by_label.values():
-            for row in rows:
-                if not row:
-                    row.update(dict.fromkeys(keys, float("nan")))
-        lines += [f"## {env_dir.name}", "",
-                  f"{len(runs)} runs; steps per run: "
-                  + ", ".join(f"{a} {'/'.join(map(str, sorted(steps[a])))}" for a in labels)
-                  + "; mean ± 95% CI (Student's t, t·std/√n) over seeds (n per variant: "
-                  + ", ".join(f"{a} {len(by_label[a])}" for a in labels) + "). Non-finite: undefined for that "
-                  "run (an AUROC when the final policy never violated has no positive states) or diverged; not "
-                  "measured: the run predates the metric or its task lacks what it needs.", ""]
-        if failed:
-            lines += [f"**{len(failed)} of {len(runs)} runs failed** (diverged; counted as non-finite in every metric, "
-                      "never as safe):", ""]
-            lines += [f"* {run.name}: non-finite {s['failure']['quantity']} at step {s['failure']['step']}"
-                      for run, s in failed] + [""]
-        headline = [k for k in HEADLINE_METRICS if k in keys]
-        for title, subset in (("Headline", headline), ("All metrics", keys)):
-            lines += [f"### {title}", "", "| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
-            for key in subset:
-                lines.append(f"| {key} | " + " | ".join(ci_cell([row.get(key) for row in by_label[a]])
-                                                     for a in labels) + " |")
-            lines.append("")
-        lines += _ablation_table(by_label)
-        lines += [f"![learning curves]({figure.relative_to(out)})", ""]
-        for title, extra in (("λ over training", lambda_over_training(runs, env_dir)),
-                             ("reliability", reliability_curves(runs, env_dir)),
-                             ("critic estimates against Monte-Carlo truth", value_bias_curves(runs, env_dir))):
-            if extra is not None:
-                lines += [f"![{title}]({extra.relative_to(out)})", ""]
-        lines += _runs_table(runs)
+        if runs:
+            lines += _env_section(out, env_dir, runs, cost_limit)
     path = Path(out) / "report.md"
     runio.atomic_write(path, "\n".join(lines) + "\n")
     return path
+
+
+@dataclass
+class _Variants:
+    """The finished runs of one environment by label (variant): their metrics, steps and failures."""
+
+    by_label: dict[str, list[dict[str, float]]]  # a failed run's row: every metric non-finite
+    steps: dict[str, set[int]]
+    labels: list[str]  # in the report's variant order
+    keys: list[str]  # every metric some run has, in the order first seen
+    failed: list[tuple[Path, dict[str, Any]]]
+
+
+def _read_variants(runs: list[Path], cost_limit: float) -> _Variants:
+    by_label: dict[str, list[dict[str, float]]] = {}
+    steps: dict[str, set[int]] = {}
+    order: dict[str, tuple[int, bool, str]] = {}
+    failed: list[tuple[Path, dict[str, Any]]] = []
+    for run in runs:
+        summary = runio.read_json(run / runio.SUMMARY_FILE)
+        label = summary.get("label", summary["algo"])
+        if summary.get("status") == "failed":  # every metric of a diverged run is non-finite, its cost too
+            failed.append((run, summary))
+            by_label.setdefault(label, []).append({})
+        else:
+            by_label.setdefault(label, []).append(run_metrics(run, cost_limit))
+        steps.setdefault(label, set()).add(summary["steps"])
+        order[label] = variant_order(summary["algo"], label)
+    labels = sorted(by_label, key=order.__getitem__)
+    keys = list(dict.fromkeys(k for rows in by_label.values() for row in rows for k in row))
+    for rows in by_label.values():
+        for row in rows:
+            if not row:
+                row.update(dict.fromkeys(keys, float("nan")))
+    return _Variants(by_label, steps, labels, keys, failed)
+
+
+def _env_section(out: Path, env_dir: Path, runs: list[Path], cost_limit: float) -> list[str]:
+    """The report's section on one environment, and its figures (written into ``env_dir``)."""
+    from statewise.analysis.plots import lambda_over_training, learning_curves, reliability_curves, value_bias_curves
+
+    variants = _read_variants(runs, cost_limit)
+    figure = learning_curves(runs, env_dir)
+    lines = _overview(env_dir, runs, variants) + _metric_tables(variants) + ablation_table(variants.by_label)
+    lines += [f"![learning curves]({figure.relative_to(out)})", ""]
+    for title, extra in (("λ over training", lambda_over_training(runs, env_dir)),
+                         ("reliability", reliability_curves(runs, env_dir)),
+                         ("critic estimates against Monte-Carlo truth", value_bias_curves(runs, env_dir))):
+        if extra is not None:
+            lines += [f"![{title}]({extra.relative_to(out)})", ""]
+    return lines + _runs_table(runs)
+
+
+def _overview(env_dir: Path, runs: list[Path], variants: _Variants) -> list[str]:
+    """The section's heading, what was run and how it is summarised, and the runs that failed."""
+    labels, by_label = variants.labels, variants.by_label
+    lines = [f"## {env_dir.name}", "",
+             f"{len(runs)} runs; steps per run: "
+             + ", ".join(f"{a} {'/'.join(map(str, sorted(variants.steps[a])))}" for a in labels)
+             + "; mean ± 95% CI (Student's t, t·std/√n) over seeds (n per variant: "
+             + ", ".join(f"{a} {len(by_label[a])}" for a in labels) + "). Non-finite: undefined for that "
+             "run (an AUROC when the final policy never violated has no positive states) or diverged; not "
+             "measured: the run predates the metric or its task lacks what it needs.", ""]
+    if variants.failed:
+        lines += [f"**{len(variants.failed)} of {len(runs)} runs failed** (diverged; counted as non-finite in every "
+                  "metric, never as safe):", ""]
+        lines += [f"* {run.name}: non-finite {s['failure']['quantity']} at step {s['failure']['step']}"
+                  for run, s in variants.failed] + [""]
+    return lines
+
+
+def _metric_tables(variants: _Variants) -> list[str]:
+    """The headline metrics and all metrics: mean ± 95% CI per variant."""
+    labels, keys = variants.labels, variants.keys
+    headline = [k for k in HEADLINE_METRICS if k in keys]
+    lines = []
+    for title, subset in (("Headline", headline), ("All metrics", keys)):
+        lines += [f"### {title}", "", "| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+        for key in subset:
+            lines.append(f"| {key} | " + " | ".join(ci_cell([row.get(key) for row in variants.by_label[a]])
+                                                 for a in labels) + " |")
+        lines.append("")
+    return lines

@@ -1,13 +1,12 @@
 """The risk monitor: a trained run's λ(s) (or Q^c(s, π(s))) turned into a calibrated probability of a violation
-within the next H steps under its final policy (``statewise calibrate RUN_DIR``, ``agent.risk(obs)``).
+within the next H steps under its final policy (``agent.risk(obs)``, fitted by ``statewise calibrate RUN_DIR``,
+:mod:`statewise.analysis.calibrate`).
 
-Data: the final deterministic policy is rolled out from the task's own initial distribution; every visited state is
-labelled y = 1[a cost > 0 within the next H transitions]. States fewer than H steps before a time-limit truncation
-without a violation in between have an unknown label and are left out (a violation after the time limit cannot be
-seen). Fit: isotonic regression of y on the score (pool-adjacent-violators; the non-decreasing step function with
-the least squared error), on one set of episodes. Check: the expected calibration error and a reliability curve on
-a second, held-out set. Both sets use reset seeds of their own (``evaluate.episode_seeds``), disjoint from every
-evaluation's. Written to RUN_DIR/risk.json and RUN_DIR/plots/risk_reliability.png.
+The model and its pure parts: states labelled y = 1[a cost > 0 within the next H transitions] (:func:`labelled_states`;
+states fewer than H steps before a time-limit truncation without a violation in between have an unknown label and are
+left out: a violation after the time limit cannot be seen), isotonic regression of y on the score
+(:func:`isotonic_fit`, pool-adjacent-violators: the non-decreasing step function with the least squared error), the
+expected calibration error, and :class:`RiskModel`, the fitted step function as written to RUN_DIR/risk.json.
 """
 
 from __future__ import annotations
@@ -18,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from statewise.run import runio
 from statewise.errors import StatewiseError
-from statewise.metrics import auroc, violation_within
+from statewise.method.multipliers import per_state
+from statewise.metrics import violation_within
+from statewise.run import runio
 
 SCORES = ("lambda", "cost_value")
-LOCKSTEP = 16  # environments stepped together by calibrate
 
 
 def isotonic_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +38,7 @@ def isotonic_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sums = np.add.reduceat(ys, first)
     counts = np.diff(np.r_[first, len(xs)]).astype(np.float64)
     blocks: list[list[float]] = []  # [sum, count, left end]
-    for s, c, left in zip(sums, counts, lefts):
+    for s, c, left in zip(sums, counts, lefts, strict=True):
         blocks.append([s, c, left])
         while len(blocks) > 1 and blocks[-2][0] * blocks[-1][1] > blocks[-1][0] * blocks[-2][1]:
             s2, c2, _ = blocks.pop()
@@ -96,7 +95,7 @@ class RiskModel:
         return isotonic_predict(self.lefts, self.values, score_values)
 
     @classmethod
-    def read(cls, run_dir: Path) -> "RiskModel":
+    def read(cls, run_dir: Path) -> RiskModel:
         path = Path(run_dir) / runio.RISK_FILE
         if not path.is_file():
             raise StatewiseError(f"{run_dir} has no risk calibration ({runio.RISK_FILE}); run: statewise calibrate "
@@ -110,88 +109,11 @@ class RiskModel:
 
 
 def default_score(agent: Any) -> str:
-    """λ(s) where it is a map (a network multiplier); otherwise Q^c(s, π(s)) (a scalar λ cannot rank states)."""
-    return "lambda" if agent.config.multiplier.kind == "network" else "cost_value"
+    """λ(s) where it is a map (a per-state multiplier: a network); otherwise Q^c(s, π(s)) (a scalar λ cannot rank
+    states)."""
+    return "lambda" if per_state(agent.config.multiplier.kind) else "cost_value"
 
 
 def score_fn(agent: Any, score: str):
+    """The agent's method that gives ``score`` for one observation or a batch."""
     return agent.multiplier if score == "lambda" else agent.cost_value
-
-
-def calibrate(run_dir: str | Path, episodes: int = 100, test_episodes: int = 100, horizon: int = 50,
-              score: str = "auto", bins: int = 10) -> dict[str, Any]:
-    """Fit the risk monitor of a run (module docstring), write risk.json and plots/risk_reliability.png, and return
-    what was written."""
-    from statewise.analysis.agent import load
-    from statewise.run.evaluate import build_env, episode_seeds, rollout_members
-
-    run_dir = Path(run_dir)
-    for name, value in (("episodes", episodes), ("test episodes", test_episodes), ("horizon", horizon)):
-        if value < 1:
-            raise StatewiseError(f"{name} must be at least 1, got {value}")
-    agent = load(run_dir)
-    if not agent.config.constrained:
-        raise StatewiseError(f"{run_dir} is an unconstrained run ({agent.config.algo}): it has no λ or cost critic "
-                             "to calibrate")
-    if score == "auto":
-        score = default_score(agent)
-    if score not in SCORES:
-        raise StatewiseError(f"unknown score '{score}'; choose from auto, {', '.join(SCORES)}")
-    # LOCKSTEP environments play the episodes side by side, one batched policy call per step for all of them
-    envs = [build_env(agent.config.env, agent.config.max_episode_steps)
-            for _ in range(min(LOCKSTEP, max(episodes, test_episodes)))]
-    fn = score_fn(agent, score)
-    data = {}
-    try:
-        for purpose, n in (("calibrate-fit", episodes), ("calibrate-test", test_episodes)):
-            seeds = episode_seeds(agent.config.seed, purpose, n)
-            per_env = [seeds[k::len(envs)] for k in range(len(envs))]
-            eps = [ep for run in rollout_members(envs, agent.act, per_env, record=True) for ep in run]
-            obs, y = labelled_states(eps, horizon)
-            data[purpose] = (np.asarray(fn(obs), dtype=np.float64), y)
-    finally:
-        for env in envs:
-            env.close()
-    (x_fit, y_fit), (x_test, y_test) = data["calibrate-fit"], data["calibrate-test"]
-    if len(y_fit) == 0 or len(y_test) == 0:
-        raise StatewiseError("no state with a known label: episodes shorter than the horizon all ended by the time "
-                             "limit; use a shorter --horizon")
-    lefts, values = isotonic_fit(x_fit, y_fit)
-    model = RiskModel(score, horizon, lefts, values)
-    p_test = model(x_test)
-    ece, mean_p, freq, count = expected_calibration_error(p_test, y_test, bins)
-    out = {"score": score, "horizon": horizon, "policy": "deterministic", "checkpoint_step": agent.step,
-           "fit": {"episodes": episodes, "states": int(len(y_fit)), "positive_fraction": float(y_fit.mean())},
-           "test": {"episodes": test_episodes, "states": int(len(y_test)), "positive_fraction": float(y_test.mean()),
-                    "ece": ece, "brier": float(np.mean((p_test - y_test) ** 2)), "auroc": auroc(p_test, y_test),
-                    "reliability": {"mean_predicted": mean_p.tolist(), "observed": freq.tolist(),
-                                    "states": count.tolist()}},
-           "lefts": lefts.tolist(), "values": values.tolist()}
-    runio.write_json(run_dir / runio.RISK_FILE, out)
-    out["plot"] = str(_reliability_plot(run_dir, out))
-    return out
-
-
-def _reliability_plot(run_dir: Path, result: dict[str, Any]) -> Path:
-    from statewise.analysis.plots import _save, plt
-
-    test = result["test"]
-    fig, (ax, fit_ax) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
-    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
-    ax.plot(test["reliability"]["mean_predicted"], test["reliability"]["observed"], marker="o",
-            label=f"held out: {test['states']} states, ECE {test['ece']:.3f}")
-    ax.set_xlabel(f"predicted P(violation within {result['horizon']} steps)")
-    ax.set_ylabel("observed frequency")
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title("reliability of the risk monitor (held-out rollouts)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    lefts, values = np.asarray(result["lefts"]), np.asarray(result["values"])
-    fit_ax.step(lefts, values, where="post")
-    fit_ax.set_xlabel("λ(s)" if result["score"] == "lambda" else "Q^c(s, π(s))")
-    fit_ax.set_ylabel("P(violation)")
-    fit_ax.set_title("isotonic fit")
-    fit_ax.grid(alpha=0.3)
-    (run_dir / "plots").mkdir(exist_ok=True)
-    return _save(fig, run_dir / "plots" / "risk_reliability.png")

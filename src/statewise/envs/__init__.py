@@ -19,31 +19,12 @@ and other Safety-Gymnasium-style 6-tuple envs, and checks that a per-step cost i
 
 from __future__ import annotations
 
-import gymnasium as gym
-
+from statewise.envs import registration  # noqa: F401  (registers the built-in envs first)
+from statewise.envs.adapters import CostSignalCheck, SafetyGymnasiumAdapter, make_env
 from statewise.envs.base import BUILTIN_ENVS, PlaneSlice
+from statewise.envs.double_integrator import DoubleIntegratorEnv
+from statewise.envs.point_hazard import PointHazardEnv
 from statewise.envs.velocity import VELOCITY_TASKS
-
-_ENTRY_POINTS = {
-    "statewise/DoubleIntegrator-v0": "statewise.envs.double_integrator:DoubleIntegratorEnv",
-    "statewise/PointHazard-v0": "statewise.envs.point_hazard:PointHazardEnv",
-}
-
-# Register at import time; the guard keeps re-imports (e.g. importlib.reload) from
-# re-registering, which gymnasium would warn about.
-for _env_id in BUILTIN_ENVS:
-    if _env_id not in gym.registry:
-        gym.register(id=_env_id, entry_point=_ENTRY_POINTS[_env_id], max_episode_steps=200)
-for _env_id, (_base, _threshold, _planar) in VELOCITY_TASKS.items():
-    if _env_id not in gym.registry:
-        gym.register(id=_env_id, entry_point="statewise.envs.velocity:make_velocity_env", max_episode_steps=1000,
-                     kwargs={"base": _base, "threshold": _threshold, "planar": _planar})
-del _env_id, _base, _threshold, _planar
-
-# Imported after registration: adapters imports this package.
-from statewise.envs.adapters import CostSignalCheck, SafetyGymnasiumAdapter, make_env  # noqa: E402
-from statewise.envs.double_integrator import DoubleIntegratorEnv  # noqa: E402
-from statewise.envs.point_hazard import PointHazardEnv  # noqa: E402
 
 __all__ = [
     "BUILTIN_ENVS",

@@ -23,7 +23,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
 
-import statewise.envs  # noqa: F401  (registers the built-in envs)
+import statewise.envs.registration  # noqa: F401  (registers the built-in envs)
 from statewise.envs import safety_gymnasium
 from statewise.envs.base import BUILTIN_ENVS
 from statewise.envs.velocity import VELOCITY_TASKS

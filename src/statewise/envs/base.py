@@ -14,8 +14,8 @@ Every built-in environment implements, on its *unwrapped* instance:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

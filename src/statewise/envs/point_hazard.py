@@ -83,7 +83,8 @@ class PointHazardEnv(gym.Env):
         self.hazard_centres = np.array([[0.0, 0.0], [1.5, 2.2], [1.5, -2.2]])
         self.hazard_radii = np.array([1.5, 0.9, 0.9])
         # Plain Python copies for the scalar fast path used in step().
-        self._hazards = [(float(c[0]), float(c[1]), float(r)) for c, r in zip(self.hazard_centres, self.hazard_radii)]
+        self._hazards = [(float(c[0]), float(c[1]), float(r))
+                         for c, r in zip(self.hazard_centres, self.hazard_radii, strict=True)]
 
         a, s, g = self.arena, self.max_speed, self.goal
         high = np.array([a, a, s, s, a + abs(g[0]), a + abs(g[1])], dtype=np.float32)

@@ -9,10 +9,10 @@ A grid is every (env, variant, seed) combination, one run directory each under `
 module gathers the public names of the three for convenience.
 """
 
+from statewise.analysis.report import ABLATION, HEADLINE_METRICS, ablation_table, ci_cell, report, run_metrics
 from statewise.grid.execution import Executor, GridLock, Group, LocalExecutor, bench, run_group, run_spec
 from statewise.grid.plan import GRID_KEYS, RunSpec, Variant, fingerprint, group_specs, load_grid, plan, stale
-from statewise.analysis.report import ABLATION, HEADLINE_METRICS, _ablation_table, ci_cell, report, run_metrics
 
 __all__ = ["ABLATION", "GRID_KEYS", "HEADLINE_METRICS", "Executor", "GridLock", "Group", "LocalExecutor", "RunSpec",
            "Variant", "bench", "fingerprint", "group_specs", "load_grid", "plan", "report", "run_group", "run_metrics",
-           "run_spec", "stale", "_ablation_table", "ci_cell"]
+           "run_spec", "stale", "ablation_table", "ci_cell"]

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from statewise.run import runio
 from statewise.errors import StatewiseError
 from statewise.grid.plan import RunSpec, group_specs, stale
+from statewise.run import runio
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,14 @@ class Group:
         return f"{first.label or first.algo} on {first.env.split('/')[-1]}, seed(s) {seeds}"
 
 
-def run_group(group: "Group | tuple[RunSpec, ...]") -> list[dict[str, Any]]:
+def run_group(group: Group | tuple[RunSpec, ...]) -> list[dict[str, Any]]:
     """Train the seeds of one grid cell (same env, same variant) as one population, in a worker process, and return
     their summaries in order. A group of one is an ordinary single run.
 
     Safe to run again after a crash (a cluster retries a task whose node died): runs that an earlier attempt left with
     a common resume state are resumed; other leftovers are moved aside and trained again."""
+    from statewise.api import resume_runs, train_population
     from statewise.run import resume
-    from statewise.run.trainer import resume_runs, train_population
 
     if not isinstance(group, Group):
         group = Group(tuple(group))
@@ -67,7 +68,7 @@ def run_group(group: "Group | tuple[RunSpec, ...]") -> list[dict[str, Any]]:
 class GridIncomplete(Exception):
     """Some work items of a grid failed (they raised, or their worker died); the others finished."""
 
-    def __init__(self, failures: list[tuple["Group", BaseException]], summaries: list[dict[str, Any]]):
+    def __init__(self, failures: list[tuple[Group, BaseException]], summaries: list[dict[str, Any]]):
         self.failures, self.summaries = failures, summaries
         super().__init__("; ".join(f"{g.describe()}: {type(e).__name__}: {_first_line(e)}" for g, e in failures))
 
@@ -194,7 +195,7 @@ class GridLock:
         self.workers = Path(out) / ".bench.workers.lock"
         self.fh = None
 
-    def __enter__(self) -> "GridLock":
+    def __enter__(self) -> GridLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +228,30 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True, popul
     config.yaml resolves to the settings the spec asks for (:func:`fingerprint`); otherwise one line says what differs,
     before anything runs, or with ``redo`` the old run is moved aside (``.stale-<time>``) and trained again. An
     interrupted run without a resume state is moved aside (``.interrupted-<time>``) and trained again."""
+    done, todo, resumable = _triage(specs, redo)
+    groups = _work_items(todo, resumable, populations, getattr(executor, "workers", 1))
+    bar = tqdm(total=len(specs), initial=len(done), disable=not progress, unit="run", desc="grid")
+    failures: list[tuple[Group, BaseException]] = []
+    for group, summaries in executor.run(run_group, groups):
+        if isinstance(summaries, BaseException):
+            failures.append((group, summaries))
+            tqdm.write(f"statewise: {group.describe()} failed: {type(summaries).__name__}: "
+                       f"{_first_line(summaries)}")
+            bar.update(len(group.specs))
+            continue
+        for spec, summary in zip(group.specs, summaries, strict=True):  # one summary per run, in order
+            done.append(summary)
+            bar.set_postfix_str(_outcome(spec, summary))
+            bar.update(1)
+    bar.close()
+    if failures:
+        raise GridIncomplete(failures, done)
+    return done
+
+
+def _triage(specs: list[RunSpec], redo: bool) -> tuple[list[dict[str, Any]], list[RunSpec], list[RunSpec]]:
+    """(summaries of the finished runs, specs to train, specs to resume). Moves aside what cannot be reused: a run
+    trained with other settings (only with ``redo``, else refused) and an interrupted run without a resume state."""
     from statewise.run import resume
 
     done, todo, resumable = [], [], []
@@ -249,33 +274,28 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True, popul
                 continue
             runio.move_aside(run_dir, runio.INTERRUPTED_MARK)
         todo.append(spec)
+    return done, todo, resumable
+
+
+def _work_items(todo: list[RunSpec], resumable: list[RunSpec], populations: bool, workers: int) -> list[Group]:
+    """The work items: populations (or single runs) to train, then to resume; with fewer items than workers, each
+    item's runs get the spare cores as torch threads."""
+    from statewise.run import resume
+
     groups = [Group(g) for g in group_specs(todo, populations)]
     for g in group_specs(resumable, populations):  # resumed together where the members share a checkpoint step
         steps = [set(resume.available(Path(spec.run_dir))) for spec in g]
         groups += [Group(g, resume=True)] if set.intersection(*steps) else [Group((spec,), resume=True) for spec in g]
-    workers = getattr(executor, "workers", 1)
     if groups and len(groups) < workers:  # fewer work items than cores: each gets the spare cores as threads
         groups = [dataclasses.replace(g, specs=tuple(dataclasses.replace(spec, threads=workers // len(groups))
                                                      for spec in g.specs)) for g in groups]
-    bar = tqdm(total=len(specs), initial=len(done), disable=not progress, unit="run", desc="grid")
-    failures: list[tuple[Group, BaseException]] = []
-    for group, summaries in executor.run(run_group, groups):
-        if isinstance(summaries, BaseException):
-            failures.append((group, summaries))
-            tqdm.write(f"statewise: {group.describe()} failed: {type(summaries).__name__}: "
-                       f"{_first_line(summaries)}")
-            bar.update(len(group.specs))
-            continue
-        for spec, summary in zip(group.specs, summaries):
-            done.append(summary)
-            name = f"{spec.label or spec.algo} {spec.env.split('/')[-1]} s{spec.seed}"
-            if summary.get("status") == "failed":
-                bar.set_postfix_str(f"{name}: FAILED at step {summary['failure']['step']}")
-            else:
-                fe = summary["final_eval"]
-                bar.set_postfix_str(f"{name}: return {fe['return']:.2f} cost {fe['cost']:.2f}")
-            bar.update(1)
-    bar.close()
-    if failures:
-        raise GridIncomplete(failures, done)
-    return done
+    return groups
+
+
+def _outcome(spec: RunSpec, summary: dict[str, Any]) -> str:
+    """A finished run in the progress bar: its name and final return and cost, or where it failed."""
+    name = f"{spec.label or spec.algo} {spec.env.split('/')[-1]} s{spec.seed}"
+    if summary.get("status") == "failed":
+        return f"{name}: FAILED at step {summary['failure']['step']}"
+    fe = summary["final_eval"]
+    return f"{name}: return {fe['return']:.2f} cost {fe['cost']:.2f}"

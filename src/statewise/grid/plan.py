@@ -1,6 +1,7 @@
 """Benchmark grids: what to run. Variants (labelled algorithm presets with overrides), run specs, grid files, the
 grouping of a cell's seeds into one population, and the fingerprint that says whether a run on disk is the run a spec
-asks for. Nothing here runs anything (:mod:`statewise.grid.execution`) or reads results (:mod:`statewise.analysis.report`)."""
+asks for. Nothing here runs anything (:mod:`statewise.grid.execution`) or reads results
+(:mod:`statewise.analysis.report`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from statewise.run import runio
-from statewise.config import Config, _flatten
+from statewise.config import Config, flatten
 from statewise.errors import StatewiseError
+from statewise.run import runio
 
 
 def _as_overrides(mapping: dict[str, Any]) -> list[str]:
@@ -32,7 +33,7 @@ class Variant:
     overrides: tuple[str, ...] = ()
 
     @classmethod
-    def parse(cls, entry: "str | dict[str, Any] | Variant") -> "Variant":
+    def parse(cls, entry: str | dict[str, Any] | Variant) -> Variant:
         """``"fac"``, or a mapping ``{label: fac-lr3e-4, algo: fac, set: [multiplier.lr=3e-4]}``."""
         if isinstance(entry, Variant):
             return entry
@@ -77,7 +78,7 @@ _NOT_FINGERPRINTED = {"run_dir", "threads", "progress", "compile"}
 
 def fingerprint(cfg: Config) -> dict[str, Any]:
     """The resolved settings a run's results depend on (config.yaml minus run_dir, threads, progress, compile)."""
-    flat = _flatten(cfg.to_dict())
+    flat = flatten(cfg.to_dict())
     return {k: v for k, v in flat.items() if k.split(".")[0] not in _NOT_FINGERPRINTED}
 
 
@@ -145,9 +146,26 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     """A grid file (YAML): ``algos`` (names or variant mappings), ``envs``, ``seeds`` (list), ``steps``,
     ``config`` (relative to the grid file), ``set`` (shared overrides: a list of ``key=value`` or a mapping),
     ``cost_limit``."""
+    path = Path(path)
+    data = _read_grid_file(path)
+    if "config" in data:
+        data["config"] = _config_path(path, data["config"])
+    if "seeds" in data and not (isinstance(data["seeds"], list) and all(isinstance(x, int) for x in data["seeds"])):
+        raise StatewiseError(f"grid file {path}: seeds must be a list of integers")
+    if isinstance(data.get("set"), dict):  # {key: value} is the same as [key=value, ...]
+        data["set"] = _as_overrides(data["set"])
+    _check_values(path, data)
+    if "config" in data and not Path(data["config"]).is_file():
+        raise StatewiseError(f"grid file {path}: config file {data['config']} not found")
+    if "algos" in data:
+        data["algos"] = [Variant.parse(entry) for entry in data["algos"]]
+    return data
+
+
+def _read_grid_file(path: Path) -> dict[str, Any]:
+    """The mapping a grid file holds, with only known keys."""
     import yaml
 
-    path = Path(path)
     if not path.is_file():
         raise StatewiseError(f"grid file not found: {path}")
     try:
@@ -162,14 +180,18 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise StatewiseError(f"unknown key(s) in grid file {path}: {', '.join(sorted(unknown))}; "
                              f"expected {', '.join(sorted(GRID_KEYS))}")
-    if "config" in data:
-        if not isinstance(data["config"], str) or not data["config"]:
-            raise StatewiseError(f"grid file {path}: config must be a file name, got {data['config']!r}")
-        data["config"] = str((path.parent / data["config"]).resolve())
-    if "seeds" in data and not (isinstance(data["seeds"], list) and all(isinstance(x, int) for x in data["seeds"])):
-        raise StatewiseError(f"grid file {path}: seeds must be a list of integers")
-    if isinstance(data.get("set"), dict):  # {key: value} is the same as [key=value, ...]
-        data["set"] = _as_overrides(data["set"])
+    return data
+
+
+def _config_path(path: Path, config: Any) -> str:
+    """A grid file's ``config``, resolved relative to the grid file."""
+    if not isinstance(config, str) or not config:
+        raise StatewiseError(f"grid file {path}: config must be a file name, got {config!r}")
+    return str((path.parent / config).resolve())
+
+
+def _check_values(path: Path, data: dict[str, Any]) -> None:
+    """The lists, ``steps`` and ``cost_limit`` of a grid file have the right types."""
     for key in ("algos", "envs", "set"):
         if key in data and not isinstance(data[key], list):
             raise StatewiseError(f"grid file {path}: {key} must be a list")
@@ -183,8 +205,3 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     for key in ("envs", "set"):
         if key in data and not all(isinstance(x, str) and x for x in data[key]):
             raise StatewiseError(f"grid file {path}: {key} must be a list of non-empty strings")
-    if "config" in data and not Path(data["config"]).is_file():
-        raise StatewiseError(f"grid file {path}: config file {data['config']} not found")
-    if "algos" in data:
-        data["algos"] = [Variant.parse(entry) for entry in data["algos"]]
-    return data

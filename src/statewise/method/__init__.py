@@ -1,1 +1,2 @@
-"""The method: networks, optimiser, replay buffer, constraint signals, penalties, multipliers and the SAC update (docs/algorithm.md §2-§6)."""
+"""The method: networks, optimiser, replay buffer, constraint signals, penalties, multipliers and the SAC update
+(docs/algorithm.md §2-§6)."""

@@ -6,7 +6,11 @@ Every multiplier has the same small interface, so the SAC backbone never knows w
 * ``update(obs, g, functional)``: one optimiser step given the residual g = Q^c(s, ã) − d at ã ~ π (no grad),
   (S, B); returns per-member statistics of shape (S,). Learned multipliers write their loss as a function of their
   parameter tensors (``loss``) and step with :class:`statewise.method.optim.Adam`, so the step can be compiled;
-* ``end_round()``: called after the K_λ steps of one multiplier update (moves the dual iterate).
+* ``end_round()``: called after the K_λ steps of one multiplier update (moves the dual iterate);
+* ``schedule``: when and on what the rounds run (m_λ, K_λ, fit-state noise, residual action), from its own section;
+* ``per_state``: a capability flag, whether λ depends on the state (a λ map exists), read by analysis code.
+
+:data:`MULTIPLIERS` maps ``multiplier.kind`` to the class; :func:`make_multiplier` builds one from its section.
 
 Implementations: :class:`ScalarMultiplier` (SAC-Lag: dual ascent on the batch-mean residual),
 :class:`PIDMultiplier` (SAC-PID-Lag: PID control of a scalar λ on the same residual),
@@ -16,12 +20,30 @@ Implementations: :class:`ScalarMultiplier` (SAC-Lag: dual ascent on the batch-me
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from statewise.config import MultiplierConfig
 from statewise.method.nets import MultiplierNet
 from statewise.method.optim import Adam, clip_per_member, take_grad
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a multiplier round runs and on what (docs/algorithm.md §5): every ``period`` (m_λ) gradient steps,
+    ``steps`` (K_λ) optimiser steps on fresh minibatches, fit states jittered by ``state_noise`` standard deviations,
+    the residual taken at a sampled (``sample``) or the deterministic (``mean``) action."""
+
+    period: int = 10
+    steps: int = 1
+    state_noise: float = 0.0
+    residual_action: str = "sample"
+
+    @classmethod
+    def from_config(cls, cfg: MultiplierConfig) -> Schedule:
+        return cls(int(cfg.period), int(cfg.steps), float(cfg.state_noise), cfg.residual_action)
 
 
 class ScalarMultiplier(nn.Module):
@@ -31,9 +53,11 @@ class ScalarMultiplier(nn.Module):
     """
 
     STATS = ("multiplier_loss",)  # what update() returns (metrics.csv columns)
+    per_state = False
 
-    def __init__(self, members: int, cfg: MultiplierConfig):
+    def __init__(self, members: int, obs_dim: int, cfg: MultiplierConfig):
         super().__init__()
+        self.schedule = Schedule.from_config(cfg)
         self.lam_max = cfg.lam_max
         self.lam = nn.Parameter(torch.full((members,), float(cfg.lam_init)))
         self.optimizer = Adam([self.lam], cfg.lr)
@@ -72,11 +96,12 @@ class PIDMultiplier(nn.Module):
     """
 
     STATS = ("pid_p", "pid_i", "pid_d")
-
+    per_state = False
     optimizer = None
 
-    def __init__(self, members: int, cfg: MultiplierConfig):
+    def __init__(self, members: int, obs_dim: int, cfg: MultiplierConfig):
         super().__init__()
+        self.schedule = Schedule.from_config(cfg)
         self.lam_max = cfg.lam_max
         self.kp, self.ki, self.kd = cfg.pid_kp, cfg.pid_ki, cfg.pid_kd
         self.ema_p, self.ema_d = cfg.pid_ema_p, cfg.pid_ema_d
@@ -123,9 +148,11 @@ class NetworkMultiplier(nn.Module):
     """
 
     STATS = ("multiplier_loss",)
+    per_state = True
 
-    def __init__(self, members: int, obs_dim: int, cfg: MultiplierConfig, activation: str = "relu"):
+    def __init__(self, members: int, obs_dim: int, cfg: MultiplierConfig):
         super().__init__()
+        self.schedule = Schedule.from_config(cfg)
         self.rule = cfg.update
         self.lam_max = cfg.lam_max
         self.rho_lambda = float(cfg.rho_lambda)
@@ -133,7 +160,7 @@ class NetworkMultiplier(nn.Module):
         self.grad_clip = cfg.grad_clip
         self.anti_windup = cfg.anti_windup
         self.fit_space = cfg.fit_space
-        self.net = MultiplierNet(members, obs_dim, cfg.hidden, cfg.lam_init, activation)
+        self.net = MultiplierNet(members, obs_dim, cfg.hidden, cfg.lam_init, cfg.activation)
         self.prev: MultiplierNet | None = None
         if self.rule == "regression":
             self.prev = copy.deepcopy(self.net).requires_grad_(False)
@@ -154,7 +181,7 @@ class NetworkMultiplier(nn.Module):
     def loss(self, params: list[torch.Tensor], obs: torch.Tensor, g: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """The rule's loss as a function of the network's parameter tensors: (sum over members, per member)."""
-        lam = torch.func.functional_call(self.net, dict(zip(self._names, params)), (obs,))
+        lam = torch.func.functional_call(self.net, dict(zip(self._names, params, strict=True)), (obs,))
         if self.rule == "regression":
             target = self.dual_target(obs, g)
             if self.fit_space == "log":
@@ -189,15 +216,18 @@ def jitter_states(obs: torch.Tensor, scale: float, noise: torch.Tensor) -> torch
 
 Multiplier = ScalarMultiplier | PIDMultiplier | NetworkMultiplier
 
-
-def make_multiplier(members: int, obs_dim: int, cfg: MultiplierConfig,
-                    activation: str = "relu") -> Multiplier | None:
-    if cfg.kind == "none":
-        return None
-    if cfg.kind == "scalar":
-        return ScalarMultiplier(members, cfg)
-    if cfg.kind == "pid":
-        return PIDMultiplier(members, cfg)
-    return NetworkMultiplier(members, obs_dim, cfg, activation)
+MULTIPLIERS: dict[str, type[Multiplier]] = {
+    "scalar": ScalarMultiplier,
+    "pid": PIDMultiplier,
+    "network": NetworkMultiplier,
+}
 
 
+def make_multiplier(members: int, obs_dim: int, cfg: MultiplierConfig) -> Multiplier | None:
+    """The multiplier ``multiplier.kind`` names, built from its own config section (None for unconstrained SAC)."""
+    return None if cfg.kind == "none" else MULTIPLIERS[cfg.kind](members, obs_dim, cfg)
+
+
+def per_state(kind: str) -> bool:
+    """Whether a multiplier of this kind has a per-state λ (a λ map, a λ-based risk score); False for "none"."""
+    return kind in MULTIPLIERS and MULTIPLIERS[kind].per_state

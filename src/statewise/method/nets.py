@@ -54,7 +54,7 @@ class BatchedMLP(nn.Module):
                  activation: str = "relu"):
         super().__init__()
         dims = [in_dim, *hidden, out_dim]
-        self.layers = nn.ModuleList(BatchedLinear(members, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(BatchedLinear(members, a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.act = _ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

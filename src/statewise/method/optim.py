@@ -11,7 +11,8 @@ updated exactly as if it were alone (tests/test_population.py).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -123,7 +124,8 @@ class Adam:
             raise ValueError(f"optimiser state holds {len(state['exp_avg'])} tensors, expected {len(self.exp_avg)}")
         with torch.no_grad():
             self.step_count.copy_(state["step"])
-            for dst, src in zip(self.exp_avg + self.exp_avg_sq, list(state["exp_avg"]) + list(state["exp_avg_sq"])):
+            for dst, src in zip(self.exp_avg + self.exp_avg_sq, list(state["exp_avg"]) + list(state["exp_avg_sq"]),
+                                strict=True):
                 if dst.shape != src.shape:
                     raise ValueError(f"optimiser state shape {tuple(src.shape)} != {tuple(dst.shape)}")
                 dst.copy_(src)

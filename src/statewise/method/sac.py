@@ -25,8 +25,8 @@ indices) comes from the member's own generators. A single run is a population of
 
 No host-device synchronisation happens inside an update: statistics stay tensors of shape (S,) and are only
 read when the trainer logs. Steps 1-3 and 5 are :meth:`SAC._step`, one step of 4 is :meth:`SAC._multiplier_step`;
-both are written over parameter tensors (:mod:`statewise.method.optim`) so that :meth:`SAC.compile` can capture each as one
-graph.
+both are written over parameter tensors (:mod:`statewise.method.optim`) so that :meth:`SAC.compile` can capture
+each as one graph.
 """
 
 from __future__ import annotations
@@ -34,19 +34,20 @@ from __future__ import annotations
 import copy
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from statewise.config import Config, MultiplierConfig, SACConfig
 from statewise.method.buffer import ReplayBuffer
-from statewise.config import Config
-from statewise.method.signals import make_signal
 from statewise.method.multipliers import jitter_states, make_multiplier
 from statewise.method.nets import Critic, TanhGaussianPolicy, member_randn
 from statewise.method.optim import Adam, clip_per_member, take_grad
-from statewise.method.penalties import penalty
+from statewise.method.penalties import Penalty, make_penalty
+from statewise.method.signals import ConstraintSignal, make_signal
 
 # random streams of one member, each seeded from (member seed, purpose) so that they never coincide
 STREAMS = {"update": 11, "act": 12, "replay": 13}
@@ -77,34 +78,58 @@ def member_exp(x: torch.Tensor) -> torch.Tensor:
     return x.unsqueeze(1).expand(x.shape[0], ROW_BLOCK).exp()[:, 0]
 
 
+@dataclass(frozen=True)
+class Parts:
+    """What one SAC update is made of, each part built from its own config section: the backbone's settings, the
+    constraint signal (which owns the threshold d and the cost critics' Polyak rate), the penalty (which owns ρ) and
+    the multiplier's section (a multiplier is built per member, see :class:`Networks`). Unconstrained SAC has no
+    signal, penalty or multiplier."""
+
+    sac: SACConfig
+    signal: ConstraintSignal | None = None
+    penalty: Penalty | None = None
+    multiplier: MultiplierConfig | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Parts:
+        if not cfg.constrained:
+            return cls(cfg.sac)
+        return cls(cfg.sac, make_signal(cfg.constraint), make_penalty(cfg.multiplier), cfg.multiplier)
+
+    @property
+    def constrained(self) -> bool:
+        return self.signal is not None
+
+
 class Networks(nn.Module):
     """Every network and learned scalar of ``members`` agents, freshly initialised from the global RNG (the state
     dict keys are those of :class:`SAC`)."""
 
-    def __init__(self, members: int, obs_dim: int, act_dim: int, cfg: Config):
+    def __init__(self, members: int, obs_dim: int, act_dim: int, parts: Parts):
         super().__init__()
-        s, m = cfg.sac, cfg.multiplier
+        s = parts.sac
         self.actor = TanhGaussianPolicy(members, obs_dim, act_dim, s.hidden, s.activation)
-        self.critic = Critic(members, obs_dim, act_dim, s.hidden, cfg.constrained, s.activation)
+        self.critic = Critic(members, obs_dim, act_dim, s.hidden, parts.constrained, s.activation)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.full((members,), math.log(s.alpha_init)))
-        self.multiplier = make_multiplier(members, obs_dim, m, m.activation)
+        self.multiplier = None if parts.multiplier is None else make_multiplier(members, obs_dim, parts.multiplier)
 
 
 class SAC(nn.Module):
-    """S independent SAC agents (``seeds``, default ``[cfg.seed]``) with a leading member dimension."""
+    """S independent SAC agents, one per seed in ``seeds``, with a leading member dimension, composed of ``parts``."""
 
-    def __init__(self, obs_dim: int, act_dim: int, cfg: Config, seeds: list[int] | None = None):
+    def __init__(self, obs_dim: int, act_dim: int, parts: Parts, seeds: list[int]):
         super().__init__()
-        self.cfg = cfg
-        self.seeds = [int(x) for x in (seeds if seeds is not None else [cfg.seed])]
+        self.parts = parts
+        self.hp = parts.sac
+        self.seeds = [int(x) for x in seeds]
         self.members = len(self.seeds)
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.constrained = cfg.constrained
+        self.constrained = parts.constrained
+        self.signal, self.penalty = parts.signal, parts.penalty
         self._build(self.members)
         self._init_members()
-        s = cfg.sac
-        self.signal = make_signal(cfg.constraint) if self.constrained else None
+        s = self.hp
         self.target_entropy = float(-act_dim if s.target_entropy == "auto" else s.target_entropy)
         self.opt_actor = Adam(list(self.actor.parameters()), s.lr_actor)
         self.opt_critic = Adam(list(self.critic.parameters()), s.lr_critic)
@@ -117,14 +142,19 @@ class SAC(nn.Module):
         self._step_fn, self._multiplier_step_fn = self._step, self._multiplier_step
         self._critic_groups = [slice(0, 2), slice(2, 4)] if self.constrained else None
         self._member_tau: torch.Tensor | None = None  # per-critic Polyak rates when the cost twins' differ
-        if self.constrained and cfg.constraint.tau != s.tau:
-            self._member_tau = torch.tensor([s.tau, s.tau, cfg.constraint.tau, cfg.constraint.tau])
+        if self.constrained and self.signal.tau != s.tau:
+            self._member_tau = torch.tensor([s.tau, s.tau, self.signal.tau, self.signal.tau])
         self.generators: dict[str, list[torch.Generator]] = {}
         self.seed_generators(torch.device("cpu"))
         self.n_updates = 0
 
+    @classmethod
+    def from_config(cls, obs_dim: int, act_dim: int, cfg: Config, seeds: list[int] | None = None) -> SAC:
+        """The agents a validated ``cfg`` describes (seeds default to ``[cfg.seed]``)."""
+        return cls(obs_dim, act_dim, Parts.from_config(cfg), seeds if seeds is not None else [cfg.seed])
+
     def _build(self, members: int) -> None:
-        nets = Networks(members, self.obs_dim, self.act_dim, self.cfg)
+        nets = Networks(members, self.obs_dim, self.act_dim, self.parts)
         self.actor, self.critic, self.critic_target = nets.actor, nets.critic, nets.critic_target
         self.log_alpha, self.multiplier = nets.log_alpha, nets.multiplier
 
@@ -135,7 +165,7 @@ class SAC(nn.Module):
         for seed in self.seeds:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                singles.append(Networks(1, self.obs_dim, self.act_dim, self.cfg).state_dict())
+                singles.append(Networks(1, self.obs_dim, self.act_dim, self.parts).state_dict())
         self.load_state_dict({key: torch.cat([sd[key] for sd in singles]) for key in singles[0]})
 
     def seed_generators(self, device: torch.device) -> None:
@@ -196,18 +226,19 @@ class SAC(nn.Module):
         """One gradient step of every member (and, every m_λ steps, a multiplier round). Random draws (replay
         indices, policy noise) happen here, from each member's own generators; the arithmetic is in :meth:`_step`
         and :meth:`_multiplier_step`, which :meth:`compile` replaces by compiled versions."""
-        cfg, b = self.cfg, self.cfg.sac.batch_size
-        warming = self._compiled and self.n_updates < (cfg.multiplier.period if self.multiplier is not None else 1)
+        b = self.hp.batch_size
+        schedule = self.multiplier.schedule if self.multiplier is not None else None
+        warming = self._compiled and self.n_updates < (schedule.period if schedule is not None else 1)
         start = time.perf_counter() if warming else 0.0
         batch = buffer.sample(b)
         eps = self.noise("update", (2, b, self.act_dim))
         stats = self._step_fn(batch, eps, log or self._compiled)
         self.n_updates += 1
-        if self.multiplier is not None and self.n_updates % cfg.multiplier.period == 0:
-            k = cfg.multiplier.steps  # K_λ fresh minibatches; policy and critics are fixed during the round
+        if schedule is not None and self.n_updates % schedule.period == 0:
+            k = schedule.steps  # K_λ fresh minibatches; policy and critics are fixed during the round
             obs = buffer.sample_obs(b * k).view(self.members, k, b, self.obs_dim)
-            if cfg.multiplier.state_noise > 0:  # fit λ on a neighbourhood of the replay states (config.py)
-                obs = jitter_states(obs, cfg.multiplier.state_noise, self.noise("update", (k, b, self.obs_dim)))
+            if schedule.state_noise > 0:  # fit λ on a neighbourhood of the replay states (docs/algorithm.md §5)
+                obs = jitter_states(obs, schedule.state_noise, self.noise("update", (k, b, self.obs_dim)))
             stats.update(self._round(obs, self.noise("update", (k, b, self.act_dim))))
         if warming:  # the first calls of the compiled functions compile them
             self.compile_seconds += time.perf_counter() - start
@@ -216,7 +247,7 @@ class SAC(nn.Module):
     @torch.no_grad()
     def _step(self, batch, eps: torch.Tensor, log: bool) -> dict[str, torch.Tensor]:
         """Steps 1-3 and 5 of the module docstring for a batch (S, B, ...) and policy noise eps (S, 2, B, act)."""
-        s, functional = self.cfg.sac, self._compiled
+        s, functional = self.hp, self._compiled
         alpha = member_exp(self.log_alpha).unsqueeze(1)  # (S, 1)
 
         # 1) critics (reward twins + cost twins of every member in one ensemble)
@@ -247,7 +278,7 @@ class SAC(nn.Module):
         if self._member_tau is None:
             torch._foreach_lerp_(self._target_params, self._critic_params, s.tau)
         else:
-            for target, param in zip(self._target_params, self._critic_params):
+            for target, param in zip(self._target_params, self._critic_params, strict=True):
                 target.lerp_(param, self._member_tau.view(1, -1, *([1] * (param.dim() - 2))))
 
         if not log:
@@ -264,14 +295,14 @@ class SAC(nn.Module):
 
     def _critic_loss(self, params, obs, act, targets):
         """Σ_members Σ_i mean_B (Q_i(s,a) − y_i)², and the per-member, per-critic terms (S, K)."""
-        values = torch.func.functional_call(self.critic, dict(zip(self._critic_names, params)), (obs, act))
+        values = torch.func.functional_call(self.critic, dict(zip(self._critic_names, params, strict=True)), (obs, act))
         member_loss = (values - targets).pow(2).mean(dim=2)
         return member_loss.sum(), member_loss
 
     def _actor_loss(self, params, obs, eps, alpha):
         """Σ_members mean_B[(α log π(ã|s) − min_i Q_i(s,ã) + pen(g, λ(s))) / norm], ã = tanh(μ + σ·eps)."""
-        cfg = self.cfg
-        act, logp = torch.func.functional_call(self.actor, dict(zip(self._actor_names, params)), (obs, eps))
+        named = dict(zip(self._actor_names, params, strict=True))
+        act, logp = torch.func.functional_call(self.actor, named, (obs, eps))
         pi_values = self.critic(obs, act)
         q_pi = Critic.reward_value(pi_values)
         per_sample = alpha * logp - q_pi
@@ -279,10 +310,10 @@ class SAC(nn.Module):
         if self.constrained:
             g = self.signal.residual(self.signal.aggregate(pi_values[:, 2:]))
             lam = self.multiplier.value(obs)
-            pen, lam_eff = penalty(cfg.multiplier.penalty, g, lam, cfg.multiplier.rho)
+            pen, lam_eff = self.penalty(g, lam)
             lam_eff = lam_eff.detach()
             per_sample = per_sample + pen
-            if cfg.multiplier.normalize_actor:
+            if self.penalty.normalize:
                 per_sample = per_sample / (1.0 + lam_eff)
             aux.update(g=g, lam=lam, lam_eff=lam_eff)
         aux["loss"] = per_sample.mean(1)
@@ -302,17 +333,18 @@ class SAC(nn.Module):
     def _multiplier_step(self, obs: torch.Tensor, eps: torch.Tensor) -> dict[str, torch.Tensor]:
         """One multiplier step on a minibatch: the residual g(s, ã) = Q^c(s, ã) − d at ã ~ π (or at the mean action,
         ``multiplier.residual_action``), then the rule's update."""
-        if self.cfg.multiplier.residual_action == "mean":
+        if self.multiplier.schedule.residual_action == "mean":
             eps = torch.zeros_like(eps)
         return self.multiplier.update(obs, self.residual(obs, eps), functional=self._compiled)
 
     # ------------------------------------------------------------ compilation
-    def compile(self, mode: bool | str, device: torch.device) -> str:
-        """Compile the update (``torch.compile`` of :meth:`_step` and :meth:`_multiplier_step`; CUDA graphs on a GPU) for
-        ``mode`` = True, False or "auto" (compile on a GPU, and on a CPU when a C++ compiler is present and the run
-        is long enough to repay the compile time, see :func:`compile_decision`). Returns a one-line note for the
-        user (empty when nothing needs saying). Compiled and eager updates agree to float rounding."""
-        want, note = compile_decision(mode, device, self.cfg)
+    def compile(self, mode: bool | str, device: torch.device, updates: float = math.inf) -> str:
+        """Compile the update (``torch.compile`` of :meth:`_step` and :meth:`_multiplier_step`; CUDA graphs on a
+        GPU) for ``mode`` = True, False or "auto" (compile on a GPU, and on a CPU when a C++ compiler is present and
+        the run has at least :data:`COMPILE_MIN_UPDATES` ``updates``, see :func:`compile_decision`). Returns a
+        one-line note for the user (empty when nothing needs saying). Compiled and eager updates agree to float
+        rounding."""
+        want, note = compile_decision(mode, device, updates)
         if not want:
             return note
         self._compiled = True
@@ -356,11 +388,9 @@ class SAC(nn.Module):
         for name, opt in self.optimizers().items():
             opt.load_state_dict(states[name])
 
-    def member(self, k: int) -> "SAC":
+    def member(self, k: int) -> SAC:
         """Member k as its own agent (a population of one, on the same device; optimiser states not copied)."""
-        cfg = copy.deepcopy(self.cfg)
-        cfg.seed = self.seeds[k]
-        one = SAC(self.obs_dim, self.act_dim, cfg)
+        one = SAC(self.obs_dim, self.act_dim, self.parts, [self.seeds[k]])
         one.load_state_dict({key: value[k:k + 1] for key, value in self.state_dict().items()})
         return one.to(self.log_alpha.device)
 
@@ -379,14 +409,15 @@ class SAC(nn.Module):
 
     def load_member_states(self, parts: list[tuple[dict[str, torch.Tensor], dict[str, Any]]]) -> None:
         """The inverse of :meth:`member_state`: member k's (module state, optimiser states) into slice k."""
-        modules, optimizers = zip(*parts)
+        modules, optimizers = zip(*parts, strict=True)
         self.load_state_dict({key: torch.cat([m[key] for m in modules]) for key in modules[0]})
         self.load_optimizer_states({name: _stack_optimizer_states([o[name] for o in optimizers])
                                     for name in optimizers[0]})
 
 
 def _stack_optimizer_states(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """Members' :class:`statewise.method.optim.Adam` states back into one (moments concatenated; the shared step kept)."""
+    """Members' :class:`statewise.method.optim.Adam` states back into one (moments concatenated; the shared step
+    kept)."""
     return {name: ([torch.cat([st[name][i] for st in states]) for i in range(len(value))]
                    if isinstance(value, list) else value) for name, value in states[0].items()}
 
@@ -408,8 +439,13 @@ def has_cpp_compiler() -> bool:
 COMPILE_MIN_UPDATES = 10_000  # compile: auto compiles on a CPU only for runs with at least this many updates
 
 
-def compile_decision(mode: bool | str, device: torch.device, cfg: Config) -> tuple[bool, str]:
-    """(compile?, note for the user) for ``compile`` = True, False or "auto"."""
+def planned_updates(cfg: Config) -> float:
+    """Gradient updates a run of ``cfg`` makes (what ``compile: auto`` weighs against the compile time)."""
+    return (cfg.steps - cfg.sac.start_steps) * cfg.sac.update_ratio
+
+
+def compile_decision(mode: bool | str, device: torch.device, updates: float) -> tuple[bool, str]:
+    """(compile?, note for the user) for ``compile`` = True, False or "auto" and a run of ``updates`` updates."""
     if mode is False:
         return False, ""
     if device.type == "cuda":
@@ -417,6 +453,5 @@ def compile_decision(mode: bool | str, device: torch.device, cfg: Config) -> tup
     if not has_cpp_compiler():
         return False, "compile: no C++ compiler found (g++, c++ or clang++), so the update runs eagerly"
     if mode == "auto":
-        updates = (cfg.steps - cfg.sac.start_steps) * cfg.sac.update_ratio
         return updates >= COMPILE_MIN_UPDATES, ""
     return True, ""

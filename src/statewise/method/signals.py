@@ -76,6 +76,7 @@ class _Signal:
         self.gamma_c = cfg.gamma_c
         self.twin = cfg.twin_aggregate
         self.twin_target = cfg.twin_target
+        self.tau = cfg.tau  # Polyak rate of the cost critics' targets
         self.cfg = cfg
 
     def aggregate(self, twins: torch.Tensor) -> torch.Tensor:

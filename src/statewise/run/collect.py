@@ -25,12 +25,11 @@ from __future__ import annotations
 import functools
 import math
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np
-
 
 _END = "statewise_episode_end"  # info keys written by SelfReset
 _TERMINATED = "statewise_terminated"

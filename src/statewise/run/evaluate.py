@@ -4,8 +4,9 @@ multiplier-calibration check against an exact feasible set (docs/algorithm.md §
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -51,8 +52,8 @@ def check_cost_signal(env: gym.Env, seed: int, signal: str | None = None) -> Non
     """One reset and one random step: raises EnvError now (before any file is written) if the
     environment has no cost signal or returns NaN costs, or if ``signal`` needs the signed constraint h(s) and the
     environment does not report it as a finite ``info["constraint"]`` at reset and at the step."""
-    from statewise.run.collect import info_constraint
     from statewise.method.signals import NEEDS_CONSTRAINT
+    from statewise.run.collect import info_constraint
 
     shape = getattr(env.observation_space, "shape", None)
     if shape is None or len(shape) != 1:
@@ -172,7 +173,7 @@ def summarize_episodes(episodes: Sequence[Episode]) -> dict[str, float]:
         "step_violation_rate": sum(ep.violating_steps for ep in episodes) / max(1, sum(lengths)),
         "episode_violation_prob": float(np.mean(violated)),
     }
-    known = [(ep.feasible_start, v) for ep, v in zip(episodes, violated) if ep.feasible_start is not None]
+    known = [(ep.feasible_start, v) for ep, v in zip(episodes, violated, strict=True) if ep.feasible_start is not None]
     if known:
         feas = [v for f, v in known if f]
         out["feasible_starts"] = float(len(feas))

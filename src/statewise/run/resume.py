@@ -11,7 +11,9 @@ member k's slice of everything the loop owns:
 * the environments themselves, mid-episode (pickled, with their wrappers: time limits, self-reset), and the current
   observation; environments that cannot be pickled (``--vector-mode async``, some simulators) are reset on resume
   instead, with a one-line note: that resume continues correctly but not bit for bit;
-* the loop's counters and running statistics, the λ probe and λ-map history, and the CSV headers.
+* the trainer's state as whole objects: the loop's counters (``LoopState``), the member's running statistics
+  (``MemberStats``), each observer's state (the λ probe and λ-map history, the last value-bias row) and the CSV
+  headers (:meth:`statewise.run.trainer.Trainer.snapshot`).
 
 Rows that the logs received after the checkpoint are dropped on resume (CSV files are cut back to the checkpoint's
 step; TensorBoard is told to purge later events). A kill during a write leaves the previous file intact; a population
@@ -29,10 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from statewise.run import runio
 from statewise.errors import CheckpointError
+from statewise.run import runio
 
-RESUME_FORMAT = 1
+RESUME_FORMAT = 2  # 2: the trainer's state objects (0.4.0); 1: the loop's keys one by one (0.3.0)
 FILES = (runio.RESUME_FILE, runio.RESUME_PREV_FILE)
 
 
@@ -60,8 +62,8 @@ def remove_temporaries(run_dir: Path) -> None:
 
 
 def available(run_dir: Path) -> dict[int, Path]:
-    """Step -> file, for the resume files of a run that can be read."""
-    out = {}
+    """Step -> file, for the resume files of a run that can be read (CheckpointError for another format's)."""
+    out, other = {}, set()
     for name in FILES:
         path = run_dir / name
         if not path.is_file():
@@ -72,19 +74,24 @@ def available(run_dir: Path) -> dict[int, Path]:
             continue
         if isinstance(meta, dict) and meta.get("format") == RESUME_FORMAT and "step" in meta:
             out[int(meta["step"])] = path
+        elif isinstance(meta, dict) and "format" in meta:
+            other.add(meta["format"])
+    if not out and other:
+        raise CheckpointError(f"{run_dir} holds resume state of format {sorted(other)[0]}, written by another "
+                              f"statewise version (this one reads format {RESUME_FORMAT}); it cannot be resumed")
     return out
 
 
 def load_common(run_dirs: list[Path]) -> list[dict[str, Any]]:
     """The newest resume state that every run has (each run's own slice)."""
     per_run = [available(d) for d in run_dirs]
-    for d, steps in zip(run_dirs, per_run):
+    for d, steps in zip(run_dirs, per_run, strict=True):
         if not steps:
             raise CheckpointError(f"{d} has no resume state ({runio.RESUME_FILE}); it cannot be resumed")
     common = set.intersection(*(set(s) for s in per_run))
     if not common:
         raise CheckpointError("the runs of this population have no checkpoint step in common: "
-                              + ", ".join(f"{d.name} {sorted(s)}" for d, s in zip(run_dirs, per_run)))
+                              + ", ".join(f"{d.name} {sorted(s)}" for d, s in zip(run_dirs, per_run, strict=True)))
     step = max(common)
     return [torch.load(s[step], weights_only=False, map_location="cpu") for s in per_run]
 

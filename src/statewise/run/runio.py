@@ -25,13 +25,14 @@ TRAIN_CSV = "metrics.csv"
 EVAL_CSV = "eval.csv"
 VALUE_BIAS_CSV = "value_bias.csv"
 PROBE_FILE = "probe.npz"
-RISK_FILE = "risk.json"  # statewise calibrate: the risk monitor (statewise.analysis.risk)
+RISK_FILE = "risk.json"  # statewise calibrate: the risk monitor (statewise.analysis.calibrate, .risk)
 # statewise bench moves a run aside to <name><mark><time>: trained with other settings (--redo), or interrupted before
 # its first checkpoint. Such copies are kept for the record and never read as runs of the grid.
 STALE_MARK, INTERRUPTED_MARK = ".stale-", ".interrupted-"
 RESUME_FILE = "resume.pt"  # statewise.run.resume: everything a killed run needs to continue exactly
 RESUME_PREV_FILE = "resume.prev.pt"
-# 2: member-leading parameter shapes and statewise.method.optim.Adam states (populations); 1 (no field): single runs before
+# 2: member-leading parameter shapes and statewise.method.optim.Adam states (populations);
+# 1 (no field): single runs before
 CHECKPOINT_FORMAT = 2
 
 
@@ -189,7 +190,8 @@ def create_run_dir(path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.mkdir()
     except FileExistsError:
-        raise RunDirError(f"run directory {path} already exists or its parent is a file; choose another --run-dir") from None
+        raise RunDirError(f"run directory {path} already exists or its parent is a file; "
+                          "choose another --run-dir") from None
     except OSError as exc:
         raise RunDirError(f"cannot create run directory {path}: {exc.strerror or exc}") from None
     return path

@@ -1,11 +1,23 @@
-"""The training loop: collect, update, log, evaluate, checkpoint (docs/algorithm.md §3)."""
+"""The training loop as an object: collect, update, log, evaluate, checkpoint, finish (docs/algorithm.md §3).
+
+:class:`Trainer` trains a population of S members (one per seed; a single run is a population of one) with one
+batched :class:`statewise.method.sac.SAC`. Its state is explicit: :class:`LoopState` (the shared counters) and one
+:class:`MemberStats` per member (running statistics), plus each observer's own (:mod:`statewise.run.diagnostics`).
+A resume file holds exactly these objects, with the member's slice of the agent, the buffer, the environments and
+the random streams (:meth:`Trainer.snapshot`, :meth:`Trainer.restore`).
+
+One pass of :meth:`Trainer.step`::
+
+    act → collect (finiteness checks) → store → observers.on_step → update (due updates) → log → evaluate → checkpoint
+"""
 
 from __future__ import annotations
 
 import contextlib
-import copy
+import dataclasses
 import functools
 import math
+import shutil
 import sys
 import time
 from collections import deque
@@ -17,245 +29,589 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from statewise.run import runio
-from statewise.analysis.agent import Agent
-from statewise.method.buffer import ReplayBuffer
-from statewise.run.collect import Collector, Transitions, make_collector
 from statewise.config import Config
-from statewise.run.value_bias import ValueBiasProbe
-from statewise.errors import ConfigError, EnvError, RunDirError
+from statewise.errors import ConfigError, EnvError
+from statewise.method.buffer import ReplayBuffer
+from statewise.method.sac import SAC, planned_updates, stream_seed
+from statewise.run import resume as resume_io
+from statewise.run import runio
+from statewise.run.collect import Collector, Transitions, make_collector
+from statewise.run.diagnostics import Observer, make_observers
 from statewise.run.evaluate import (
-    build_env, calibration, check_cost_signal, episode_seeds, monte_carlo_calibration_from, rollout_members,
-    summarize_episodes)
+    build_env,
+    calibration,
+    check_cost_signal,
+    episode_seeds,
+    monte_carlo_calibration_from,
+    rollout_members,
+    summarize_episodes,
+)
 from statewise.run.logger import RunLogger
-from statewise.run.resume import rng_state as resume_rng_state
-from statewise.run.resume import save as resume_save
-from statewise.run.resume import set_rng_state as resume_rng
-from statewise.method.sac import SAC, stream_seed
 
-# metrics.csv: the loop's own columns, then SAC.stat_names(), then λ on the probe states (constrained runs)
+# metrics.csv: the loop's own columns, then SAC.stat_names(), then the observers' columns (the λ probe's)
 TRAIN_LOG_FIELDS = ("time_s", "env_steps_per_s", "updates_per_s", "episode_return", "episode_cost",
                     "train_violation_ratio", "cumulative_violations")
-PROBE_LOG_FIELDS = ("lam_probe_mean", "lam_probe_max", "lam_probe_q50", "lam_probe_q90")
-LAMBDA_GRID_N = 41  # λ(s) snapshots on the task plane at every evaluation
+EPISODE_WINDOW = 10  # episode_return / episode_cost in metrics.csv average the last this many episodes
 
 
 @dataclass
-class TrainResult:
+class LoopState:
+    """The loop's counters, shared by every member (saved whole in each resume file)."""
+
+    t: int = 0  # transitions collected per member (environment steps over its environments)
+    updates_done: int = 0  # gradient updates due so far (sac.update_ratio accumulates fractions)
+    window_steps: int = 0  # transitions since the last row of metrics.csv
+    warmup_steps: int = 0  # transitions collected with random warm-up actions
+    last_log_step: int = 0
+    last_log_updates: int = 0
+    elapsed_s: float = 0.0  # wall time before this process (a resumed run's earlier processes)
+
+
+@dataclass
+class MemberStats:
+    """One member's running statistics (saved whole in its resume file)."""
+
+    ep_ret: np.ndarray  # return and cost of the episodes in progress, one entry per environment
+    ep_cost: np.ndarray
+    ep_returns: deque = field(default_factory=lambda: deque(maxlen=EPISODE_WINDOW))  # the last finished episodes
+    ep_costs: deque = field(default_factory=lambda: deque(maxlen=EPISODE_WINDOW))
+    window_violations: int = 0  # transitions with cost > 0 since the last log
+    total_violations: int = 0  # ... up to the last log
+    warmup_violations: int = 0  # ... during the random warm-up
+    last_eval: dict[str, float] = field(default_factory=dict)
+    checkpoint_step: int | None = None  # step of the last checkpoint written
+
+    def __post_init__(self) -> None:
+        self.ep_returns = deque(self.ep_returns, maxlen=EPISODE_WINDOW)
+        self.ep_costs = deque(self.ep_costs, maxlen=EPISODE_WINDOW)
+
+    def record(self, st: Transitions, warmup: bool) -> None:
+        """Add one collection step: episode sums, violations, finished episodes."""
+        self.ep_ret += st.reward
+        self.ep_cost += st.cost
+        violations = int(np.count_nonzero(st.cost > 0.0))
+        self.window_violations += violations
+        if warmup:  # random warm-up actions: counted apart, so the learners' ratio excludes them
+            self.warmup_violations += violations
+        for i in np.flatnonzero(st.done):
+            self.ep_returns.append(float(self.ep_ret[i]))
+            self.ep_costs.append(float(self.ep_cost[i]))
+            self.ep_ret[i] = self.ep_cost[i] = 0.0
+
+    def saved(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.update(ep_returns=list(self.ep_returns), ep_costs=list(self.ep_costs))
+        return out
+
+
+@dataclass
+class Member:
+    """What one member owns outside the batched agent: its config, files, environments and statistics."""
+
+    cfg: Config
     run_dir: Path
-    summary: dict[str, Any]
-    plots: list[Path] = field(default_factory=list)  # RUN_DIR/plots/*.png (none when trained with plots=False)
+    collector: Collector
+    eval_env: Any
+    stats: MemberStats
+    logger: RunLogger | None = None
+    failure: dict[str, Any] | None = None  # set once, when the run diverges (Trainer.fail)
+    summary: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def failed(self) -> bool:
-        """The run stopped early because something became non-finite (``summary["failure"]`` says what)."""
-        return self.summary.get("status") == "failed"
+    def alive(self) -> bool:
+        return self.failure is None
 
 
-def default_run_dir(cfg: Config) -> Path:
-    env_name = cfg.env.split("/")[-1].split(":")[-1]
-    return Path("runs") / env_name / f"{cfg.label}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+class Progress:
+    """The progress bar on stderr, updated every 100 steps."""
+
+    def __init__(self, cfg: Config, members: list[Member], start: int):
+        desc = f"{cfg.label} {cfg.env.split('/')[-1]} s{','.join(str(m.cfg.seed) for m in members)}"
+        self.bar = tqdm(total=cfg.steps, disable=not cfg.progress, unit="step", dynamic_ncols=True, mininterval=0.5,
+                        desc=desc, initial=start)
+        self.pending = 0
+        self.last_row: dict[str, float] = {}
+
+    def advance(self, n: int, done: bool) -> None:
+        self.pending += n
+        if self.pending >= 100 or done:
+            self.bar.update(self.pending)
+            self.pending = 0
+
+    def show(self, last_eval: dict[str, float], row: dict[str, float] | None = None) -> None:
+        self.last_row = row if row is not None else self.last_row
+        out = {}
+        if "episode_return" in self.last_row:
+            out.update(ret=f"{self.last_row['episode_return']:.2f}", cost=f"{self.last_row['episode_cost']:.1f}")
+        if "lam_probe_mean" in self.last_row:
+            out["lam"] = f"{self.last_row['lam_probe_mean']:.3f}"
+        if last_eval:
+            out.update(eval_ret=f"{last_eval['return']:.2f}", eval_cost=f"{last_eval['cost']:.1f}")
+        self.bar.set_postfix(out, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
-def population_configs(config: Config, seeds: list[int], run_dir: str | Path | None = None) -> list[Config]:
-    """One config per seed, identical otherwise. With ``run_dir``, member k writes ``run_dir/<label>-s<seed>`` (the
-    names ``statewise bench`` gives); without, each gets its own default directory."""
-    if not seeds:
-        raise ConfigError("a population needs at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"population seeds must be distinct, got {seeds}")
-    out = []
-    for seed in seeds:
-        cfg = copy.deepcopy(config)
-        cfg.seed = int(seed)
-        cfg.validate()
-        cfg.run_dir = str(Path(run_dir) / f"{cfg.label}-s{seed}") if run_dir else ""
-        out.append(cfg)
-    return out
+def crossed(prev: int, t: int, mark: int, every: bool = False) -> bool:
+    """Whether the step counter passed ``mark`` (or, with ``every``, a multiple of it) going from prev to t."""
+    return t // mark > prev // mark if every else prev < mark <= t
 
 
-_MEMBER_KEYS = ("seed", "run_dir")
+class Trainer:
+    """Trains the members ``configs`` describe (validated; they differ only in seed and run_dir), writing one run
+    directory each; ``resumed`` continues them from their resume states (:func:`statewise.run.resume.load_common`).
+
+    Use as a context manager: environments and logs are closed on any exit. :meth:`run` returns the summaries."""
+
+    def __init__(self, configs: list[Config], run_dirs: list[Path], resumed: list[dict[str, Any]] | None = None):
+        self.configs, self.run_dirs, self.resumed = configs, run_dirs, resumed
+        self.cfg = configs[0]  # the shared settings
+        self.device = torch.device(self.cfg.device)
+        self.cleanup = contextlib.ExitStack()
+        self.loop = LoopState()
+        self.members: list[Member] = []
+        self.observers: list[Observer] = []
+        self.failed: list[int] = []  # members that diverged (their slices keep computing; nothing of theirs is used)
+        self.obs: np.ndarray | None = None  # (S, N, obs): what each member's environments act on next
+        self.start_time = self.last_log_time = self.last_resume_time = time.perf_counter()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.cleanup.close()
+
+    # ------------------------------------------------------------------ set-up
+    def open_env(self, cfg: Config) -> Any:
+        env = build_env(cfg.env, cfg.max_episode_steps)
+        self.cleanup.callback(env.close)
+        return env
+
+    def open(self) -> Trainer:
+        """Environments, agent, buffer and observers; then the run directories (new, or restored for a resume).
+        Every check that can refuse the run happens before the first file is written."""
+        cfg = self.cfg
+        for c, run_dir in zip(self.configs, self.run_dirs, strict=True):
+            eval_env = self.open_env(c)
+            check_cost_signal(eval_env, c.seed, c.constraint.signal if c.constrained else None)  # EnvError, early
+            collector = make_collector(functools.partial(build_env, c.env, c.max_episode_steps), c.num_envs,
+                                       c.vector_mode)
+            self.cleanup.callback(collector.close)
+            stats = MemberStats(np.zeros(c.num_envs), np.zeros(c.num_envs))
+            self.members.append(Member(c, run_dir, collector, eval_env, stats))
+        space = self.members[0].collector
+        self.obs_dim, self.act_dim = space.single_observation_space.shape[0], space.single_action_space.shape[0]
+        seeds = [c.seed for c in self.configs]
+        self.agent = SAC.from_config(self.obs_dim, self.act_dim, cfg, seeds).to(self.device)
+        note = self.agent.compile(cfg.compile, self.device, planned_updates(cfg))
+        if note:
+            print(f"statewise: {note}", file=sys.stderr)
+        capacity = min(cfg.sac.buffer_size, cfg.steps + cfg.num_envs)
+        self.buffer = ReplayBuffer(self.obs_dim, self.act_dim, capacity, self.device,
+                                   [stream_seed(seed, "replay") for seed in seeds])
+        self.observers = make_observers(self)
+        if self.resumed is None:
+            self._create_run_dirs()
+        else:
+            self.restore(self.resumed)
+        return self
+
+    def _create_run_dirs(self) -> None:
+        for m in self.members:
+            m.run_dir = runio.create_run_dir(m.run_dir)
+            m.cfg.run_dir = str(m.run_dir)
+            if m.cfg.sac.target_entropy == "auto":  # config.yaml holds no 'auto': the values the run used
+                m.cfg.sac.target_entropy = float(-self.act_dim)
+            m.cfg.compile = self.agent.compiled
+            runio.atomic_write(m.run_dir / runio.CONFIG_FILE, m.cfg.to_yaml())
+            runio.write_json(m.run_dir / runio.VERSIONS_FILE, runio.versions())
+            fields = [*TRAIN_LOG_FIELDS, *self.agent.stat_names(), *(f for o in self.observers for f in o.log_fields)]
+            m.logger = self._logger(m, train_fields=fields)
+        self.obs = np.stack([m.collector.reset(m.cfg.seed) for m in self.members])  # (S, N, obs)
+        for m in self.members:
+            m.collector.single_action_space.seed(m.cfg.seed)
+
+    def _logger(self, m: Member, **kwargs: Any) -> RunLogger:
+        extra = {stream: name for o in self.observers for stream, name in o.csv_files.items()} or None
+        logger = RunLogger(m.run_dir, runio.TRAIN_CSV, runio.EVAL_CSV, extra=extra, **kwargs)
+        self.cleanup.callback(logger.close)
+        return logger
+
+    # ------------------------------------------------------------------ resume
+    def snapshot(self, k: int) -> dict[str, Any]:
+        """Member k's resume state at the end of the current step: the loop's state, the member's own, and its slice
+        of the agent, the buffer, the environments and the random streams."""
+        m, agent = self.members[k], self.agent
+        module, optimizers = agent.member_state(k)
+        loop = dataclasses.replace(self.loop, elapsed_s=time.perf_counter() - self.start_time)
+        return {
+            "step": self.loop.t, "loop": dataclasses.asdict(loop), "rng": resume_io.rng_state(),
+            "member": {
+                "agent": {"module": module, "optimizers": optimizers, "n_updates": agent.n_updates,
+                          "generators": {p: gens[k].get_state() for p, gens in agent.generators.items()}},
+                "buffer": self.buffer.member_state(k), "envs": m.collector.get_state(), "obs": self.obs[k].copy(),
+                "stats": m.stats.saved(), "logs": m.logger.state(),
+                "observers": {o.name: o.state(k) for o in self.observers},
+            },
+        }
+
+    def restore(self, states: list[dict[str, Any]]) -> None:
+        """The inverse of :meth:`snapshot`, for every member at once (the states share one step)."""
+        parts = [st["member"] for st in states]
+        self.agent.load_member_states([(p["agent"]["module"], p["agent"]["optimizers"]) for p in parts])
+        self.agent.n_updates = int(parts[0]["agent"]["n_updates"])
+        self.loop = LoopState(**states[0]["loop"])
+        self.start_time -= self.loop.elapsed_s
+        rows = []
+        for k, (m, p) in enumerate(zip(self.members, parts, strict=True)):
+            for purpose, state in p["agent"]["generators"].items():
+                self.agent.generators[purpose][k].set_state(state)
+            self.buffer.load_member_state(k, p["buffer"])
+            m.stats = MemberStats(**p["stats"])
+            m.logger = self._logger(m, resume=(p["logs"], self.loop.t))
+            rows.append(self._restore_envs(m, p))
+        self.obs = np.stack(rows)
+        for o in self.observers:
+            o.restore([p["observers"][o.name] for p in parts], self.device)
+        resume_io.set_rng_state(states[0]["rng"])
+
+    def _restore_envs(self, m: Member, part: dict[str, Any]) -> np.ndarray:
+        if part["envs"] is not None:
+            m.collector.set_state(part["envs"])
+            return part["obs"]
+        # not picklable (async workers, some simulators): the environments start fresh episodes
+        t = self.loop.t
+        obs = m.collector.reset(int(np.random.SeedSequence(entropy=(m.cfg.seed, t)).generate_state(1)[0]))
+        m.stats.ep_ret[:], m.stats.ep_cost[:] = 0.0, 0.0  # the interrupted episodes are not finished or counted
+        m.collector.single_action_space.seed(m.cfg.seed + t)
+        tqdm.write(f"statewise: the environments of {m.run_dir} could not be saved; they start new "
+                   "episodes (this resume is correct but not bit-identical)", file=sys.stderr)
+        return obs
+
+    def save_resume(self) -> None:
+        for k, m in enumerate(self.members):
+            if m.alive:
+                resume_io.save(m.run_dir, self.snapshot(k))
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> list[dict[str, Any]]:
+        """Train to ``steps`` and finish; on an error, runs that hold nothing worth keeping are removed."""
+        try:
+            self.progress = Progress(self.cfg, self.members, self.loop.t)
+            self.last_resume_time = time.perf_counter()
+            while self.loop.t < self.cfg.steps and len(self.failed) < len(self.members):
+                self.step()
+            self.progress.close()
+            return self.finish()
+        except Exception:  # not on Ctrl-C: an interrupted run keeps its logs
+            self.remove_unfinished()
+            raise
+
+    def step(self) -> None:
+        """One collection step of every member's environments, and whatever falls due at its end."""
+        cfg, loop = self.cfg, self.loop
+        prev, t = loop.t, loop.t + cfg.num_envs
+        loop.t = t
+        act = self.actions(t)
+        steps = self.collect(act, t)
+        self.store(act, steps, t)
+        for o in self.observers:
+            o.on_step(self, prev, t)
+        log_now = crossed(prev, t, cfg.log_every, every=True)
+        stats = self.update(t, log_now)
+        if log_now:
+            self.log(t, stats)
+        if crossed(prev, t, cfg.eval_every, every=True) or t >= cfg.steps:
+            self.evaluate(t)
+        due_steps = cfg.checkpoint_every and crossed(prev, t, cfg.checkpoint_every, every=True)
+        due_time = (cfg.checkpoint_minutes
+                    and time.perf_counter() - self.last_resume_time >= 60.0 * cfg.checkpoint_minutes)
+        if (due_steps or due_time) and t < cfg.steps:
+            self.checkpoint(t)
+        self.progress.advance(cfg.num_envs, t >= cfg.steps)
+
+    def act(self, batch: np.ndarray, deterministic: bool) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(batch, dtype=np.float32), device=self.device)
+        act = self.agent.act(x, deterministic).cpu().numpy()
+        if self.failed:  # a diverged member's (non-finite) actions never reach an environment
+            act[self.failed] = 0.0
+        return act
+
+    def actions(self, t: int) -> np.ndarray:
+        """Uniformly random during the warm-up, then the stochastic policy, (S, N, act)."""
+        if t <= self.cfg.sac.start_steps:
+            n = self.cfg.num_envs
+            return np.stack([np.stack([m.collector.single_action_space.sample() for _ in range(n)])
+                             for m in self.members])
+        return self.act(self.obs, deterministic=False)
+
+    def collect(self, act: np.ndarray, t: int) -> list[Transitions]:
+        """Step every living member's environments; a member whose action or environment output is not finite
+        fails here, and gets a placeholder step."""
+        steps = []
+        for k, m in enumerate(self.members):
+            st = None
+            if m.alive and not np.isfinite(act[k]).all():
+                self.fail(k, t, "action from the policy")
+            if m.alive:
+                st = self._step_envs(k, act[k], t)
+            if not m.alive:  # a placeholder step: the diverged member's environment is not stepped again
+                zeros = np.zeros(self.cfg.num_envs)
+                st = Transitions(next_obs=np.zeros_like(self.obs[k]), reward=zeros, cost=zeros, terminated=zeros > 0,
+                                 done=zeros > 0, obs=np.zeros_like(self.obs[k]), h=zeros, h_next=zeros)
+            steps.append(st)
+        return steps
+
+    def _step_envs(self, k: int, act: np.ndarray, t: int) -> Transitions | None:
+        try:
+            st = self.members[k].collector.step(act)
+        except EnvError as exc:  # e.g. a non-finite cost in the middle of a run
+            self.fail(k, t, f"environment output ({exc})")
+            return None
+        if not np.isfinite(st.next_obs).all() or not np.isfinite(st.obs).all():
+            self.fail(k, t, "observation from the environment")
+        elif not np.isfinite(st.reward).all():
+            self.fail(k, t, "reward from the environment")
+        elif self._needs_h and not (np.isfinite(st.h).all() and np.isfinite(st.h_next).all()):
+            self.fail(k, t, "constraint h(s) from the environment (info['constraint'])")
+        return st
+
+    @property
+    def _needs_h(self) -> bool:
+        """Whether the constraint signal reads h(s) (hjr, cbf)."""
+        return self.agent.signal is not None and self.agent.signal.needs_constraint
+
+    def store(self, act: np.ndarray, steps: list[Transitions], t: int) -> None:
+        """The step into the replay buffer (costs as the signal stores them) and into the running statistics."""
+        s, signal = self.cfg.sac, self.agent.signal
+        raw_cost = np.stack([st.cost for st in steps])
+        h, h_next = ((np.stack([st.h for st in steps]), np.stack([st.h_next for st in steps])) if self._needs_h
+                     else (None, None))
+        self.buffer.add(self.obs, act, np.stack([st.reward for st in steps]) * s.reward_scale,
+                        signal.transition_value(raw_cost, h, h_next) if signal else raw_cost,
+                        np.stack([st.next_obs for st in steps]), np.stack([st.terminated for st in steps]))
+        warmup = t <= s.start_steps
+        self.loop.window_steps += self.cfg.num_envs
+        if warmup:
+            self.loop.warmup_steps += self.cfg.num_envs
+        for m, st in zip(self.members, steps, strict=True):
+            m.stats.record(st, warmup)
+        self.obs = np.stack([st.obs for st in steps])
+
+    def update(self, t: int, log_now: bool) -> dict[str, torch.Tensor]:
+        """The gradient updates due by step t (per collected transition: N environments earn N times the updates);
+        statistics from the last one when a log row is due."""
+        s, stats = self.cfg.sac, {}
+        if t <= s.start_steps:
+            return stats
+        due = math.floor((t - s.start_steps) * s.update_ratio + 1e-9)
+        todo, self.loop.updates_done = due - self.loop.updates_done, due
+        for k in range(todo):
+            out = self.agent.update(self.buffer, log=log_now and k == todo - 1)
+            if out:
+                stats.update(out)
+        return stats
+
+    # ------------------------------------------------------------------ log, evaluate, checkpoint
+    def log(self, t: int, stats: dict[str, torch.Tensor]) -> None:
+        """One row of metrics.csv per living member; a member with a non-finite statistic, parameter or observed
+        value fails here."""
+        now, loop = time.perf_counter(), self.loop
+        since = now - self.last_log_time
+        shared = {"time_s": now - self.start_time, "env_steps_per_s": (t - loop.last_log_step) / since,
+                  "updates_per_s": (self.agent.n_updates - loop.last_log_updates) / since}
+        names = list(stats)
+        values = torch.stack([stats[k].float() for k in names], 1).tolist() if names else [[]] * len(self.members)
+        observed = [o.on_log(self, t) for o in self.observers]
+        finite = self.agent.finite_members()  # networks, targets, α and λ: one host sync per log
+        for k, m in enumerate(self.members):
+            if not m.alive:
+                continue
+            row = self._train_row(m, shared, dict(zip(names, values[k], strict=True)))
+            for rows in observed:
+                row.update(rows[k])
+            m.logger.log("train", t, row)
+            m.stats.window_violations = 0
+            self._check_row(k, t, row, names, finite[k], observed)
+            if k == 0:
+                self.progress.show(self.members[0].stats.last_eval, row)
+        loop.window_steps = 0
+        self.last_log_time, loop.last_log_step, loop.last_log_updates = now, t, self.agent.n_updates
+
+    def _train_row(self, m: Member, shared: dict[str, float], stats: dict[str, float]) -> dict[str, float]:
+        ms = m.stats
+        ms.total_violations += ms.window_violations
+        return {**shared,
+                "episode_return": float(np.mean(ms.ep_returns)) if ms.ep_returns else float("nan"),
+                "episode_cost": float(np.mean(ms.ep_costs)) if ms.ep_costs else float("nan"),
+                "train_violation_ratio": ms.window_violations / self.loop.window_steps,
+                "cumulative_violations": float(ms.total_violations), **stats}
+
+    def _check_row(self, k: int, t: int, row: dict[str, float], names: list[str], finite: bool,
+                   observed: list[list[dict[str, float]]]) -> None:
+        bad = [name for name in names if not math.isfinite(row[name])]
+        if bad:
+            self.fail(k, t, ", ".join(bad))
+        elif not finite:
+            self.fail(k, t, "network parameters")
+        else:
+            for o, rows in zip(self.observers, observed, strict=True):
+                if not all(math.isfinite(v) for v in rows[k].values()):
+                    self.fail(k, t, o.quantity)
+                    break
+
+    def evaluate_members(self, seeds: list[list[int]], record: bool = False) -> list[list[Any]]:
+        """Deterministic episodes of every member at once, one batched policy call per step."""
+        return rollout_members([m.eval_env for m in self.members],
+                               lambda batch: self.act(batch[:, None], True)[:, 0], seeds, record)
+
+    def evaluate(self, t: int) -> None:
+        results = self.evaluate_members([self._eval_seeds(m) for m in self.members])
+        for k, m in enumerate(self.members):
+            if m.alive:
+                m.stats.last_eval = summarize_episodes(results[k])
+                m.logger.log("eval", t, m.stats.last_eval)
+        for o in self.observers:
+            o.on_eval(self, t)
+        self.progress.show(self.members[0].stats.last_eval)
+
+    def _eval_seeds(self, m: Member) -> list[int]:
+        return episode_seeds(m.cfg.seed, "eval", m.cfg.eval_episodes) if m.alive else []
+
+    def checkpoint(self, t: int) -> None:
+        """checkpoint.pt and resume.pt of every living member (never with non-finite parameters)."""
+        finite = self.agent.finite_members()
+        for k, m in enumerate(self.members):
+            if m.alive and not finite[k]:
+                self.fail(k, t, "network parameters")
+            if m.alive:
+                self.save_checkpoint(k, t)
+                m.stats.checkpoint_step = t
+        self.save_resume()
+        self.last_resume_time = time.perf_counter()
+
+    def save_checkpoint(self, k: int, step: int) -> None:
+        """Member k's checkpoint: a population of one, loadable by :func:`statewise.load`."""
+        module, optimizers = self.agent.member_state(k)
+        meta = {"format": runio.CHECKPOINT_FORMAT, "step": step, "obs_dim": self.obs_dim, "act_dim": self.act_dim}
+        runio.atomic_save({"meta": meta, "agent": module, "optimizers": optimizers},
+                          self.members[k].run_dir / runio.CHECKPOINT_FILE)
+
+    # ------------------------------------------------------------------ failure and the end
+    def fail(self, k: int, t: int, quantity: str) -> None:
+        """Member k diverged at step t: one line now, a summary that says so, and no further steps or files."""
+        m, cfg = self.members[k], self.cfg
+        if not m.alive:
+            return
+        m.failure = {"step": t, "quantity": quantity}
+        self.failed.append(k)
+        tqdm.write(f"statewise: run {m.run_dir} failed at step {t}: non-finite {quantity}", file=sys.stderr)
+        m.summary = {"status": "failed", "failure": m.failure, "algo": cfg.algo, "label": cfg.label, "env": cfg.env,
+                     "seed": m.cfg.seed, "steps": t, "num_envs": cfg.num_envs, "population": self.agent.members,
+                     "last_checkpoint_step": m.stats.checkpoint_step}
+        runio.write_json(m.run_dir / runio.SUMMARY_FILE, m.summary)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Final evaluation, checkpoint, probe.npz and summary.json of every living member."""
+        t, wall = self.loop.t, time.perf_counter() - self.start_time
+        finite = self.agent.finite_members()
+        for k in range(len(self.members)):
+            if not finite[k]:  # diverged since the last log
+                self.fail(k, t, "network parameters")
+        seeds = [episode_seeds(m.cfg.seed, "final", self.cfg.final_eval_episodes) if m.alive else []
+                 for m in self.members]
+        finals = self.evaluate_members(seeds, record=self.agent.multiplier is not None)
+        for k, m in enumerate(self.members):
+            if m.alive:
+                m.summary = self._finish_member(k, finals[k], wall)
+        return [m.summary for m in self.members]
+
+    def _finish_member(self, k: int, episodes: list[Any], wall: float) -> dict[str, Any]:
+        m, cfg, t = self.members[k], self.cfg, self.loop.t
+        self.save_checkpoint(k, t)
+        arrays, extra = {}, {}
+        for o in self.observers:
+            a, e = o.finish(self, k)
+            arrays.update(a)
+            extra.update(e)
+        if arrays:
+            runio.atomic_save(arrays, m.run_dir / runio.PROBE_FILE,
+                              saver=lambda obj, fh: np.savez_compressed(fh, **obj))
+        ms = m.stats
+        summary = {
+            "status": "ok", "algo": cfg.algo, "label": cfg.label, "env": cfg.env, "seed": m.cfg.seed, "steps": t,
+            "num_envs": cfg.num_envs, "population": self.agent.members,
+            "wall_time_s": wall, "env_steps_per_s": t / wall, "gradient_updates": self.agent.n_updates,
+            "compiled": self.agent.compiled, "compile_s": self.agent.compile_seconds,
+            # fraction of collected transitions with cost > 0 while the agent acted (after the random warm-up), and
+            # over all transitions including the warm-up
+            "train_violation_ratio": (ms.total_violations + ms.window_violations - ms.warmup_violations)
+            / max(1, t - self.loop.warmup_steps),
+            "train_violation_ratio_total": (ms.total_violations + ms.window_violations) / t,
+            "final_eval": summarize_episodes(episodes), **self._calibration(k, m, episodes), **extra,
+        }
+        runio.write_json(m.run_dir / runio.SUMMARY_FILE, summary)
+        for name in (runio.RESUME_FILE, runio.RESUME_PREV_FILE):  # a finished run has nothing to resume
+            (m.run_dir / name).unlink(missing_ok=True)
+        return summary
+
+    def _calibration(self, k: int, m: Member, episodes: list[Any]) -> dict[str, Any]:
+        """How well λ(s) (and Q^c(s, π(s))) separate infeasible states: on the task's plane and on the final
+        evaluation's episodes (docs/algorithm.md §7)."""
+        if self.agent.multiplier is None:
+            return {"calibration": {}, "mc_calibration": {}}
+        one = self.agent.member(k)
+        lam, cost_value = _numpy_score(one, one.lam), _numpy_score(one, one.cost_value)
+        return {"calibration": calibration(m.eval_env, lam, cost_value),
+                "mc_calibration": monte_carlo_calibration_from(episodes, {"lambda": lam, "cost_value": cost_value})}
+
+    def remove_unfinished(self) -> None:
+        """On an error inside the loop: a run directory that holds neither a checkpoint nor a summary has
+        nothing worth keeping, so it goes (no half-written run is left to be mistaken for a result)."""
+        for m in self.members:
+            if m.logger is not None:
+                m.logger.close()
+            if m.stats.checkpoint_step is None and not m.summary and m.run_dir.is_dir():
+                shutil.rmtree(m.run_dir, ignore_errors=True)
 
 
-def train(config: Config | dict | str | Path, plots: bool = True) -> TrainResult:
-    """Train one agent as described by ``config`` (a Config, a dict of keys, or a YAML path).
+def _numpy_score(sac: SAC, fn: Any) -> Any:
+    """A per-state score of a single agent (``sac.lam``, ``sac.cost_value``) as numpy in, numpy out."""
+    device = next(sac.parameters()).device
 
-    Writes a new run directory (``config.run_dir``, or ``runs/<env>/<algo>-s<seed>-<time>``) with
-    config.yaml, versions.json, metrics.csv, eval.csv, tb/ events, checkpoint.pt, probe.npz, summary.json and
-    (unless ``plots=False``) plots/: the run directory ``statewise train`` writes. Raises a :class:`statewise.errors.StatewiseError` on bad input, before writing.
-    A single run is a population of one (:func:`train_population`).
-    """
-    if isinstance(config, (str, Path)):
-        cfg = Config.from_yaml(config)
-    elif isinstance(config, dict):
-        cfg = Config.from_dict(config)
-    else:
-        cfg = copy.deepcopy(config)  # the caller's object is left as it was (validate resolves 'auto')
-    return train_population([cfg], plots=plots)[0]
+    def score(obs: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)
+        return fn(x[None] if x.ndim == 2 else x[None, None])[0].cpu().numpy()
+
+    return score
 
 
-def resume(path: str | Path, progress: bool | None = None, plots: bool = True) -> list[TrainResult]:
-    """Continue a killed run (``statewise train --resume``) from its newest resume state: ``path`` is a run directory,
-    or a directory of runs trained together as a population (``--seeds``; runs that finished or failed are left as
-    they are). On CPU the continued run writes exactly the files an uninterrupted run writes (timings aside)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise RunDirError(f"nothing to resume: {path} is not a directory")
-    if (path / runio.CONFIG_FILE).is_file():
-        candidates = [path]
-    else:
-        candidates = sorted(d for d in path.iterdir()
-                            if not runio.moved_aside(d) and (d / runio.CONFIG_FILE).is_file())
-    todo = [d for d in candidates if not (d / runio.SUMMARY_FILE).is_file()]
-    if not todo:
-        raise RunDirError(f"nothing to resume in {path}: " + ("every run has finished (summary.json)" if candidates
-                                                              else "no run directory (config.yaml) found"))
-    return resume_runs(todo, progress=progress, plots=plots)
-
-
-def resume_runs(run_dirs: list[Path], progress: bool | None = None, threads: int | None = None,
-                plots: bool = True) -> list[TrainResult]:
-    """Continue these runs as one population from the newest resume state they all have (see :func:`resume`)."""
-    from statewise.run import resume as resume_io
-
-    for d in run_dirs:
-        resume_io.remove_temporaries(d)
-    states = resume_io.load_common(run_dirs)
-    configs = []
-    for d in run_dirs:
-        cfg = Config.from_yaml(d / runio.CONFIG_FILE)
-        cfg.run_dir = str(d)
-        if progress is not None:
-            cfg.progress = progress
-        if threads is not None:
-            cfg.threads = threads
-        configs.append(cfg)
-    return train_population(configs, _resumed=states, plots=plots)
-
-
-def train_population(configs: list[Config], _resumed: list[dict[str, Any]] | None = None,
-                     plots: bool = True) -> list[TrainResult]:
-    """Train S independent agents in one process, one batched update for all (``statewise train --seeds``).
-
-    ``configs`` differ only in ``seed`` and ``run_dir`` (see :func:`population_configs`). Member k writes exactly the
-    run directory that ``train(configs[k])`` would write, with identical files on CPU apart from timings: every
-    network, optimiser state, multiplier, replay buffer and random stream has its own member slice. (Compiled, that
-    holds between populations of two or more; a compiled population of one rounds differently: docs/algorithm.md
-    §6b.) With ``plots`` each run directory gets its plots/ (learning curves, λ map), as from ``statewise train``.
-    """
-    configs = [copy.deepcopy(c) for c in configs]
-    for cfg in configs:
-        cfg.validate()
-    first = configs[0]
-    shared = {k: v for k, v in first.to_dict().items() if k not in _MEMBER_KEYS}
+def check_population(configs: list[Config]) -> None:
+    """Members may differ only in seed and run_dir; seeds must be distinct (ConfigError, one line)."""
+    member_keys = ("seed", "run_dir")
+    shared = {k: v for k, v in configs[0].to_dict().items() if k not in member_keys}
     for cfg in configs[1:]:
-        other = {k: v for k, v in cfg.to_dict().items() if k not in _MEMBER_KEYS}
+        other = {k: v for k, v in cfg.to_dict().items() if k not in member_keys}
         if other != shared:
             diff = sorted(k for k in shared if shared[k] != other.get(k))
             raise ConfigError(f"members of a population may differ only in seed and run_dir, not in {', '.join(diff)}")
     seeds = [cfg.seed for cfg in configs]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"population seeds must be distinct, got {seeds}")
-    run_dirs = [Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg) for cfg in configs]
-    if len(set(run_dirs)) != len(run_dirs):
-        raise RunDirError("members of a population need distinct run directories")
-    for run_dir in run_dirs:
-        if _resumed is None and runio.exists(run_dir):
-            raise RunDirError(f"run directory {run_dir} already exists; choose another --run-dir "
-                              "(nothing was overwritten)")
 
-    if first.threads:
-        torch.set_num_threads(first.threads)
+
+def prepare_process(cfg: Config) -> None:
+    """Process-wide settings of a training process: threads, the allocator, denormals, the global seeds."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     keep_freed_memory()
     # denormal floats (tiny gradients late in training) make CPU kernels several times slower
     torch.set_flush_denormal(True)
-    device = torch.device(first.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if torch.device(cfg.device).type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
-    torch.manual_seed(first.seed)
-    np.random.seed(first.seed)
-
-    with contextlib.ExitStack() as cleanup:  # closes what was opened, in reverse order, on any exit
-        members: list[_Member] = []
-        for cfg, run_dir in zip(configs, run_dirs):
-            eval_env = build_env(cfg.env, cfg.max_episode_steps)
-            cleanup.callback(eval_env.close)
-            # fails loudly (EnvError) before any run directory is created
-            check_cost_signal(eval_env, cfg.seed, cfg.constraint.signal if cfg.constrained else None)
-            collector = make_collector(functools.partial(build_env, cfg.env, cfg.max_episode_steps), cfg.num_envs,
-                                       cfg.vector_mode)
-            cleanup.callback(collector.close)
-            bias_probe = None
-            if cfg.value_bias:
-                probe_env = build_env(cfg.env, cfg.max_episode_steps)
-                cleanup.callback(probe_env.close)
-                bias_probe = ValueBiasProbe(probe_env, cfg.seed)  # EnvError (one line) before anything is written
-            members.append(_Member(cfg, run_dir, collector, eval_env, bias_probe))
-        obs_dim = members[0].collector.single_observation_space.shape[0]
-        act_dim = members[0].collector.single_action_space.shape[0]
-
-        agent = SAC(obs_dim, act_dim, first, seeds).to(device)
-        note = agent.compile(first.compile, device)
-        if note:
-            print(f"statewise: {note}", file=sys.stderr)
-        buffer = ReplayBuffer(obs_dim, act_dim, min(first.sac.buffer_size, first.steps + first.num_envs), device,
-                              [stream_seed(seed, "replay") for seed in seeds])
-        extra = {"value_bias": runio.VALUE_BIAS_CSV} if first.value_bias else None
-        if _resumed is not None:
-            _restore(agent, buffer, members, _resumed)
-        for k, m in enumerate(members):
-            if _resumed is None:
-                m.run_dir = runio.create_run_dir(m.run_dir)
-                m.cfg.run_dir = str(m.run_dir)
-                # config.yaml holds no 'auto': the values the run used
-                if m.cfg.sac.target_entropy == "auto":
-                    m.cfg.sac.target_entropy = float(-act_dim)
-                m.cfg.compile = agent.compiled
-                runio.atomic_write(m.run_dir / runio.CONFIG_FILE, m.cfg.to_yaml())
-                runio.write_json(m.run_dir / runio.VERSIONS_FILE, runio.versions())
-                m.logger = RunLogger(m.run_dir, runio.TRAIN_CSV, runio.EVAL_CSV, extra=extra,
-                                     train_fields=[*TRAIN_LOG_FIELDS, *agent.stat_names(),
-                                                   *(PROBE_LOG_FIELDS if agent.constrained else ())])
-            else:
-                m.logger = RunLogger(m.run_dir, runio.TRAIN_CSV, runio.EVAL_CSV, extra=extra,
-                                     resume=(_resumed[k]["member"]["logs"], _resumed[k]["step"]))
-            cleanup.callback(m.logger.close)
-        try:
-            summaries = _loop(members, agent, buffer, device, obs_dim, act_dim, _resumed)
-        except Exception:  # not on Ctrl-C: an interrupted run keeps its logs
-            _remove_unfinished(members)
-            raise
-    results = [TrainResult(m.run_dir, summary) for m, summary in zip(members, summaries)]
-    if plots:
-        from statewise.analysis.plots import plot_runs
-
-        for result in results:
-            result.plots = plot_runs([result.run_dir], result.run_dir / "plots")
-    return results
-
-
-def _restore(agent: SAC, buffer: ReplayBuffer, members: list["_Member"], states: list[dict[str, Any]]) -> None:
-    """Put every member's saved slice back into the batched agent and buffer (the inverse of ``save_resume``)."""
-    parts = [st["member"] for st in states]
-    agent.load_member_states([(p["module"], p["optimizers"]) for p in parts])
-    for k, p in enumerate(parts):
-        for purpose, state in p["generators"].items():
-            agent.generators[purpose][k].set_state(state)
-        buffer.load_member_state(k, p["buffer"])
-        members[k].restore_stats(p["stats"])
-    agent.n_updates = int(states[0]["loop"]["n_updates"])
-
-
-def _remove_unfinished(members: list["_Member"]) -> None:
-    """On an error inside the loop: a run directory that holds neither a checkpoint nor a summary has
-    nothing worth keeping, so it goes (no half-written run is left to be mistaken for a result)."""
-    import shutil
-
-    for m in members:
-        if m.logger is not None:
-            m.logger.close()
-        if m.checkpoint_step is None and not m.summary and m.run_dir.is_dir():
-            shutil.rmtree(m.run_dir, ignore_errors=True)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
 
 
 def keep_freed_memory() -> None:
@@ -266,7 +622,6 @@ def keep_freed_memory() -> None:
     activations several times slower than their arithmetic (benchmarks/throughput.py). Memory in use then stays at
     its peak for the life of the process, which a training process reaches anyway."""
     import ctypes
-    import sys
 
     if not sys.platform.startswith("linux"):
         return
@@ -278,373 +633,3 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 2**31 - 1)
     libc.mallopt(m_top_pad, 64 << 20)
     libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum: larger blocks are still mapped
-
-
-@dataclass
-class _Member:
-    """What one member of a population owns outside the batched agent: its config, files, environments and
-    running statistics."""
-
-    cfg: Config
-    run_dir: Path
-    collector: Collector
-    eval_env: Any
-    bias_probe: ValueBiasProbe | None
-    logger: RunLogger | None = None
-
-    def __post_init__(self) -> None:
-        n = self.cfg.num_envs
-        self.ep_returns: deque[float] = deque(maxlen=10)
-        self.ep_costs: deque[float] = deque(maxlen=10)
-        self.ep_ret, self.ep_cost = np.zeros(n), np.zeros(n)
-        self.window_violations = self.total_violations = self.warmup_violations = 0
-        self.eval_seeds = episode_seeds(self.cfg.seed, "eval", self.cfg.eval_episodes)
-        self.last_eval: dict[str, float] = {}
-        self.last_bias: dict[str, float] = {}
-        self.grid_history: list[np.ndarray] = []
-        self.probe_history: list[np.ndarray] = []
-        self.failure: dict[str, Any] | None = None  # set once, when the run diverges (``fail`` in the loop)
-        self.checkpoint_step: int | None = None  # step of the last checkpoint written
-        self.summary: dict[str, Any] = {}
-
-    @property
-    def alive(self) -> bool:
-        return self.failure is None
-
-    _STATS = ("ep_ret", "ep_cost", "window_violations", "total_violations", "warmup_violations", "last_eval",
-              "last_bias", "grid_history", "probe_history", "checkpoint_step")
-
-    def stats(self) -> dict[str, Any]:
-        """The running statistics a resume needs (statewise.run.resume)."""
-        out = {name: copy.deepcopy(getattr(self, name)) for name in self._STATS}
-        out.update(ep_returns=list(self.ep_returns), ep_costs=list(self.ep_costs))
-        return out
-
-    def restore_stats(self, stats: dict[str, Any]) -> None:
-        for name in self._STATS:
-            setattr(self, name, stats[name])
-        self.ep_returns.extend(stats["ep_returns"])
-        self.ep_costs.extend(stats["ep_costs"])
-
-
-def _loop(members: list[_Member], agent: SAC, buffer: ReplayBuffer, device: torch.device, obs_dim: int,
-          act_dim: int, resumed: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    cfg = members[0].cfg  # the shared settings
-    s = cfg.sac
-    signal = agent.signal
-    needs_h = signal is not None and signal.needs_constraint
-    task = members[0].eval_env.unwrapped
-    plane_obs = None
-    if hasattr(task, "plane"):
-        _, _, grid = task.plane().grid(LAMBDA_GRID_N)
-        plane_obs = torch.as_tensor(grid, dtype=torch.float32, device=device).expand(agent.members, *grid.shape)
-    probe_obs: torch.Tensor | None = None  # (S, P, obs)
-    probe_steps: list[int] = []
-    grid_steps: list[int] = []
-
-    n = cfg.num_envs
-    failed: list[int] = []  # members that diverged (their slices keep computing; nothing of theirs is used)
-    window_steps = warmup_steps = 0
-    last_row: dict[str, float] = {}
-    last_log_time, last_log_step, last_updates = time.perf_counter(), 0, 0
-    start_time = last_log_time
-
-    t = updates_done = 0  # t counts collected transitions per member (env steps over its environments)
-    if resumed is None:
-        obs = np.stack([m.collector.reset(m.cfg.seed) for m in members])  # (S, N, obs)
-        for m in members:
-            m.collector.single_action_space.seed(m.cfg.seed)
-    else:
-        loop = resumed[0]["loop"]
-        t, updates_done = loop["t"], loop["updates_done"]
-        window_steps, warmup_steps = loop["window_steps"], loop["warmup_steps"]
-        probe_steps, grid_steps = list(loop["probe_steps"]), list(loop["grid_steps"])
-        last_log_step, last_updates = loop["last_log_step"], loop["n_updates"]
-        start_time -= loop["elapsed_s"]
-        rows = [state["member"]["obs"] for state in resumed]
-        for k, (m, state) in enumerate(zip(members, resumed)):
-            if state["member"]["envs"] is not None:
-                m.collector.set_state(state["member"]["envs"])
-            else:  # not picklable (async workers, some simulators): the environments start fresh episodes
-                seed = int(np.random.SeedSequence(entropy=(m.cfg.seed, t)).generate_state(1)[0])
-                rows[k] = m.collector.reset(seed)
-                m.ep_ret[:], m.ep_cost[:] = 0.0, 0.0  # the interrupted episodes are not finished or counted
-                m.collector.single_action_space.seed(m.cfg.seed + t)
-                tqdm.write(f"statewise: the environments of {m.run_dir} could not be saved; they start new "
-                           "episodes (this resume is correct but not bit-identical)", file=sys.stderr)
-        obs = np.stack(rows)
-        if resumed[0]["member"]["probe_obs"] is not None:
-            probe_obs = torch.stack([torch.as_tensor(st["member"]["probe_obs"]) for st in resumed]).to(device)
-        resume_rng(resumed[0]["rng"])
-    last_resume_time = time.perf_counter()
-
-    def save_resume(t: int) -> None:
-        """Every member's resume.pt (statewise.run.resume) as things stand at the end of step t."""
-        shared = {"t": t, "updates_done": updates_done, "window_steps": window_steps, "warmup_steps": warmup_steps,
-                  "probe_steps": list(probe_steps), "grid_steps": list(grid_steps), "last_log_step": last_log_step,
-                  "n_updates": agent.n_updates, "elapsed_s": time.perf_counter() - start_time}
-        rng = resume_rng_state()
-        for k, m in enumerate(members):
-            if not m.alive:
-                continue
-            module, optimizers = agent.member_state(k)
-            member = {
-                "module": module, "optimizers": optimizers,
-                "generators": {p: gens[k].get_state() for p, gens in agent.generators.items()},
-                "buffer": buffer.member_state(k),
-                "envs": m.collector.get_state(), "obs": obs[k].copy(),
-                "probe_obs": None if probe_obs is None else probe_obs[k].cpu(),
-                "stats": m.stats(), "logs": m.logger.state(),
-            }
-            resume_save(m.run_dir, {"step": t, "loop": shared, "rng": rng, "member": member})
-
-    def act_batch(batch: np.ndarray, deterministic: bool) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(batch, dtype=np.float32), device=device)
-        act = agent.act(x, deterministic).cpu().numpy()
-        if failed:  # a diverged member's (non-finite) actions never reach an environment
-            act[failed] = 0.0
-        return act
-
-    def fail(k: int, t: int, quantity: str) -> None:
-        """Member k diverged at step t: one line now, a summary that says so, and no further steps or files."""
-        m = members[k]
-        if not m.alive:
-            return
-        m.failure = {"step": t, "quantity": quantity}
-        failed.append(k)
-        tqdm.write(f"statewise: run {m.run_dir} failed at step {t}: non-finite {quantity}", file=sys.stderr)
-        m.summary = {"status": "failed", "failure": m.failure, "algo": cfg.algo, "label": cfg.label, "env": cfg.env,
-                     "seed": m.cfg.seed, "steps": t, "num_envs": n, "population": agent.members,
-                     "last_checkpoint_step": m.checkpoint_step}
-        runio.write_json(m.run_dir / runio.SUMMARY_FILE, m.summary)
-
-    def evaluate(seeds: list[list[int]], record: bool = False) -> list[list[Any]]:
-        """Deterministic episodes of every member at once, one batched policy call per step."""
-        return rollout_members([m.eval_env for m in members],
-                               lambda batch: act_batch(batch[:, None], True)[:, 0], seeds, record)
-
-    desc = f"{cfg.label} {cfg.env.split('/')[-1]} s{','.join(str(m.cfg.seed) for m in members)}"
-    bar = tqdm(total=cfg.steps, disable=not cfg.progress, unit="step", dynamic_ncols=True, mininterval=0.5, desc=desc)
-    pending_bar = 0
-    while t < cfg.steps:
-        prev, t = t, t + n
-        if t <= s.start_steps:
-            act = np.stack([np.stack([m.collector.single_action_space.sample() for _ in range(n)]) for m in members])
-        else:
-            act = act_batch(obs, deterministic=False)
-        steps = []
-        for k, m in enumerate(members):
-            st = None
-            if m.alive and not np.isfinite(act[k]).all():
-                fail(k, t, "action from the policy")
-            if m.alive:
-                try:
-                    st = m.collector.step(act[k])
-                except EnvError as exc:  # e.g. a non-finite cost in the middle of a run
-                    fail(k, t, f"environment output ({exc})")
-                else:
-                    if not np.isfinite(st.next_obs).all() or not np.isfinite(st.obs).all():
-                        fail(k, t, "observation from the environment")
-                    elif not np.isfinite(st.reward).all():
-                        fail(k, t, "reward from the environment")
-                    elif needs_h and not (np.isfinite(st.h).all() and np.isfinite(st.h_next).all()):
-                        fail(k, t, "constraint h(s) from the environment (info['constraint'])")
-            if not m.alive:  # a placeholder step: the diverged member's environment is not stepped again
-                zeros = np.zeros(n)
-                st = Transitions(next_obs=np.zeros_like(obs[k]), reward=zeros, cost=zeros, terminated=zeros > 0,
-                                 done=zeros > 0, obs=np.zeros_like(obs[k]), h=zeros, h_next=zeros)
-            steps.append(st)
-        raw_cost = np.stack([st.cost for st in steps])
-        h, h_next = ((np.stack([st.h for st in steps]), np.stack([st.h_next for st in steps])) if needs_h
-                     else (None, None))  # only hjr and cbf read the constraint values
-        buffer.add(obs, act, np.stack([st.reward for st in steps]) * s.reward_scale,
-                   signal.transition_value(raw_cost, h, h_next) if signal else raw_cost,
-                   np.stack([st.next_obs for st in steps]),
-                   np.stack([st.terminated for st in steps]))
-        window_steps += n
-        if t <= s.start_steps:
-            warmup_steps += n
-        for m, st in zip(members, steps):
-            m.ep_ret += st.reward
-            m.ep_cost += st.cost
-            violations = int(np.count_nonzero(st.cost > 0.0))
-            m.window_violations += violations
-            if t <= s.start_steps:  # random warm-up actions: counted apart, so the learners' ratio excludes them
-                m.warmup_violations += violations
-            for i in np.flatnonzero(st.done):
-                m.ep_returns.append(float(m.ep_ret[i]))
-                m.ep_costs.append(float(m.ep_cost[i]))
-                m.ep_ret[i] = m.ep_cost[i] = 0.0
-        obs = np.stack([st.obs for st in steps])
-
-        if _crossed(prev, t, s.start_steps) and agent.multiplier is not None:  # distinct states (no duplicates)
-            rows = []
-            for k, m in enumerate(members):
-                gen = torch.Generator(device=device).manual_seed(m.cfg.seed + 7)
-                idx = torch.randperm(len(buffer), generator=gen, device=device)[: cfg.probe_size]
-                rows.append(buffer.obs[k, idx])
-            probe_obs = torch.stack(rows)
-
-        log_now = _crossed(prev, t, cfg.log_every, every=True)
-        stats: dict[str, torch.Tensor] = {}
-        if t > s.start_steps:
-            # the update ratio is per collected transition: N environments earn N times the updates per step
-            due = math.floor((t - s.start_steps) * s.update_ratio + 1e-9)
-            todo, updates_done = due - updates_done, due
-            for k in range(todo):
-                out = agent.update(buffer, log=log_now and k == todo - 1)
-                if out:
-                    stats.update(out)
-
-        if log_now:
-            now = time.perf_counter()
-            shared_row = {"time_s": now - start_time, "env_steps_per_s": (t - last_log_step) / (now - last_log_time),
-                          "updates_per_s": (agent.n_updates - last_updates) / (now - last_log_time)}
-            names = list(stats)
-            values = torch.stack([stats[k].float() for k in names], 1).tolist() if names else [[]] * len(members)
-            lam_probe = quantiles = None
-            if probe_obs is not None:
-                lam_probe = agent.lam(probe_obs)  # (S, P)
-                quantiles = torch.quantile(lam_probe, torch.tensor([0.5, 0.9], device=device), dim=1).T.tolist()
-                lam_np = lam_probe.cpu().numpy()
-                probe_steps.append(t)
-            finite = agent.finite_members()  # networks, targets, α and λ: one host sync per log
-            for k, m in enumerate(members):
-                if not m.alive:
-                    continue
-                m.total_violations += m.window_violations
-                row: dict[str, float] = {
-                    **shared_row,
-                    "episode_return": float(np.mean(m.ep_returns)) if m.ep_returns else float("nan"),
-                    "episode_cost": float(np.mean(m.ep_costs)) if m.ep_costs else float("nan"),
-                    "train_violation_ratio": m.window_violations / window_steps,
-                    "cumulative_violations": float(m.total_violations),
-                }
-                row.update(zip(names, values[k]))
-                if lam_probe is not None:
-                    row.update(lam_probe_mean=float(lam_np[k].mean(dtype=np.float32)), lam_probe_max=float(lam_np[k].max()),
-                               lam_probe_q50=quantiles[k][0], lam_probe_q90=quantiles[k][1])
-                    m.probe_history.append(lam_np[k])
-                m.logger.log("train", t, row)
-                m.window_violations = 0
-                bad = [name for name in names if not math.isfinite(row[name])]
-                if bad:
-                    fail(k, t, ", ".join(bad))
-                elif not finite[k]:
-                    fail(k, t, "network parameters")
-                elif lam_probe is not None and not np.isfinite(lam_np[k]).all():
-                    fail(k, t, "λ")
-                if k == 0:
-                    last_row = row
-            window_steps = 0
-            last_log_time, last_log_step, last_updates = now, t, agent.n_updates
-            bar.set_postfix(_postfix(last_row, members[0].last_eval), refresh=False)
-
-        if _crossed(prev, t, cfg.eval_every, every=True) or t >= cfg.steps:
-            results = evaluate([m.eval_seeds if m.alive else [] for m in members])
-            grid_lam = None
-            if plane_obs is not None and agent.multiplier is not None:
-                grid_lam = agent.lam(plane_obs).cpu().numpy()
-                grid_steps.append(t)
-            for k, m in enumerate(members):
-                if not m.alive:
-                    continue
-                m.last_eval = summarize_episodes(results[k])
-                if grid_lam is not None:
-                    m.grid_history.append(grid_lam[k])
-                m.logger.log("eval", t, m.last_eval)
-                if m.bias_probe is not None and t > s.start_steps:
-                    m.last_bias = m.bias_probe.measure(agent.member(k), buffer.obs[k, :len(buffer)], t)
-                    m.logger.log("value_bias", t, m.last_bias)
-            bar.set_postfix(_postfix(last_row, members[0].last_eval), refresh=False)
-
-        due_steps = cfg.checkpoint_every and _crossed(prev, t, cfg.checkpoint_every, every=True)
-        due_time = cfg.checkpoint_minutes and time.perf_counter() - last_resume_time >= 60.0 * cfg.checkpoint_minutes
-        if (due_steps or due_time) and t < cfg.steps:
-            finite = agent.finite_members()  # a checkpoint is never written with non-finite parameters
-            for k, m in enumerate(members):
-                if m.alive and not finite[k]:
-                    fail(k, t, "network parameters")
-                if m.alive:
-                    save_checkpoint(m.run_dir, agent, k, t, obs_dim, act_dim)
-                    m.checkpoint_step = t
-            save_resume(t)
-            last_resume_time = time.perf_counter()
-        pending_bar += n
-        if pending_bar >= 100 or t >= cfg.steps:
-            bar.update(pending_bar)
-            pending_bar = 0
-        if len(failed) == len(members):
-            break
-    bar.close()
-    wall = time.perf_counter() - start_time
-
-    finite = agent.finite_members()
-    for k in range(len(members)):
-        if not finite[k]:  # diverged since the last log
-            fail(k, t, "network parameters")
-    final_seeds = [episode_seeds(m.cfg.seed, "final", cfg.final_eval_episodes) if m.alive else [] for m in members]
-    finals = evaluate(final_seeds, record=agent.multiplier is not None)
-    summaries = []
-    for k, m in enumerate(members):
-        if not m.alive:
-            summaries.append(m.summary)
-            continue
-        save_checkpoint(m.run_dir, agent, k, t, obs_dim, act_dim)
-        if probe_obs is not None:
-            arrays = dict(obs=probe_obs[k].cpu().numpy(), steps=np.asarray(probe_steps),
-                          lam=np.asarray(m.probe_history, dtype=np.float32))
-            if m.grid_history:
-                arrays.update(grid_steps=np.asarray(grid_steps), grid_lam=np.asarray(m.grid_history, dtype=np.float32))
-            runio.atomic_save(arrays, m.run_dir / runio.PROBE_FILE,
-                              saver=lambda obj, fh: np.savez_compressed(fh, **obj))
-        final = summarize_episodes(finals[k])
-        calib, mc_calib = {}, {}
-        if agent.multiplier is not None:
-            view = Agent(agent.member(k), m.cfg, m.run_dir)  # numpy-facing, exactly as statewise.load gives it
-            calib = calibration(m.eval_env, view.multiplier, view.cost_value)
-            scores = {"lambda": view.multiplier, "cost_value": view.cost_value}
-            mc_calib = monte_carlo_calibration_from(finals[k], scores)
-        summary = {
-            "status": "ok", "algo": cfg.algo, "label": cfg.label, "env": cfg.env, "seed": m.cfg.seed, "steps": t, "num_envs": n,
-            "population": agent.members,
-            "wall_time_s": wall, "env_steps_per_s": t / wall, "gradient_updates": agent.n_updates,
-            "compiled": agent.compiled, "compile_s": agent.compile_seconds,
-            # fraction of collected transitions with cost > 0 while the agent acted (after the random warm-up), and
-            # over all transitions including the warm-up
-            "train_violation_ratio": (m.total_violations + m.window_violations - m.warmup_violations)
-            / max(1, t - warmup_steps),
-            "train_violation_ratio_total": (m.total_violations + m.window_violations) / t,
-            "final_eval": final, "calibration": calib, "mc_calibration": mc_calib,
-        }
-        if m.last_bias:
-            summary["value_bias"] = m.last_bias
-        runio.write_json(m.run_dir / runio.SUMMARY_FILE, summary)
-        for name in (runio.RESUME_FILE, runio.RESUME_PREV_FILE):  # a finished run has nothing to resume
-            (m.run_dir / name).unlink(missing_ok=True)
-        summaries.append(summary)
-    return summaries
-
-
-def _crossed(prev: int, t: int, mark: int, every: bool = False) -> bool:
-    """Whether the step counter passed ``mark`` (or, with ``every``, a multiple of it) going from prev to t."""
-    return t // mark > prev // mark if every else prev < mark <= t
-
-
-def _postfix(row: dict[str, float], last_eval: dict[str, float]) -> dict[str, str]:
-    out = {}
-    if "episode_return" in row:
-        out.update(ret=f"{row['episode_return']:.2f}", cost=f"{row['episode_cost']:.1f}")
-    if "lam_probe_mean" in row:
-        out["lam"] = f"{row['lam_probe_mean']:.3f}"
-    if last_eval:
-        out.update(eval_ret=f"{last_eval['return']:.2f}", eval_cost=f"{last_eval['cost']:.1f}")
-    return out
-
-
-def save_checkpoint(run_dir: Path, agent: SAC, member: int, step: int, obs_dim: int, act_dim: int) -> None:
-    """Member ``member``'s checkpoint: a population of one, loadable by :func:`statewise.load`."""
-    module, optimizers = agent.member_state(member)
-    meta = {"format": runio.CHECKPOINT_FORMAT, "step": step, "obs_dim": obs_dim, "act_dim": act_dim}
-    ckpt = {"meta": meta, "agent": module, "optimizers": optimizers}
-    runio.atomic_save(ckpt, run_dir / runio.CHECKPOINT_FILE)

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from statewise.method.signals import rollout_values
 from statewise.errors import EnvError
+from statewise.method.signals import rollout_values
 
 #: reset seeds of the fixed set of exactly feasible states (the same set for every run, so methods compare)
 FEASIBLE_STATES_SEED = 3_000_000
@@ -62,9 +62,8 @@ def monte_carlo_values(sac: Any, task: Any, states: np.ndarray, rollouts: int, h
 
     Returns per-state arrays: ``q`` / ``q_mc`` (soft reward value, scaled by ``sac.reward_scale``), and for a
     constrained agent ``qc`` / ``qc_mc`` (cost value) and ``lam`` (λ(s))."""
-    cfg = sac.cfg
     device = next(sac.parameters()).device
-    gamma, reward_scale = cfg.sac.gamma, cfg.sac.reward_scale
+    gamma, reward_scale = sac.hp.gamma, sac.hp.reward_scale
     if sac.members != 1:
         raise ValueError("monte_carlo_values measures one agent; pass population.member(k)")
     alpha = float(sac.log_alpha.exp())
