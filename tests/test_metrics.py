@@ -6,13 +6,20 @@ import pytest
 from statewise.metrics import (
     auprc,
     auroc,
+    delta_correlation_by_distance,
+    excess_path_length,
+    high_frequency_share,
+    lagged_correlation,
     last_fraction_mean,
     mean_ci95,
     neighbour_correlation,
+    oscillation_amplitude,
     oscillation_count,
+    perturbation_response,
     temporal_std,
     threshold_crossings,
     total_variation,
+    violation_runs,
 )
 
 
@@ -113,3 +120,79 @@ def test_reliability_keeps_ties_in_one_bin():
     scores = np.r_[np.zeros(3), np.ones(7)]
     mean_score, freq = reliability(scores, np.r_[0, 0, 1, np.ones(7)], bins=4)
     assert mean_score.tolist() == [0.0, 1.0] and freq.tolist() == pytest.approx([1 / 3, 1.0])
+
+
+# ----------------------------------------------------------------- stability measures on synthetic λ histories
+K = 200
+STEPS = np.arange(K, dtype=np.float64)
+
+
+def test_oscillation_amplitude_is_zero_for_a_trend_and_proportional_for_a_swing():
+    trend = np.stack([0.05 * STEPS, 30 - 0.1 * STEPS, np.sqrt(STEPS)], 1)  # monotone, up or down
+    assert np.allclose(excess_path_length(trend), 0.0)
+    swing = np.sin(2 * np.pi * STEPS / 40)[:, None] * np.array([1.0, 3.0])  # 5 periods, amplitudes 1 and 3
+    excess = excess_path_length(swing)
+    # a sine's path length is 4 × amplitude per period; the net change is 0 after whole periods
+    assert excess == pytest.approx([4 * 5 * 1.0, 4 * 5 * 3.0], rel=0.02)
+    amp = oscillation_amplitude(swing, lam_max=100.0)
+    assert amp["median"] == pytest.approx(40.0, rel=0.02) and amp["median_rel"] == pytest.approx(0.4, rel=0.02)
+    assert amp["q90"] == pytest.approx(56.0, rel=0.02)  # 90th percentile between the two states
+    rng = np.random.default_rng(0)
+    noise = 0.01 * rng.standard_normal((K, 50))
+    big = 5.0 * np.sin(2 * np.pi * STEPS / 40)[:, None] + noise
+    assert oscillation_amplitude(noise, 100.0)["median"] < 0.05 * oscillation_amplitude(big, 100.0)["median"]
+
+
+def test_high_frequency_share_separates_jitter_from_drift():
+    rng = np.random.default_rng(1)
+    drift = 0.2 * STEPS[:, None] + 3 * np.sin(2 * np.pi * STEPS / 200)[:, None] + np.zeros((1, 5))
+    assert high_frequency_share(drift, cutoff=0.1) < 0.05  # a line and one slow wave (its edges leak a little)
+    jitter = rng.standard_normal((K, 5))
+    # white noise spreads its variance evenly over frequencies in (0, 0.5]: 80% lies above 0.1
+    assert high_frequency_share(jitter, cutoff=0.1) == pytest.approx(0.8, abs=0.08)
+    assert np.isnan(high_frequency_share(np.ones((K, 3))))  # nothing moves
+
+
+def test_delta_correlation_by_distance_is_zero_for_independent_states_and_falls_for_a_smooth_field():
+    rng = np.random.default_rng(2)
+    states = rng.uniform(-1, 1, (60, 2))
+    independent = np.cumsum(rng.standard_normal((400, 60)), axis=0)
+    _, corr = delta_correlation_by_distance(independent, states, bins=5)
+    assert np.all(np.abs(corr) < 0.05)
+    # every update moves λ by a bump centred at a random state: near states move together, far ones do not
+    centres = rng.uniform(-1, 1, (400, 2))
+    bumps = np.exp(-((states[None] - centres[:, None]) ** 2).sum(-1) / (2 * 0.3**2))
+    smooth = np.cumsum(bumps, axis=0)
+    dist, corr = delta_correlation_by_distance(smooth, states, bins=5)
+    assert np.all(np.diff(dist) > 0)
+    assert corr[0] > 0.5 and corr[1:].max() < 0.2  # near pairs move together, the rest do not
+
+
+def test_violation_runs_by_hand():
+    flags = [0, 1, 1, 0, 1, 1, 1, 1, 0, 0, 1]
+    assert violation_runs(flags, burst=3) == {"longest": 4, "bursts": 1, "burst_steps": 4}
+    assert violation_runs(flags, burst=1) == {"longest": 4, "bursts": 3, "burst_steps": 7}
+    assert violation_runs([0, 0, 0]) == {"longest": 0, "bursts": 0, "burst_steps": 0}
+    assert violation_runs([1, 1]) == {"longest": 2, "bursts": 0, "burst_steps": 0}
+
+
+def test_lagged_correlation_finds_the_delay():
+    rng = np.random.default_rng(3)
+    cause = rng.standard_normal(300)
+    effect = np.r_[np.zeros(2), cause[:-2]] + 0.1 * rng.standard_normal(300)  # follows two logs later
+    corr = lagged_correlation(cause, effect, max_lag=4)
+    assert int(np.nanargmax(corr)) == 2 and corr[2] > 0.95 and abs(corr[0]) < 0.2
+
+
+def test_perturbation_response_by_hand():
+    steps = np.arange(0, 1000, 100)  # logs at 0, 100, ..., 900; window [300, 500)
+    distance = np.array([0.2, 0.3, 1.5, 5.0])  # in region radii
+    near_path = np.array([1, 1, 1, 4, 6, 3, 2, 1.2, 1, 1], dtype=float)  # rises by 5, back to 1 at step 800
+    history = np.stack([near_path, near_path, 1 + 0.5 * (near_path - 1), np.ones(10)], 1)
+    out = perturbation_response(history, steps, distance, start=300, end=500, tolerance=0.05)
+    assert out["rise_0-0.5"] == pytest.approx(5.0) and out["rise_1-2"] == pytest.approx(2.5)
+    assert out["rise_2+"] == 0.0 and np.isnan(out["rise_0.5-1"])  # no state at 0.5-1 radii
+    assert out["peak_near"] == pytest.approx(5.0)
+    assert out["return_steps"] == 200  # |λ − 1| ≤ 0.05 × 5 first at step 700 (0.2), 200 steps after the window
+    with pytest.raises(ValueError):
+        perturbation_response(history[3:], steps[3:], distance, start=300, end=500)

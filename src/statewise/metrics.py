@@ -173,3 +173,131 @@ def reliability(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> tuple
     groups = [np.flatnonzero(which == b) for b in range(bins)]
     groups = [g for g in groups if len(g)]
     return (np.array([scores[g].mean() for g in groups]), np.array([labels[g].mean() for g in groups]))
+
+
+# ------------------------------------------------------------------ stability of λ(s) and of the policy (§7b)
+def excess_path_length(history: np.ndarray) -> np.ndarray:
+    """Per state, the path length of λ_k(s) beyond its net change, Σ_k |Δλ_k(s)| − |λ_K(s) − λ_0(s)|: zero for any
+    monotone trend, 2 × (the amplitude) per back-and-forth swing. ``history`` (K logs, P states) -> (P,)."""
+    history = np.asarray(history, dtype=np.float64)
+    if len(history) < 2:
+        return np.zeros(history.shape[1:])
+    return np.abs(np.diff(history, axis=0)).sum(0) - np.abs(history[-1] - history[0])
+
+
+def oscillation_amplitude(history: np.ndarray, lam_max: float) -> dict[str, float]:
+    """The λ oscillation amplitude over states: median and 90th percentile of :func:`excess_path_length`, in λ units
+    and relative to λ_max."""
+    excess = excess_path_length(history)
+    median, q90 = float(np.median(excess)), float(np.quantile(excess, 0.9))
+    return {"median": median, "q90": q90, "median_rel": median / lam_max, "q90_rel": q90 / lam_max}
+
+
+def high_frequency_share(history: np.ndarray, cutoff: float = 0.1) -> float:
+    """The share of λ's variance above ``cutoff`` (in cycles per log; Nyquist is 0.5) after removing each state's
+    least-squares line, median over states: near 0 for a slow drift, near 1 for log-to-log jitter. States that do
+    not move at all are left out; NaN if none moves."""
+    history = np.asarray(history, dtype=np.float64)
+    k = len(history)
+    if k < 4:
+        return float("nan")
+    x = np.arange(k, dtype=np.float64)
+    design = np.stack([np.ones(k), x], 1)
+    coef, *_ = np.linalg.lstsq(design, history, rcond=None)
+    resid = history - design @ coef
+    power = np.abs(np.fft.rfft(resid, axis=0)) ** 2
+    power[0] = 0.0
+    freq = np.fft.rfftfreq(k)
+    total = power.sum(0)
+    moving = total > 1e-12 * max(1.0, float(np.abs(history).max()) ** 2 * k)
+    if not moving.any():
+        return float("nan")
+    return float(np.median(power[freq > cutoff][:, moving].sum(0) / total[moving]))
+
+
+def delta_correlation_by_distance(history: np.ndarray, states: np.ndarray, bins: int = 6,
+                                  max_pairs: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """How far λ's changes reach: the correlation of Δλ_k(s) with Δλ_k(s') over state pairs, per bin of their
+    distance (states standardised per dimension, bins of equal pair count). Returns (mean distance per bin,
+    correlation per bin). Independent states give about 0 in every bin; a network whose updates move neighbouring
+    states together gives a curve that starts near 1 and falls with distance (the cascade's reach)."""
+    delta = np.diff(np.asarray(history, dtype=np.float64), axis=0)  # (K-1, P)
+    states = np.asarray(states, dtype=np.float64)
+    scale = states.std(0)
+    z = (states - states.mean(0)) / np.where(scale > 0, scale, 1.0)
+    p = len(z)
+    rng = np.random.default_rng(seed)
+    i, j = np.triu_indices(p, 1)
+    if len(i) > max_pairs:
+        pick = rng.choice(len(i), max_pairs, replace=False)
+        i, j = i[pick], j[pick]
+    dist = np.sqrt(((z[i] - z[j]) ** 2).sum(1))
+    centred = delta - delta.mean(0)
+    norm = np.sqrt((centred**2).sum(0))
+    moving = norm > 0
+    keep = moving[i] & moving[j]
+    i, j, dist = i[keep], j[keep], dist[keep]
+    if len(i) == 0:
+        return np.full(bins, np.nan), np.full(bins, np.nan)
+    corr = (centred[:, i] * centred[:, j]).sum(0) / (norm[i] * norm[j])
+    order = np.argsort(dist, kind="mergesort")
+    groups = np.array_split(order, bins)
+    return (np.array([dist[g].mean() if len(g) else np.nan for g in groups]),
+            np.array([corr[g].mean() if len(g) else np.nan for g in groups]))
+
+
+def violation_runs(violating: np.ndarray, burst: int = 10) -> dict[str, int]:
+    """Runs of consecutive violating steps in one environment's sequence of 0/1 flags: the longest run, the number
+    of bursts (runs of at least ``burst`` steps) and the steps spent in them."""
+    flags = np.asarray(violating, dtype=bool)
+    edges = np.diff(np.r_[0, flags.astype(np.int8), 0])
+    lengths = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+    long = lengths[lengths >= burst]
+    return {"longest": int(lengths.max(initial=0)), "bursts": int(len(long)), "burst_steps": int(long.sum())}
+
+
+def lagged_correlation(cause: np.ndarray, effect: np.ndarray, max_lag: int) -> np.ndarray:
+    """corr(cause_k, effect_{k+L}) for L = 0..max_lag (NaN where undefined): whether swings of one series are
+    followed by spikes of another (e.g. |Δλ| per log, then the training violation ratio)."""
+    cause, effect = np.asarray(cause, dtype=np.float64), np.asarray(effect, dtype=np.float64)
+    out = np.full(max_lag + 1, np.nan)
+    for lag in range(max_lag + 1):
+        a, b = cause[: len(cause) - lag], effect[lag:len(cause)]
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() > 2 and a[ok].std() > 0 and b[ok].std() > 0:
+            out[lag] = float(np.corrcoef(a[ok], b[ok])[0, 1])
+    return out
+
+
+def perturbation_response(history: np.ndarray, steps: np.ndarray, distance: np.ndarray, start: int, end: int,
+                          bins: tuple[float, ...] = (0.5, 1.0, 2.0), tolerance: float = 0.1) -> dict[str, float]:
+    """λ's response to cost added near one state during the training window [start, end) (the perturbation test).
+
+    ``history`` (K, P) is λ on fixed states at log ``steps`` (K,), ``distance`` (P,) each state's distance from the
+    perturbed region (in the region's radii). Per distance band (< bins[0], then between consecutive bins, then
+    beyond): the largest rise of the band's median λ above its value at the last log before ``start``
+    (``rise_<band>``). ``return_steps``: steps after ``end`` until the median |λ − baseline| of the states within
+    bins[1] radii is back below ``tolerance`` × its peak (NaN if it never is; 0 if it never moved)."""
+    history, steps, distance = (np.asarray(a, dtype=np.float64) for a in (history, steps, distance))
+    before = np.flatnonzero(steps < start)
+    if len(before) == 0:
+        raise ValueError("the λ history starts after the perturbation window: no baseline")
+    base = history[before[-1]]
+    after_start = steps >= start
+    out: dict[str, float] = {}
+    edges = (0.0, *bins, np.inf)
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        band = (distance >= lo) & (distance < hi)
+        name = f"rise_{lo:g}-{hi:g}" if np.isfinite(hi) else f"rise_{lo:g}+"
+        out[name] = (float(np.max(np.median(history[after_start][:, band] - base[band], axis=1)))
+                     if band.any() and after_start.any() else float("nan"))
+    near = distance < bins[1]
+    dev = np.median(np.abs(history[:, near] - base[near]), axis=1) if near.any() else np.zeros(len(steps))
+    peak = float(dev[after_start].max()) if after_start.any() else 0.0
+    out["peak_near"] = peak
+    if peak == 0.0:
+        out["return_steps"] = 0.0
+        return out
+    back = np.flatnonzero((steps >= end) & (dev <= tolerance * peak))
+    out["return_steps"] = float(steps[back[0]] - end) if len(back) else float("nan")
+    return out
