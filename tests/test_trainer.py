@@ -18,7 +18,7 @@ class Counter(Observer):
     def __init__(self):
         self.steps, self.logs, self.evals, self.finished = [], [], [], []
 
-    def on_step(self, tr, prev, t):
+    def on_step(self, tr, prev, t, steps):
         self.steps.append((prev, t))
 
     def on_log(self, tr, t):
@@ -66,7 +66,31 @@ def test_resume_file_holds_the_trainer_state_objects(tmp_path, tiny, monkeypatch
     stats = trainer.MemberStats(**member["stats"])
     assert {f.name for f in dataclasses.fields(trainer.MemberStats)} == set(member["stats"])
     assert stats.checkpoint_step == 150  # the checkpoint of this step is written before its resume file
-    assert set(member["observers"]) == {"lambda_probe", "lambda_plane"}
+    assert set(member["observers"]) == {"violation_runs", "lambda_probe", "lambda_plane"}
     probe = member["observers"]["lambda_probe"]
     assert probe["steps"] == [100, 150] and len(probe["history"]) == 2 and torch.is_tensor(probe["obs"])
     assert member["agent"]["n_updates"] == 50
+
+
+def test_violation_runs_observer_counts_runs_per_environment_after_the_warm_up():
+    """The observer's totals equal statewise.metrics.violation_runs applied to each environment's flags after the
+    warm-up: the longest over environments, bursts and their steps summed, a run still going at the end counted."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from statewise.metrics import violation_runs
+    from statewise.run.diagnostics import ViolationRuns
+
+    rng = np.random.default_rng(0)
+    flags = rng.random((300, 2)) < 0.7  # (steps, envs) of one member, long runs likely
+    flags[-15:, 1] = True  # a burst still going at the end
+    obs = ViolationRuns(members=1, num_envs=2, start_steps=20)
+    trainer_view = SimpleNamespace(members=[SimpleNamespace(alive=True)])
+    for t, row in enumerate(flags, start=1):
+        obs.on_step(trainer_view, t - 1, t, [SimpleNamespace(cost=row.astype(float))])
+    got = obs.finish(trainer_view, 0)[1]["violation_runs"]
+    per_env = [violation_runs(flags[20:, i], burst=ViolationRuns.BURST) for i in range(2)]
+    assert got["longest"] == max(r["longest"] for r in per_env) >= 15
+    assert got["bursts"] == sum(r["bursts"] for r in per_env) > 0
+    assert got["burst_steps"] == sum(r["burst_steps"] for r in per_env)

@@ -2,7 +2,8 @@
 
 An observer sees the run at four moments and owns what it measures, its files and its share of the resume state:
 
-* ``on_step(trainer, prev, t)``: after each collection step (the λ probe draws its states when the warm-up ends);
+* ``on_step(trainer, prev, t, steps)``: after each collection step, with its transitions (the λ probe draws its
+  states when the warm-up ends; the violation runs are counted here);
 * ``on_log(trainer, t)``: at each row of metrics.csv; returns one dict of extra columns per member (``log_fields``
   names them, in order, for the CSV header);
 * ``on_eval(trainer, t)``: at each evaluation (the λ map on the task plane, the critics' value bias);
@@ -24,6 +25,7 @@ from statewise.config import Config
 from statewise.method.buffer import ReplayBuffer
 from statewise.method.sac import SAC
 from statewise.run import runio
+from statewise.run.collect import Transitions
 from statewise.run.value_bias import ValueBiasProbe
 
 PROBE_LOG_FIELDS = ("lam_probe_mean", "lam_probe_max", "lam_probe_q50", "lam_probe_q90")
@@ -50,7 +52,7 @@ class Observer:
     quantity = ""  # what a non-finite value in its log columns means, for the failure message
     csv_files: dict[str, str] = {}  # extra log streams: stream -> file name in the run directory
 
-    def on_step(self, trainer: Trainer, prev: int, t: int) -> None:
+    def on_step(self, trainer: Trainer, prev: int, t: int, steps: list[Transitions]) -> None:
         pass
 
     def on_log(self, trainer: Trainer, t: int) -> list[dict[str, float]]:
@@ -84,7 +86,7 @@ class LambdaProbe(Observer):
         self.steps: list[int] = []
         self.history: list[list[np.ndarray]] = [[] for _ in seeds]
 
-    def on_step(self, trainer: Trainer, prev: int, t: int) -> None:
+    def on_step(self, trainer: Trainer, prev: int, t: int, steps: list[Transitions]) -> None:
         if not prev < self.start_steps <= t:
             return
         buffer, rows = trainer.buffer, []
@@ -189,12 +191,59 @@ class ValueBias(Observer):
         self.last = [dict(st["last"]) for st in states]
 
 
+class ViolationRuns(Observer):
+    """Runs of consecutive violating training steps (cost > 0) in each environment after the random warm-up: the
+    longest run, and the bursts (runs of at least ``burst`` steps) with the steps spent in them, in summary.json
+    (``violation_runs``; docs/algorithm.md §7). A run still going at the end counts as it stands."""
+
+    name = "violation_runs"
+    BURST = 10
+
+    def __init__(self, members: int, num_envs: int, start_steps: int):
+        self.start_steps = start_steps
+        self.current = np.zeros((members, num_envs), dtype=np.int64)  # length of the run in progress per environment
+        self.totals = [{"longest": 0, "bursts": 0, "burst_steps": 0} for _ in range(members)]
+
+    def on_step(self, trainer: Trainer, prev: int, t: int, steps: list[Transitions]) -> None:
+        if t <= self.start_steps:
+            return
+        for k, (m, st) in enumerate(zip(trainer.members, steps, strict=True)):
+            if not m.alive:
+                continue
+            hit = np.asarray(st.cost) > 0.0
+            ended = ~hit & (self.current[k] > 0)
+            for length in self.current[k][ended]:
+                self._close(k, int(length))
+            self.current[k] = np.where(hit, self.current[k] + 1, 0)
+
+    def _close(self, k: int, length: int) -> None:
+        """A run of ``length`` violating steps ended (the definition of :func:`statewise.metrics.violation_runs`)."""
+        total = self.totals[k]
+        total["longest"] = max(total["longest"], length)
+        if length >= self.BURST:
+            total["bursts"] += 1
+            total["burst_steps"] += length
+
+    def finish(self, trainer: Trainer, k: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        for length in self.current[k][self.current[k] > 0]:
+            self._close(k, int(length))
+        self.current[k] = 0
+        return {}, {"violation_runs": {**self.totals[k], "burst_min_steps": self.BURST}}
+
+    def state(self, k: int) -> dict[str, Any]:
+        return {"current": self.current[k].tolist(), "totals": dict(self.totals[k])}
+
+    def restore(self, states: list[dict[str, Any]], device: torch.device) -> None:
+        self.current = np.array([st["current"] for st in states], dtype=np.int64)
+        self.totals = [dict(st["totals"]) for st in states]
+
+
 def make_observers(trainer: Trainer) -> list[Observer]:
-    """The diagnostics this run has: the λ probe and the λ map where there is a multiplier (the map on tasks with a
-    plane), the value-bias check where ``value_bias`` is set. Called before any file is written: a task that
-    cannot serve a requested diagnostic fails here (EnvError, one line)."""
+    """The diagnostics this run has: violation runs always; the λ probe and the λ map where there is a multiplier
+    (the map on tasks with a plane); the value-bias check where ``value_bias`` is set. Called before any file is
+    written: a task that cannot serve a requested diagnostic fails here (EnvError, one line)."""
     cfg, agent = trainer.cfg, trainer.agent
-    observers: list[Observer] = []
+    observers: list[Observer] = [ViolationRuns(agent.members, cfg.num_envs, cfg.sac.start_steps)]
     if agent.multiplier is not None:
         observers.append(LambdaProbe(agent.seeds, cfg.probe_size, cfg.sac.start_steps))
         task = trainer.members[0].eval_env.unwrapped

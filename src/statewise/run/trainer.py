@@ -317,7 +317,7 @@ class Trainer:
         steps = self.collect(act, t)
         self.store(act, steps, t)
         for o in self.observers:
-            o.on_step(self, prev, t)
+            o.on_step(self, prev, t, steps)
         log_now = crossed(prev, t, cfg.log_every, every=True)
         stats = self.update(t, log_now)
         if log_now:
