@@ -6,7 +6,7 @@
   * λ AUROC against the exact infeasible set on the task's plane (double integrator: everywhere; PointHazard: the
     robot at rest, where the infeasible set is exactly the hazards), and the same for the critic's value F(s, π(s));
   * the share of states with ≥ 1 m of slack on that plane where λ ≤ 1;
-  * λ's stability: oscillations per 100 logs and temporal std over the last 20% of training (probe states);
+  * λ's stability: sign changes per 100 logs (the old oscillation proxy) and temporal std over the last 20% of training (probe states);
   * if ``statewise calibrate`` ran on the runs: the risk monitor's held-out ECE and AUROC (violation within H steps);
   * with ``--infeasible-starts N`` (tasks that say at reset whether a start is feasible): how the final deterministic
     policy violates from the inherently infeasible ones among N starts (reset seeds 5·10^6 + i, the same for every
@@ -47,7 +47,7 @@ def measure(run: Path) -> list[float | None]:
     return [report["return (last 10% of evals)"], report["training violation ratio"],
             report.get("violation prob from feasible starts (final)"),
             calib.get("lambda_auroc"), calib.get("cost_value_auroc"), calib.get("lambda_le1_share_slack1"),
-            report.get("λ oscillations per 100 logs"), report.get("λ temporal std (last 20%)"),
+            report.get("λ sign changes per 100 logs (old oscillation proxy)"), report.get("λ temporal std (last 20%)"),
             test.get("ece"), test.get("auroc")]
 
 

@@ -309,6 +309,31 @@ class MultiplierConfig:
 
 
 @dataclass
+class PerturbationConfig:
+    """Extra cost in one small region of the state space for a window of training: the perturbation test of how far
+    a change of λ at some states spreads to others (docs/algorithm.md §7). Off while ``steps`` is 0. Only the
+    training environments are perturbed; evaluation sees the task as it is."""
+
+    center: list[float] = field(default_factory=list)  # observation at the centre of the region
+    radius: float = 0.25  # the region is ‖s − center‖₂ < radius, in observation units
+    start: int = 0  # the window starts after this many training steps (transitions per member)
+    steps: int = 0  # length of the window in training steps; 0 = off
+    cost: float = 1.0  # cost added to each transition that leaves a state inside the region during the window
+
+    def check(self) -> None:
+        if self.steps == 0:
+            return
+        if not self.center:
+            raise ConfigError("perturbation.steps > 0 needs perturbation.center (an observation, e.g. [0.0, 0.0])")
+        for name in ("radius", "cost", "steps"):
+            _positive(f"perturbation.{name}", getattr(self, name))
+        if self.start < 0:
+            raise ConfigError(f"perturbation.start must be >= 0, got {self.start}")
+        if not all(math.isfinite(c) for c in self.center):
+            raise ConfigError(f"perturbation.center must be finite numbers, got {self.center}")
+
+
+@dataclass
 class Config:
     algo: str = "sac-alam"  # algorithm preset (statewise config and train --help list them); sets the `auto` keys below
     label: str = ""  # name of this variant in plots and reports (e.g. fac-lr3e-4); empty = the algorithm
@@ -340,6 +365,7 @@ class Config:
     sac: SACConfig = field(default_factory=SACConfig)
     constraint: ConstraintConfig = field(default_factory=ConstraintConfig)
     multiplier: MultiplierConfig = field(default_factory=MultiplierConfig)
+    perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -422,6 +448,7 @@ class Config:
         self.multiplier.check(self.algo)
         self.constraint.check()
         self.sac.check()
+        self.perturbation.check()
         if self.sac.buffer_size < max(self.sac.start_steps, self.num_envs):
             raise ConfigError("sac.buffer_size must be at least sac.start_steps and num_envs")
         return self
@@ -550,9 +577,11 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return float(value)
         if origin is str and isinstance(value, str):
             return value
-        if origin is list and isinstance(value, (list, tuple)) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return [int(v) for v in value]
+        if origin is list and isinstance(value, (list, tuple)):
+            item = getattr(opt, "__args__", (int,))[0]
+            numbers = (int, float) if item is float else (int,)
+            if all(isinstance(v, numbers) and not isinstance(v, bool) for v in value):
+                return [item(v) for v in value]
     wanted = " or ".join(getattr(o, "__name__", str(o)) for o in options)
     raise ConfigError(f"config key '{key}' expects {wanted}, got {value!r}")
 
@@ -569,7 +598,7 @@ _CEILINGS = {
     "sac.alpha_init": 1e4, "sac.reward_scale": 1e6, "sac.update_ratio": 1e3, "sac.grad_clip": 1e9,
     "multiplier.rho": 1e6, "multiplier.rho_lambda": 1e6, "multiplier.lam_max": 1e6, "multiplier.grad_clip": 1e9,
     "multiplier.pid_kp": 1e6, "multiplier.pid_ki": 1e6, "multiplier.pid_kd": 1e6, "sac.target_entropy": 1e6,
-    "multiplier.state_noise": 1e3,
+    "multiplier.state_noise": 1e3, "perturbation.cost": 1e6, "perturbation.radius": 1e6,
 }
 
 

@@ -220,12 +220,9 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
     return save_figure(fig, out / name)
 
 
-def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> Path | None:
-    """λ(s) on the task plane at ``columns`` points in training (from the snapshots in probe.npz), one row per
-    algorithm with a multiplier network (its lowest seed), with the exact feasible boundary where known."""
-    from statewise.run.diagnostics import LAMBDA_GRID_N
-    from statewise.run.evaluate import build_env
-
+def _lowest_seed_runs(run_dirs: list[Path]) -> dict[str, tuple[int, Path]]:
+    """label -> (seed, run) of each variant's lowest seed among the runs with a λ network and a probe.npz, in the
+    report's variant order."""
     first: dict[str, tuple[int, Path]] = {}
     rank: dict[str, tuple[int, bool, str]] = {}
     for d in run_dirs:
@@ -236,9 +233,55 @@ def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> P
         rank[label] = variant_order(cfg["algo"], label)
         if label not in first or cfg["seed"] < first[label][0]:
             first[label] = (cfg["seed"], d)
+    return {label: first[label] for label in sorted(first, key=rank.__getitem__)}
+
+
+# λ traces: fixed points of the task plane, as fractions of its x and y ranges (the same states for every method)
+TRACE_POINTS = ((0.5, 0.5), (0.25, 0.5), (0.75, 0.5), (0.5, 0.85))
+
+
+def lambda_traces(run_dirs: list[Path], out: Path) -> Path | None:
+    """λ(s) over training on a few fixed states, one panel per variant with a λ network (its lowest seed): the
+    points TRACE_POINTS of the task plane where the run has λ-map snapshots (the same states for every method),
+    otherwise four probe states at the quantiles 0, 1/3, 2/3 and 1 of the final λ."""
+    from statewise.run.diagnostics import LAMBDA_GRID_N
+
+    first = _lowest_seed_runs(run_dirs)
     if not first:
         return None
-    first = {label: first[label] for label in sorted(first, key=rank.__getitem__)}
+    fig, axes = plt.subplots(len(first), 1, figsize=(7.5, 2.4 * len(first)), squeeze=False, sharex=True,
+                             layout="constrained")
+    for ax, (label, (seed, d)) in zip(axes[:, 0], first.items(), strict=True):
+        probe = runio.read_npz(d / runio.PROBE_FILE)
+        if "grid_lam" in probe:
+            steps, lam = probe["grid_steps"], probe["grid_lam"]
+            cols = [int(round(fy * (LAMBDA_GRID_N - 1))) * LAMBDA_GRID_N + int(round(fx * (LAMBDA_GRID_N - 1)))
+                    for fx, fy in TRACE_POINTS]
+            names = [f"plane ({fx:g}, {fy:g})" for fx, fy in TRACE_POINTS]
+        else:
+            steps, lam = probe["steps"], probe["lam"]
+            order = np.argsort(lam[-1], kind="mergesort")
+            cols = [int(order[round(q * (len(order) - 1))]) for q in (0.0, 1 / 3, 2 / 3, 1.0)]
+            names = [f"probe state {c}" for c in cols]
+        for c, name in zip(cols, names, strict=True):
+            ax.plot(steps, lam[:, c], lw=1.2, label=name)
+        ax.set_title(f"{label} s{seed}", fontsize=9)
+        ax.set_ylabel("λ(s)")
+    axes[0, 0].legend(fontsize=7, ncol=2)
+    axes[-1, 0].set_xlabel("environment steps")
+    fig.suptitle("λ(s) over training on fixed states (x, y: fractions of the plane's ranges)")
+    return save_figure(fig, out / "lambda_traces.png")
+
+
+def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> Path | None:
+    """λ(s) on the task plane at ``columns`` points in training (from the snapshots in probe.npz), one row per
+    algorithm with a multiplier network (its lowest seed), with the exact feasible boundary where known."""
+    from statewise.run.diagnostics import LAMBDA_GRID_N
+    from statewise.run.evaluate import build_env
+
+    first = _lowest_seed_runs(run_dirs)
+    if not first:
+        return None
     env_id = runio.read_config(next(iter(first.values()))[1])["env"]
     env = build_env(env_id)
     task = env.unwrapped

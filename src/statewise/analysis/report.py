@@ -14,10 +14,15 @@ from statewise.config import variant_order
 from statewise.errors import StatewiseError
 from statewise.method.multipliers import per_state
 from statewise.metrics import (
+    delta_correlation_by_distance,
+    high_frequency_share,
+    lagged_correlation,
     last_fraction_mean,
     mean_ci95,
     neighbour_correlation,
+    oscillation_amplitude,
     oscillation_count,
+    perturbation_response,
     temporal_std,
     threshold_crossings,
     total_variation,
@@ -41,6 +46,7 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
         "final return (final eval)": summary["final_eval"]["return"],
         "final cost (final eval)": summary["final_eval"]["cost"],
         "eval cost std (last 20%)": temporal_std(ev["cost"][:, None]),
+        "eval return std (last 20%)": temporal_std(ev["return"][:, None]),
         "eval cost threshold crossings": float(threshold_crossings(ev["cost"], cost_limit)),
         "wall time [s]": summary["wall_time_s"],
         "env steps/s": summary["env_steps_per_s"],
@@ -65,18 +71,70 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
     for key, value in summary.get("mc_calibration", {}).items():
         if key.endswith("auroc"):
             out[f"{key.replace('_', ' ')} vs violation within {summary['mc_calibration']['horizon']} steps"] = value
+    runs = summary.get("violation_runs")
+    if runs:
+        out["longest violation run (training steps)"] = float(runs["longest"])
+        out[f"violation bursts (≥ {runs['burst_min_steps']} steps)"] = float(runs["bursts"])
     probe_path = run_dir / runio.PROBE_FILE
     if probe_path.is_file():
-        probe = runio.read_npz(probe_path)
-        lam = probe["lam"]
-        if len(lam) > 2:
-            out["λ total variation (probe mean)"] = total_variation(lam.mean(axis=1))
-            out["λ temporal std (last 20%)"] = temporal_std(lam)
-            out["λ oscillations per 100 logs"] = oscillation_count(lam)
-            near, far = neighbour_correlation(lam, probe["obs"])
-            out["Δλ correlation: nearest neighbours"] = near
-            out["Δλ correlation: random pairs"] = far
+        out.update(lambda_stability(run_dir, runio.read_npz(probe_path)))
     return out
+
+
+DISTANCE_BINS = 6  # bins of "Δλ correlation by distance"; the report shows the nearest, a middle and the farthest
+SWING_LAGS = 5  # "λ swing → training violations": the largest correlation over lags 1..SWING_LAGS logs
+
+
+def lambda_stability(run_dir: Path, probe: Any) -> dict[str, float]:
+    """The stability measures of λ on the probe states (docs/algorithm.md §7): how much it swings, how fast, how far
+    its changes reach, whether swings precede violations, and its response to the perturbation test."""
+    lam, out = probe["lam"], {}
+    if len(lam) <= 2:
+        return out
+    cfg = runio.read_config(run_dir)
+    amp = oscillation_amplitude(lam, float(cfg["multiplier"]["lam_max"]))
+    out["λ oscillation amplitude (median state)"] = amp["median"]
+    out["λ oscillation amplitude (90th pct. state)"] = amp["q90"]
+    out["λ oscillation amplitude ÷ λ_max (median state)"] = amp["median_rel"]
+    out["λ high-frequency share (> 0.1 per log)"] = high_frequency_share(lam)
+    _, corr = delta_correlation_by_distance(lam, probe["obs"], bins=DISTANCE_BINS)
+    for name, i in (("nearest", 0), ("middle", DISTANCE_BINS // 2), ("farthest", DISTANCE_BINS - 1)):
+        out[f"Δλ correlation by distance: {name} sixth of pairs"] = float(corr[i])
+    out["λ total variation (probe mean)"] = total_variation(lam.mean(axis=1))
+    out["λ temporal std (last 20%)"] = temporal_std(lam)
+    out["λ sign changes per 100 logs (old oscillation proxy)"] = oscillation_count(lam)
+    near, far = neighbour_correlation(lam, probe["obs"])
+    out["Δλ correlation: nearest neighbours"] = near
+    out["Δλ correlation: random pairs"] = far
+    out.update(_swing_then_violations(run_dir, probe))
+    out.update(_perturbation(cfg, probe))
+    return out
+
+
+def _swing_then_violations(run_dir: Path, probe: Any) -> dict[str, float]:
+    """The largest correlation between λ's swing at a log (mean |Δλ| over the probe states) and the training
+    violation ratio 1..SWING_LAGS logs later."""
+    from statewise.analysis.plots import read_csv
+
+    train = read_csv(run_dir / runio.TRAIN_CSV)
+    ratio = dict(zip(train["step"].astype(int).tolist(), train["train_violation_ratio"].tolist(), strict=True))
+    steps = probe["steps"].astype(int)
+    swing = np.r_[np.nan, np.abs(np.diff(probe["lam"], axis=0)).mean(1)]
+    effect = np.array([ratio.get(int(t), np.nan) for t in steps])
+    corr = lagged_correlation(swing, effect, SWING_LAGS)[1:]
+    return {"λ swing → training violations, max lagged corr": float(np.nanmax(corr)) if np.isfinite(corr).any()
+            else float("nan")}
+
+
+def _perturbation(cfg: dict[str, Any], probe: Any) -> dict[str, float]:
+    """The perturbation test's rows (runs trained with ``perturbation.steps`` > 0): λ's rise by distance from the
+    region (in radii) and the steps it takes to return."""
+    p = cfg.get("perturbation", {})
+    if not p.get("steps"):
+        return {}
+    distance = np.linalg.norm(probe["obs"] - np.asarray(p["center"]), axis=1) / p["radius"]
+    response = perturbation_response(probe["lam"], probe["steps"], distance, p["start"], p["start"] + p["steps"])
+    return {f"perturbation: {key.replace('_', ' ')}": value for key, value in response.items()}
 
 
 # The 2x2 ablation (docs/algorithm.md §6): (multiplier training, actor penalty) -> preset.
@@ -85,13 +143,16 @@ ABLATION = {("dual ascent", "Lagrangian λ·g"): "fac", ("dual ascent", "augment
             ("regression to dual target", "augmented ψ_ρ"): "sac-alam"}
 HEADLINE_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
                     "violation prob from feasible starts (final)", "feasible-start safety flips (evals)",
-                    "eval cost std (last 20%)", "λ temporal std (last 20%)", "λ oscillations per 100 logs",
+                    "eval cost std (last 20%)", "λ temporal std (last 20%)",
+                    "λ oscillation amplitude (median state)", "Δλ correlation by distance: nearest sixth of pairs",
+                    "longest violation run (training steps)",
                     "lambda auroc", "cost value auroc", "max λ on states with ≥ 1 m slack",
                     "95th pct. λ on states with ≥ 1 m slack",
                     "Q^c − Monte-Carlo, median, feasible states (final)", "wall time [s]")
 ABLATION_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
                     "violation prob from feasible starts (final)", "λ temporal std (last 20%)",
-                    "λ oscillations per 100 logs", "lambda auroc")
+                    "λ oscillation amplitude (median state)", "longest violation run (training steps)",
+                    "lambda auroc")
 
 
 def ci_cell(values: list[float | None]) -> str:
@@ -217,13 +278,20 @@ def _read_variants(runs: list[Path], cost_limit: float) -> _Variants:
 
 def _env_section(out: Path, env_dir: Path, runs: list[Path], cost_limit: float) -> list[str]:
     """The report's section on one environment, and its figures (written into ``env_dir``)."""
-    from statewise.analysis.plots import lambda_over_training, learning_curves, reliability_curves, value_bias_curves
+    from statewise.analysis.plots import (
+        lambda_over_training,
+        lambda_traces,
+        learning_curves,
+        reliability_curves,
+        value_bias_curves,
+    )
 
     variants = _read_variants(runs, cost_limit)
     figure = learning_curves(runs, env_dir)
     lines = _overview(env_dir, runs, variants) + _metric_tables(variants) + ablation_table(variants.by_label)
     lines += [f"![learning curves]({figure.relative_to(out)})", ""]
     for title, extra in (("λ over training", lambda_over_training(runs, env_dir)),
+                         ("λ on fixed states over training", lambda_traces(runs, env_dir)),
                          ("reliability", reliability_curves(runs, env_dir)),
                          ("critic estimates against Monte-Carlo truth", value_bias_curves(runs, env_dir))):
         if extra is not None:

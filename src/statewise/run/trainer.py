@@ -21,6 +21,7 @@ import shutil
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from statewise.config import Config
+from statewise.envs.perturb import perturbed
 from statewise.errors import ConfigError, EnvError
 from statewise.method.buffer import ReplayBuffer
 from statewise.method.sac import SAC, planned_updates, stream_seed
@@ -153,6 +155,15 @@ class Progress:
         self.bar.close()
 
 
+def training_env(cfg: Config) -> Callable[[], Any]:
+    """What builds one training environment: the task, with the perturbation test's extra cost when it is on."""
+    make = functools.partial(build_env, cfg.env, cfg.max_episode_steps)
+    p = cfg.perturbation
+    if p.steps == 0:
+        return make
+    return functools.partial(perturbed, make, p.center, p.radius, p.start, p.steps, p.cost, cfg.num_envs)
+
+
 def crossed(prev: int, t: int, mark: int, every: bool = False) -> bool:
     """Whether the step counter passed ``mark`` (or, with ``every``, a multiple of it) going from prev to t."""
     return t // mark > prev // mark if every else prev < mark <= t
@@ -195,8 +206,7 @@ class Trainer:
         for c, run_dir in zip(self.configs, self.run_dirs, strict=True):
             eval_env = self.open_env(c)
             check_cost_signal(eval_env, c.seed, c.constraint.signal if c.constrained else None)  # EnvError, early
-            collector = make_collector(functools.partial(build_env, c.env, c.max_episode_steps), c.num_envs,
-                                       c.vector_mode)
+            collector = make_collector(training_env(c), c.num_envs, c.vector_mode)
             self.cleanup.callback(collector.close)
             stats = MemberStats(np.zeros(c.num_envs), np.zeros(c.num_envs))
             self.members.append(Member(c, run_dir, collector, eval_env, stats))
