@@ -182,6 +182,8 @@ def test_lagged_correlation_finds_the_delay():
     effect = np.r_[np.zeros(2), cause[:-2]] + 0.1 * rng.standard_normal(300)  # follows two logs later
     corr = lagged_correlation(cause, effect, max_lag=4)
     assert int(np.nanargmax(corr)) == 2 and corr[2] > 0.95 and abs(corr[0]) < 0.2
+    short = lagged_correlation([np.nan, 1.0, 2.0, 4.0], [1.0, 0.9, 0.7, 0.7], max_lag=5)  # lags beyond the series
+    assert len(short) == 6 and np.isnan(short[1:]).all()  # 2 pairs or fewer: undefined
 
 
 def test_perturbation_response_by_hand():

@@ -261,8 +261,9 @@ def lagged_correlation(cause: np.ndarray, effect: np.ndarray, max_lag: int) -> n
     followed by spikes of another (e.g. |Δλ| per log, then the training violation ratio)."""
     cause, effect = np.asarray(cause, dtype=np.float64), np.asarray(effect, dtype=np.float64)
     out = np.full(max_lag + 1, np.nan)
-    for lag in range(max_lag + 1):
-        a, b = cause[: len(cause) - lag], effect[lag:len(cause)]
+    n = min(len(cause), len(effect))
+    for lag in range(min(max_lag, n - 1) + 1):
+        a, b = cause[: n - lag], effect[lag:n]
         ok = np.isfinite(a) & np.isfinite(b)
         if ok.sum() > 2 and a[ok].std() > 0 and b[ok].std() > 0:
             out[lag] = float(np.corrcoef(a[ok], b[ok])[0, 1])
