@@ -84,3 +84,28 @@ def test_di_variants_change_one_thing(monkeypatch):
     assert cost[0] == 1.0 and not terminated[0]
     _, _, _, terminated = task.transition(np.array([[10.5, 1.0]]), np.array([[1.0]]))
     assert terminated[0]
+
+
+def test_stability_sweep_smoke(tmp_path):
+    """Tiny runs labelled <method>-lr<step> (one failed): one table row per method, a column per step, the failed
+    run shown in its cell, and the figure written."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import statewise
+    from conftest import tiny_config
+
+    grid = tmp_path / "grid" / "DoubleIntegrator-v0"
+    for algo, lr in (("fac", "3e-3"), ("sac-alam", "3e-3"), ("sac-alam", "3e-2")):
+        cfg = tiny_config(grid / f"{algo}-lr{lr}-s0", algo, steps=300)
+        cfg.label, cfg.multiplier.lr = f"{algo}-lr{lr}", float(lr)
+        statewise.train(cfg, plots=False)
+    failed = grid / "fac-lr3e-2-s0"
+    failed.mkdir()
+    (failed / "summary.json").write_text(json.dumps({"status": "failed", "label": "fac-lr3e-2", "algo": "fac"}))
+    done = subprocess.run([sys.executable, "stability_sweep.py", str(tmp_path / "grid"), "--out", str(tmp_path / "o")],
+                          cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = (tmp_path / "o" / "sweep.md").read_text()
+    assert "| method | 0.003 | 0.03 |" in text
+    amplitude = text.split("#### λ oscillation amplitude (median state)")[1].split("####")[0]
+    assert "| fac | " in amplitude and "[1 of 1 failed]" in amplitude and "| sac-alam | " in amplitude
+    assert (tmp_path / "o" / "sweep.png").stat().st_size > 0
