@@ -176,7 +176,6 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
     scale, with the exact feasible boundary (solid) where the task knows it and the constraint boundary h(s) = 0
     (dashed). One environment; panels named by configuration, seed and training step."""
     from statewise.analysis.agent import load
-    from statewise.run.evaluate import build_env
 
     panels = []
     for config in configurations(run_dirs):
@@ -188,12 +187,10 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
                     panels.append((config.label, agent))
     if not panels:
         return None
-    env = build_env(panels[0][1].config.env, panels[0][1].config.max_episode_steps)
-    task = env.unwrapped
-    if not hasattr(task, "plane"):
-        env.close()
+    opened = _plane_task(panels[0][1].config.env, panels[0][1].config.max_episode_steps)
+    if opened is None:
         return None
-    plane = task.plane()
+    env, task, plane = opened
     xs, ys, obs = plane.grid(HEATMAP_N)
     maps = [np.asarray(agent.multiplier(obs)).reshape(HEATMAP_N, HEATMAP_N) for _, agent in panels]
     vmax = max(float(np.max(m)) for m in maps) or 1.0  # one scale: equal colours are equal λ in every panel
@@ -218,6 +215,18 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
     fig.suptitle(f"λ(s) on {panels[0][1].config.env} ({note}cyan dashed: constraint h(s)=0)")
     env.close()
     return save_figure(fig, out / name)
+
+
+def _plane_task(env_id: str, max_episode_steps: int = 0) -> tuple[Any, Any, Any] | None:
+    """(env, task, plane) of a task that has a plane to draw λ on (the caller closes env); None, env closed, if not."""
+    from statewise.run.evaluate import build_env
+
+    env = build_env(env_id, max_episode_steps)
+    task = env.unwrapped
+    if not hasattr(task, "plane"):
+        env.close()
+        return None
+    return env, task, task.plane()
 
 
 def _lowest_seed_runs(run_dirs: list[Path]) -> dict[str, tuple[int, Path]]:
@@ -277,18 +286,15 @@ def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> P
     """λ(s) on the task plane at ``columns`` points in training (from the snapshots in probe.npz), one row per
     algorithm with a multiplier network (its lowest seed), with the exact feasible boundary where known."""
     from statewise.run.diagnostics import LAMBDA_GRID_N
-    from statewise.run.evaluate import build_env
 
     first = _lowest_seed_runs(run_dirs)
     if not first:
         return None
     env_id = runio.read_config(next(iter(first.values()))[1])["env"]
-    env = build_env(env_id)
-    task = env.unwrapped
-    if not hasattr(task, "plane"):
-        env.close()
+    opened = _plane_task(env_id)
+    if opened is None:
         return None
-    plane = task.plane()
+    env, task, plane = opened
     xs, ys, obs = plane.grid(LAMBDA_GRID_N)
     feas = task.feasible(obs).reshape(LAMBDA_GRID_N, LAMBDA_GRID_N) if hasattr(task, "feasible") else None
     env.close()
