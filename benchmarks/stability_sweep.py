@@ -39,6 +39,7 @@ MEASURES = (
     "lambda auroc",
     "λ sign changes per 100 logs (old oscillation proxy)",
 )
+METHOD_ORDER = ("fac", "fac-aw", "alam-no-dt", "alam-no-qp", "sac-alam")  # dual ascent first, then ALaM's parts
 LABEL = re.compile(r"^(?P<method>.+)-lr(?P<step>[0-9.e+-]+)$")
 
 
@@ -58,6 +59,7 @@ def collect(folder: Path) -> tuple[dict[tuple[str, float], list[dict[str, float]
         if key[0] not in methods:
             methods.append(key[0])
         cells[key].append(run_metrics(run, cost_limit=0.0) if summary.get("status") == "ok" else None)
+    methods.sort(key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
     return cells, methods
 
 

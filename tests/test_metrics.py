@@ -145,12 +145,16 @@ def test_oscillation_amplitude_is_zero_for_a_trend_and_proportional_for_a_swing(
 
 def test_high_frequency_share_separates_jitter_from_drift():
     rng = np.random.default_rng(1)
-    drift = 0.2 * STEPS[:, None] + 3 * np.sin(2 * np.pi * STEPS / 200)[:, None] + np.zeros((1, 5))
+    drift = 0.2 * STEPS[:, None] + 3 * np.sin(2 * np.pi * STEPS / 400)[:, None] + np.zeros((1, 5))
     assert high_frequency_share(drift, cutoff=0.1) < 0.05  # a line and one slow wave (its edges leak a little)
     jitter = rng.standard_normal((K, 5))
     # white noise spreads its variance evenly over frequencies in (0, 0.5]: 80% lies above 0.1
     assert high_frequency_share(jitter, cutoff=0.1) == pytest.approx(0.8, abs=0.08)
     assert np.isnan(high_frequency_share(np.ones((K, 3))))  # nothing moves
+    wound_up = np.full((K, 3), 100.0)
+    wound_up[0] = 0.1  # a first jump to the cap, then nothing: not oscillation
+    assert np.isnan(high_frequency_share(wound_up))
+    assert high_frequency_share(wound_up, last=1.0) > 0.5  # over the whole run the step would dominate
 
 
 def test_delta_correlation_by_distance_is_zero_for_independent_states_and_falls_for_a_smooth_field():
@@ -166,6 +170,9 @@ def test_delta_correlation_by_distance_is_zero_for_independent_states_and_falls_
     dist, corr = delta_correlation_by_distance(smooth, states, bins=5)
     assert np.all(np.diff(dist) > 0)
     assert corr[0] > 0.5 and corr[1:].max() < 0.2  # near pairs move together, the rest do not
+    wound_up = np.full((100, 60), 100.0)
+    wound_up[0] = 0.1  # every state jumps to the cap at the first log, then stays: no swing to correlate
+    assert np.isnan(delta_correlation_by_distance(wound_up, states)[1]).all()
 
 
 def test_violation_runs_by_hand():

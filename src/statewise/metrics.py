@@ -193,11 +193,13 @@ def oscillation_amplitude(history: np.ndarray, lam_max: float) -> dict[str, floa
     return {"median": median, "q90": q90, "median_rel": median / lam_max, "q90_rel": q90 / lam_max}
 
 
-def high_frequency_share(history: np.ndarray, cutoff: float = 0.1) -> float:
+def high_frequency_share(history: np.ndarray, cutoff: float = 0.1, last: float = 0.5) -> float:
     """The share of λ's variance above ``cutoff`` (in cycles per log; Nyquist is 0.5) after removing each state's
-    least-squares line, median over states: near 0 for a slow drift, near 1 for log-to-log jitter. States that do
-    not move at all are left out; NaN if none moves."""
+    least-squares line, over the last ``last`` fraction of the logs (so the first rise from λ_init, a step, does not
+    count as high-frequency power), median over states: near 0 for a slow drift, near 1 for log-to-log jitter.
+    States that do not move at all are left out; NaN if none moves."""
     history = np.asarray(history, dtype=np.float64)
+    history = history[-max(4, int(np.ceil(last * len(history)))):]
     k = len(history)
     if k < 4:
         return float("nan")
@@ -215,13 +217,17 @@ def high_frequency_share(history: np.ndarray, cutoff: float = 0.1) -> float:
     return float(np.median(power[freq > cutoff][:, moving].sum(0) / total[moving]))
 
 
-def delta_correlation_by_distance(history: np.ndarray, states: np.ndarray, bins: int = 6,
+def delta_correlation_by_distance(history: np.ndarray, states: np.ndarray, bins: int = 6, last: float = 0.5,
                                   max_pairs: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """How far λ's changes reach: the correlation of Δλ_k(s) with Δλ_k(s') over state pairs, per bin of their
-    distance (states standardised per dimension, bins of equal pair count). Returns (mean distance per bin,
-    correlation per bin). Independent states give about 0 in every bin; a network whose updates move neighbouring
-    states together gives a curve that starts near 1 and falls with distance (the cascade's reach)."""
-    delta = np.diff(np.asarray(history, dtype=np.float64), axis=0)  # (K-1, P)
+    distance (states standardised per dimension, bins of equal pair count), over the last ``last`` fraction of the
+    logs (the first rise from λ_init moves every state together and would swamp the swings). Returns (mean distance
+    per bin, correlation per bin); NaN where no pair moves. Independent states give about 0 in every bin; a network
+    whose updates move neighbouring states together gives a curve that starts near 1 and falls with distance (the
+    cascade's reach)."""
+    history = np.asarray(history, dtype=np.float64)
+    history = history[-max(3, int(np.ceil(last * len(history)))):]
+    delta = np.diff(history, axis=0)  # (K-1, P)
     states = np.asarray(states, dtype=np.float64)
     scale = states.std(0)
     z = (states - states.mean(0)) / np.where(scale > 0, scale, 1.0)
