@@ -250,36 +250,52 @@ TRACE_POINTS = ((0.5, 0.5), (0.25, 0.5), (0.75, 0.5), (0.5, 0.85))
 
 
 def lambda_traces(run_dirs: list[Path], out: Path) -> Path | None:
-    """λ(s) over training on a few fixed states, one panel per variant with a λ network (its lowest seed): the
-    points TRACE_POINTS of the task plane where the run has λ-map snapshots (the same states for every method),
-    otherwise four probe states at the quantiles 0, 1/3, 2/3 and 1 of the final λ."""
+    """λ(s) over training on a few fixed states at every log, one panel per variant with a λ network (its lowest
+    seed). On a task with a plane: for each of TRACE_POINTS, the run's probe state nearest to it (standardised
+    distance), so every method shows about the same states; otherwise four probe states at the quantiles 0, 1/3,
+    2/3 and 1 of the final λ."""
     from statewise.run.diagnostics import LAMBDA_GRID_N
 
     first = _lowest_seed_runs(run_dirs)
     if not first:
         return None
+    targets = None
+    opened = _plane_task(runio.read_config(next(iter(first.values()))[1])["env"])
+    if opened is not None:
+        env, _, plane = opened
+        _, _, grid = plane.grid(LAMBDA_GRID_N)
+        env.close()
+        targets = np.stack([grid[int(round(fy * (LAMBDA_GRID_N - 1))) * LAMBDA_GRID_N
+                                 + int(round(fx * (LAMBDA_GRID_N - 1)))] for fx, fy in TRACE_POINTS])
     fig, axes = plt.subplots(len(first), 1, figsize=(7.5, 2.4 * len(first)), squeeze=False, sharex=True,
                              layout="constrained")
     for ax, (label, (seed, d)) in zip(axes[:, 0], first.items(), strict=True):
         probe = runio.read_npz(d / runio.PROBE_FILE)
-        if "grid_lam" in probe:
-            steps, lam = probe["grid_steps"], probe["grid_lam"]
-            cols = [int(round(fy * (LAMBDA_GRID_N - 1))) * LAMBDA_GRID_N + int(round(fx * (LAMBDA_GRID_N - 1)))
-                    for fx, fy in TRACE_POINTS]
-            names = [f"plane ({fx:g}, {fy:g})" for fx, fy in TRACE_POINTS]
-        else:
-            steps, lam = probe["steps"], probe["lam"]
-            order = np.argsort(lam[-1], kind="mergesort")
-            cols = [int(order[round(q * (len(order) - 1))]) for q in (0.0, 1 / 3, 2 / 3, 1.0)]
-            names = [f"probe state {c}" for c in cols]
-        for c, name in zip(cols, names, strict=True):
-            ax.plot(steps, lam[:, c], lw=1.2, label=name)
+        for col, name in _trace_states(probe["obs"], probe["lam"], targets):
+            ax.plot(probe["steps"], probe["lam"][:, col], lw=1.1, label=name)
         ax.set_title(f"{label} s{seed}", fontsize=9)
         ax.set_ylabel("λ(s)")
-    axes[0, 0].legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, ncol=2)
     axes[-1, 0].set_xlabel("environment steps")
-    fig.suptitle("λ(s) over training on fixed states (x, y: fractions of the plane's ranges)")
+    where = "probe states nearest to fixed plane points (x, y: fractions of its ranges)" if targets is not None \
+        else "probe states at quantiles of the final λ"
+    fig.suptitle(f"λ(s) over training on fixed states: {where}", fontsize=10)
     return save_figure(fig, out / "lambda_traces.png")
+
+
+def _trace_states(obs: np.ndarray, lam: np.ndarray, targets: np.ndarray | None) -> list[tuple[int, str]]:
+    """(probe column, legend name) of the states :func:`lambda_traces` draws."""
+    if targets is None:
+        order = np.argsort(lam[-1], kind="mergesort")
+        cols = [int(order[round(q * (len(order) - 1))]) for q in (0.0, 1 / 3, 2 / 3, 1.0)]
+        return [(c, f"probe state {c}") for c in cols]
+    scale = obs.std(0)
+    scale = np.where(scale > 0, scale, 1.0)
+    out = []
+    for (fx, fy), target in zip(TRACE_POINTS, targets, strict=True):
+        c = int(np.argmin((((obs - target) / scale) ** 2).sum(1)))
+        out.append((c, f"near plane ({fx:g}, {fy:g}): " + ", ".join(f"{v:.2g}" for v in obs[c][:2])))
+    return out
 
 
 def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> Path | None:
