@@ -205,3 +205,11 @@ def test_perturbation_response_by_hand():
     assert out["return_steps"] == 200  # |λ − 1| ≤ 0.05 × 5 first at step 700 (0.2), 200 steps after the window
     with pytest.raises(ValueError):
         perturbation_response(history[3:], steps[3:], distance, start=300, end=500)
+    # against an unperturbed twin that drifts upwards by itself, only the difference counts
+    drift = np.linspace(0.0, 3.0, 10)[:, None] * np.ones((1, 4))
+    paired = perturbation_response(history + drift, steps, distance, start=300, end=500, tolerance=0.05,
+                                   reference=np.ones((10, 4)) + drift)
+    assert paired["rise_0-0.5"] == pytest.approx(5.0) and paired["rise_2+"] == pytest.approx(0.0)
+    assert paired["return_steps"] == 200
+    unpaired = perturbation_response(history + drift, steps, distance, start=300, end=500)
+    assert unpaired["rise_2+"] > 1.5  # without the twin, the drift reads as a far-reaching rise

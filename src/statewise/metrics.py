@@ -277,29 +277,34 @@ def lagged_correlation(cause: np.ndarray, effect: np.ndarray, max_lag: int) -> n
 
 
 def perturbation_response(history: np.ndarray, steps: np.ndarray, distance: np.ndarray, start: int, end: int,
-                          bins: tuple[float, ...] = (0.5, 1.0, 2.0), tolerance: float = 0.1) -> dict[str, float]:
+                          bins: tuple[float, ...] = (0.5, 1.0, 2.0), tolerance: float = 0.1,
+                          reference: np.ndarray | None = None) -> dict[str, float]:
     """λ's response to cost added near one state during the training window [start, end) (the perturbation test).
 
     ``history`` (K, P) is λ on fixed states at log ``steps`` (K,), ``distance`` (P,) each state's distance from the
     perturbed region (in the region's radii). Per distance band (< bins[0], then between consecutive bins, then
     beyond): the largest rise of the band's median λ above its value at the last log before ``start``
     (``rise_<band>``). ``return_steps``: steps after ``end`` until the median |λ − baseline| of the states within
-    bins[1] radii is back below ``tolerance`` × its peak (NaN if it never is; 0 if it never moved)."""
+    bins[1] radii is back below ``tolerance`` × its peak (NaN if it never is; 0 if it never moved).
+
+    With ``reference`` (K, P), λ of the same states in an unperturbed twin run (same seed and settings), the
+    baseline at every log is the twin's λ instead of the value before the window: the difference is then the
+    perturbation's own effect, free of the drift that training causes anyway."""
     history, steps, distance = (np.asarray(a, dtype=np.float64) for a in (history, steps, distance))
     before = np.flatnonzero(steps < start)
     if len(before) == 0:
         raise ValueError("the λ history starts after the perturbation window: no baseline")
-    base = history[before[-1]]
+    base = history[before[-1]] if reference is None else np.asarray(reference, dtype=np.float64)
     after_start = steps >= start
     out: dict[str, float] = {}
     edges = (0.0, *bins, np.inf)
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         band = (distance >= lo) & (distance < hi)
         name = f"rise_{lo:g}-{hi:g}" if np.isfinite(hi) else f"rise_{lo:g}+"
-        out[name] = (float(np.max(np.median(history[after_start][:, band] - base[band], axis=1)))
+        out[name] = (float(np.max(np.median((history - base)[after_start][:, band], axis=1)))
                      if band.any() and after_start.any() else float("nan"))
     near = distance < bins[1]
-    dev = np.median(np.abs(history[:, near] - base[near]), axis=1) if near.any() else np.zeros(len(steps))
+    dev = np.median(np.abs(history - base)[:, near], axis=1) if near.any() else np.zeros(len(steps))
     peak = float(dev[after_start].max()) if after_start.any() else 0.0
     out["peak_near"] = peak
     if peak == 0.0:
