@@ -109,3 +109,30 @@ def test_stability_sweep_smoke(tmp_path):
     amplitude = text.split("#### λ oscillation amplitude (median state)")[1].split("####")[0]
     assert "| fac | " in amplitude and "[1 of 1 failed]" in amplitude and "| sac-alam | " in amplitude
     assert (tmp_path / "o" / "sweep.png").stat().st_size > 0
+
+
+def test_perturbation_study_pairs_twins_smoke(tmp_path):
+    """A perturbed tiny run and its unperturbed twin (same label and seed) agree until the window and are paired; a
+    twin that differs before the window is refused, never silently compared."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import statewise
+    from conftest import tiny_config
+
+    for folder, steps in (("ref", 0), ("pert", 100)):
+        cfg = tiny_config(tmp_path / folder / "sac-alam-lr3e-4-s0", "sac-alam", steps=400)
+        cfg.label = "sac-alam-lr3e-4"
+        cfg.perturbation.center, cfg.perturbation.radius = [0.0, 0.0], 2.0
+        cfg.perturbation.start, cfg.perturbation.steps = 200, steps
+        statewise.train(cfg, plots=False)
+    cmd = [sys.executable, "perturbation_study.py", str(tmp_path / "pert"), str(tmp_path / "ref"), "--out",
+           str(tmp_path / "o")]
+    done = subprocess.run(cmd, cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sac-alam-lr3e-4 (n=1)" in done.stdout and "Pairs not used" not in done.stdout
+    assert (tmp_path / "o" / "perturbation.png").stat().st_size > 0
+    other = tiny_config(tmp_path / "ref2" / "sac-alam-lr3e-4-s0", "sac-alam", steps=400)
+    other.label, other.sac.lr_actor = "sac-alam-lr3e-4", 1e-3  # not a twin: differs from the start
+    statewise.train(other, plots=False)
+    cmd[3] = str(tmp_path / "ref2")
+    done = subprocess.run(cmd, cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and "λ differs before the window opens" in done.stderr
