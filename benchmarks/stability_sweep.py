@@ -28,6 +28,8 @@ from statewise.run import runio  # noqa: E402
 MEASURES = (
     "λ oscillation amplitude (median state)",
     "λ oscillation amplitude (90th pct. state)",
+    "λ oscillation amplitude, late half (median state)",
+    "λ oscillation amplitude, late half (90th pct. state)",
     "λ high-frequency share (> 0.1 per log)",
     "Δλ correlation by distance: nearest sixth of pairs",
     "Δλ correlation by distance: farthest sixth of pairs",

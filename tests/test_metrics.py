@@ -137,6 +137,9 @@ def test_oscillation_amplitude_is_zero_for_a_trend_and_proportional_for_a_swing(
     amp = oscillation_amplitude(swing, lam_max=100.0)
     assert amp["median"] == pytest.approx(40.0, rel=0.02) and amp["median_rel"] == pytest.approx(0.4, rel=0.02)
     assert amp["q90"] == pytest.approx(56.0, rel=0.02)  # 90th percentile between the two states
+    overshoot = np.r_[np.linspace(0, 50, 10), np.linspace(50, 0, 10), np.zeros(K - 20)][:, None]  # early, once
+    assert oscillation_amplitude(overshoot, 100.0)["median"] == pytest.approx(100.0)  # up 50, down 50
+    assert oscillation_amplitude(overshoot, 100.0, last=0.5)["median"] == 0.0  # the late half is still
     rng = np.random.default_rng(0)
     noise = 0.01 * rng.standard_normal((K, 50))
     big = 5.0 * np.sin(2 * np.pi * STEPS / 40)[:, None] + noise

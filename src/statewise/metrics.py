@@ -185,10 +185,12 @@ def excess_path_length(history: np.ndarray) -> np.ndarray:
     return np.abs(np.diff(history, axis=0)).sum(0) - np.abs(history[-1] - history[0])
 
 
-def oscillation_amplitude(history: np.ndarray, lam_max: float) -> dict[str, float]:
+def oscillation_amplitude(history: np.ndarray, lam_max: float, last: float = 1.0) -> dict[str, float]:
     """The λ oscillation amplitude over states: median and 90th percentile of :func:`excess_path_length`, in λ units
-    and relative to λ_max."""
-    excess = excess_path_length(history)
+    and relative to λ_max, over the last ``last`` fraction of the logs (1 = the whole run, early overshoots
+    included; 0.5 = the late half, the swings that remain once training has settled)."""
+    history = np.asarray(history, dtype=np.float64)
+    excess = excess_path_length(history[-max(2, int(np.ceil(last * len(history)))):])
     median, q90 = float(np.median(excess)), float(np.quantile(excess, 0.9))
     return {"median": median, "q90": q90, "median_rel": median / lam_max, "q90_rel": q90 / lam_max}
 

@@ -96,6 +96,9 @@ def lambda_stability(run_dir: Path, probe: Any) -> dict[str, float]:
     out["λ oscillation amplitude (median state)"] = amp["median"]
     out["λ oscillation amplitude (90th pct. state)"] = amp["q90"]
     out["λ oscillation amplitude ÷ λ_max (median state)"] = amp["median_rel"]
+    late = oscillation_amplitude(lam, float(cfg["multiplier"]["lam_max"]), last=0.5)
+    out["λ oscillation amplitude, late half (median state)"] = late["median"]
+    out["λ oscillation amplitude, late half (90th pct. state)"] = late["q90"]
     out["λ high-frequency share (> 0.1 per log)"] = high_frequency_share(lam)
     _, corr = delta_correlation_by_distance(lam, probe["obs"], bins=DISTANCE_BINS)
     for name, i in (("nearest", 0), ("middle", DISTANCE_BINS // 2), ("farthest", DISTANCE_BINS - 1)):
