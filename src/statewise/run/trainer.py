@@ -222,12 +222,13 @@ class Trainer:
                                    [stream_seed(seed, "replay") for seed in seeds])
         self.observers = make_observers(self)
         if self.resumed is None:
-            self._create_run_dirs()
+            self._start_new_runs()
         else:
             self.restore(self.resumed)
         return self
 
-    def _create_run_dirs(self) -> None:
+    def _start_new_runs(self) -> None:
+        """New run directories (config.yaml with every value resolved, versions.json, logs) and first episodes."""
         for m in self.members:
             m.run_dir = runio.create_run_dir(m.run_dir)
             m.cfg.run_dir = str(m.run_dir)
