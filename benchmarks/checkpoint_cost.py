@@ -34,7 +34,7 @@ def measure(obs_dim: int, act_dim: int, n: int, repeats: int = 3) -> tuple[float
                    np.zeros((1, m)), rng.normal(size=(1, m, obs_dim)), np.zeros((1, m)))
     module, optimizers = agent.member_state(0)
     state = {"step": n, "loop": {}, "rng": resume.rng_state(),
-             "member": {"module": module, "optimizers": optimizers, "buffer": buffer.member_state(0)}}
+             "member": {"module": module, "optimizers": optimizers, "buffer": buffer.member_state(0), "envs": None}}
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):

@@ -1,10 +1,16 @@
 import importlib.util
 import os
+import tempfile
+from pathlib import Path
 
 import gymnasium
 import pytest
 
 from statewise import Config
+
+# resume files are signed with the user's key (statewise.run.resume.user_key); the tests (and the processes they
+# start) use a key of their own instead of creating one in the home directory
+os.environ.setdefault("STATEWISE_KEY_FILE", str(Path(tempfile.mkdtemp(prefix="statewise-key-")) / "resume.key"))
 
 _GYMNASIUM_1 = int(gymnasium.__version__.split(".")[0]) >= 1
 # marker -> (usable here?, what is missing)

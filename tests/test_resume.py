@@ -29,7 +29,7 @@ CLI = [sys.executable, "-m", "statewise.cli", "train"]
 def _resume_step(run: Path) -> int:
     path = run / "resume.pt"
     try:
-        return int(torch.load(path, weights_only=False, map_location="cpu")["step"])
+        return int(torch.load(path, weights_only=True, map_location="cpu")["step"])
     except Exception:  # noqa: BLE001 - absent or being replaced
         return -1
 
@@ -151,3 +151,87 @@ def test_environments_that_cannot_be_saved_restart_their_episodes(tmp_path):
     assert summary["status"] == "ok" and summary["steps"] == 1500
     steps = [int(r["step"]) for r in csv.DictReader(open(target / "metrics.csv"))]
     assert steps == sorted(set(steps)) and steps[-1] == 1500  # no duplicated rows after the resume
+
+
+# ---------------------------------------------------------------- a resume file is untrusted input
+SHORT = ["--steps", "400", *ARGS[2:]]
+
+
+class _Marker:
+    """Unpickling this creates a file: the proof that code from the file ran."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+@pytest.fixture
+def killed_run(tmp_path) -> Path:
+    """A small run killed inside its second checkpoint write (resume.prev.pt holds step 150)."""
+    run = tmp_path / "run"
+    proc = subprocess.run(CLI + SHORT + ["--run-dir", str(run)], capture_output=True,
+                          env={**os.environ, "STATEWISE_TEST_KILL_IN_SAVE": "2"})
+    assert proc.returncode == -9 and (run / "resume.prev.pt").is_file()
+    return run
+
+
+def _rewrite(path: Path, change) -> None:
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+
+
+def test_a_resume_file_with_code_in_it_is_refused_before_anything_runs(killed_run, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    for name in ("resume.pt", "resume.prev.pt"):
+        torch.save({"format": 3, "step": 150, "payload": _Marker(marker)}, killed_run / name)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--resume", str(killed_run), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "could run code" in err[0], err
+    assert not marker.exists()
+
+
+def test_environments_pickled_by_someone_else_are_not_unpickled(killed_run, tmp_path):
+    """The environments are the one pickled part: a forged pickle (no valid signature) never runs; the run resumes
+    with new episodes and says why."""
+    marker = tmp_path / "pwned"
+    import pickle
+
+    def forge(state):
+        state["member"]["envs"] = {"pickle": pickle.dumps(_Marker(marker)), "hmac": "0" * 64}
+    _rewrite(killed_run / "resume.prev.pt", forge)
+    final = subprocess.run(CLI + ["--resume", str(killed_run), "--no-progress"], capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    assert not marker.exists()
+    assert "no matching signature" in final.stderr and "--trust" in final.stderr
+    assert json.loads((killed_run / "summary.json").read_text())["steps"] == 400
+
+
+def test_another_users_file_resumes_exactly_only_with_trust(killed_run, tmp_path):
+    """Signed with another key: the environments restart (one line) unless --trust vouches for the file, in which
+    case the resume is the usual exact one."""
+    other = {**os.environ, "STATEWISE_KEY_FILE": str(tmp_path / "someone-else.key")}
+    copy = tmp_path / "copy"
+    shutil.copytree(killed_run, copy)
+    plain = subprocess.run(CLI + ["--resume", str(killed_run), "--no-progress"], capture_output=True, text=True,
+                           env=other)
+    assert plain.returncode == 0 and "no matching signature" in plain.stderr, plain.stderr
+    trusted = subprocess.run(CLI + ["--resume", str(copy), "--no-progress", "--trust"], capture_output=True,
+                             text=True, env=other)
+    assert trusted.returncode == 0 and "signature" not in trusted.stderr, trusted.stderr
+    reference = tmp_path / "reference"
+    subprocess.run(CLI + SHORT + ["--run-dir", str(reference)], check=True, capture_output=True)
+    assert (reference / "eval.csv").read_bytes() == (copy / "eval.csv").read_bytes()
+
+
+def test_a_resume_state_that_does_not_fit_the_config_is_one_line(killed_run, capsys):
+    config = killed_run / "config.yaml"
+    config.write_text(config.read_text().replace("- 16\n  - 16", "- 32\n  - 16", 1))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--resume", str(killed_run), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "does not fit its config.yaml" in err[0], err
+    assert "network actor.net.layers.0.bias: [1, 1, 16] in the file, [1, 1, 32] for the config" in err[0], err

@@ -102,10 +102,14 @@ def train_population(configs: list[Config], _resumed: list[dict[str, Any]] | Non
     return results
 
 
-def resume(path: str | Path, progress: bool | None = None, plots: bool = True) -> list[TrainResult]:
+def resume(path: str | Path, progress: bool | None = None, plots: bool = True,
+           trust: bool = False) -> list[TrainResult]:
     """Continue a killed run (``statewise train --resume``) from its newest resume state: ``path`` is a run directory,
     or a directory of runs trained together as a population (``--seeds``; runs that finished or failed are left as
-    they are). On CPU the continued run writes exactly the files an uninterrupted run writes (timings aside)."""
+    they are). On CPU the continued run writes exactly the files an uninterrupted run writes (timings aside).
+
+    A resume file is never unpickled as a whole; its environments are, when this user's statewise signed them or when
+    ``trust`` vouches for the file (see :mod:`statewise.run.resume`)."""
     path = Path(path)
     if not path.is_dir():
         raise RunDirError(f"nothing to resume: {path} is not a directory")
@@ -118,15 +122,15 @@ def resume(path: str | Path, progress: bool | None = None, plots: bool = True) -
     if not todo:
         raise RunDirError(f"nothing to resume in {path}: " + ("every run has finished (summary.json)" if candidates
                                                               else "no run directory (config.yaml) found"))
-    return resume_runs(todo, progress=progress, plots=plots)
+    return resume_runs(todo, progress=progress, plots=plots, trust=trust)
 
 
 def resume_runs(run_dirs: list[Path], progress: bool | None = None, threads: int | None = None,
-                plots: bool = True) -> list[TrainResult]:
+                plots: bool = True, trust: bool = False) -> list[TrainResult]:
     """Continue these runs as one population from the newest resume state they all have (see :func:`resume`)."""
     for d in run_dirs:
         resume_io.remove_temporaries(d)
-    states = resume_io.load_common(run_dirs)
+    states = resume_io.load_common(run_dirs, trust=trust)
     configs = []
     for d in run_dirs:
         cfg = Config.from_yaml(d / runio.CONFIG_FILE)

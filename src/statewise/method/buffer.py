@@ -45,16 +45,16 @@ class ReplayBuffer:
         self.size = 0
         self.generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
 
-    _FIELDS = ("obs", "act", "rew", "cost", "next_obs", "terminated")
+    FIELDS = ("obs", "act", "rew", "cost", "next_obs", "terminated")
 
     def member_state(self, k: int) -> dict:
         """Member k's filled rows, write position and sampling generator (for an exact resume)."""
-        return {"rows": {f: getattr(self, f)[k, :self.size].cpu().clone() for f in self._FIELDS},
+        return {"rows": {f: getattr(self, f)[k, :self.size].cpu().clone() for f in self.FIELDS},
                 "pos": self.pos, "size": self.size, "generator": self.generators[k].get_state()}
 
     def load_member_state(self, k: int, state: dict) -> None:
         self.pos, self.size = int(state["pos"]), int(state["size"])
-        for f in self._FIELDS:
+        for f in self.FIELDS:
             getattr(self, f)[k, :self.size] = state["rows"][f].to(self.device)
         self.generators[k].set_state(state["generator"])
 
