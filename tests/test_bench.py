@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -136,7 +137,7 @@ def test_a_run_trained_with_other_settings_is_never_reused(tmp_path):
     assert summaries[0]["steps"] == 200
     assert list((out / "DoubleIntegrator-v0").glob("sac-lag-s0.stale-*"))
     assert "n per variant: sac-lag 1)" in report(out).read_text()  # the stale copy is not counted
-    # threads do not change results, so they do not make a run stale
+    # threads say how a run is computed (bench sets them from the spare cores), not what: they do not make it stale
     threads = [dataclasses.replace(spec, threads=2) for spec in longer]
     assert bench(threads, LocalExecutor(1), progress=False)[0]["steps"] == 200
 
@@ -229,3 +230,103 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the worker kills itself with SIGKILL")
+def test_a_worker_that_dies_fails_only_its_own_item(tmp_path):
+    """A worker process killed outright (SIGKILL, as by the OS for memory) fails its own work item with one line that
+    names the run; the item running beside it and the one still queued finish."""
+    from statewise.grid.execution import GridIncomplete
+
+    out = tmp_path / "grid"
+    # the dying item first, so that the other two are running or queued when its worker dies
+    specs = plan(["sac-lag"], ["_failing_env:Dying-v0", "statewise/DoubleIntegrator-v0"], [0, 1], 100, out,
+                 overrides=TINY)
+    specs = [s for s in specs if not (s.env.startswith("_failing_env") and s.seed == 1)]
+    with pytest.raises(GridIncomplete) as info:
+        bench(specs, LocalExecutor(2), progress=False, populations=False)
+    assert [group.specs[0].env for group, _ in info.value.failures] == ["_failing_env:Dying-v0"]
+    message = str(info.value)
+    assert "sac-lag on _failing_env:Dying-v0, seed(s) 0" in message and "worker process" in message
+    assert "SIGKILL" in message and len(message.splitlines()) == 1
+    assert sorted((s["env"], s["seed"]) for s in info.value.summaries) == [("statewise/DoubleIntegrator-v0", 0),
+                                                                           ("statewise/DoubleIntegrator-v0", 1)]
+
+
+def test_bench_exits_1_when_a_run_diverged(tmp_path, capsys):
+    """A grid in which a run diverged keeps its work (the report is written) but exits 1 with one line that counts
+    the runs that failed."""
+    from statewise.cli import main
+
+    out = tmp_path / "grid"
+    args = ["bench", "--algos", "sac-lag", "--envs", "statewise/DoubleIntegrator-v0,_failing_env:NaNReward-v0",
+            "--seeds", "1", "--steps", "150", "--workers", "1", "--out", str(out)] + \
+        [arg for override in TINY for arg in ("--set", override)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 1, captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("statewise: error:")]
+    assert len(errors) == 1 and "1 of 2 runs failed" in errors[0] and "1 diverged" in errors[0], captured.err
+    assert (out / "report.md").is_file() and str(out / "report.md") in captured.out
+    assert (out / "DoubleIntegrator-v0" / "sac-lag-s0" / "summary.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def small_grid(tmp_path_factory):
+    """A finished grid of two runs (copy it before changing it)."""
+    out = tmp_path_factory.mktemp("small") / "grid"
+    bench(plan(["sac-lag"], ["statewise/DoubleIntegrator-v0"], [0, 1], 150, out, overrides=TINY), LocalExecutor(1),
+          progress=False)
+    return out
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_report_counts_a_run_without_eval_csv_as_unreadable(small_grid, tmp_path, capsys):
+    """A finished run whose eval.csv is missing is counted (non-finite in every metric) and listed, with a warning,
+    instead of a traceback."""
+    from statewise.cli import main
+
+    out = tmp_path / "grid"
+    shutil.copytree(small_grid, out)
+    (out / "DoubleIntegrator-v0" / "sac-lag-s1" / "eval.csv").unlink()
+    main(["report", str(out)])
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("statewise: warning: ") and "sac-lag-s1" in warnings[0]
+    assert "eval.csv" in warnings[0]
+    text = (out / "report.md").read_text()
+    assert "1 of 2 runs unreadable" in text and "sac-lag-s1: eval.csv" in text
+    assert "[1 of 2 non-finite]" in text and "n per variant: sac-lag 2)" in text
+
+
+def _refused(argv, capsys, fragment):
+    from statewise.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith("statewise: error: "), captured.err
+    assert fragment in lines[0], lines[0]
+
+
+def test_report_refuses_a_folder_without_finished_runs_and_a_single_run(small_grid, tmp_path, capsys):
+    """No finished run (e.g. a grid still training): refused, nothing written. A single run's directory: refused with
+    a hint that report reads a directory of runs, nothing written into the run."""
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(small_grid, unfinished)
+    for summary in unfinished.rglob("summary.json"):
+        summary.unlink()
+    before = _files(unfinished)
+    _refused(["report", str(unfinished)], capsys, "no finished run")
+    assert _files(unfinished) == before and not (unfinished / "report.md").exists()
+
+    run = tmp_path / "grid" / "DoubleIntegrator-v0" / "sac-lag-s0"
+    shutil.copytree(small_grid / "DoubleIntegrator-v0" / "sac-lag-s0", run)
+    before = _files(run)
+    _refused(["report", str(run)], capsys, "directory of runs")
+    assert _files(run) == before and not (run / "report.md").exists()

@@ -68,20 +68,20 @@ def test_ray_grid_equals_local_grid_and_leaves_nothing_behind(tmp_path, isolated
 
 @pytest.mark.parametrize("engine", ["local", "ray"])
 def test_a_work_item_that_raises_is_reported_and_the_rest_finish(tmp_path, isolated_home, engine):
-    import _failing_env  # noqa: F401 - registers Crashing-v0 here (workers import it from the env id)
+    import _failing_env  # noqa: F401 - registers CrashingAtStart-v0 here (workers import it from the env id)
     from statewise.grid.ray_executor import RayExecutor
 
     out = tmp_path / "grid"
-    specs = plan(["sac-lag"], ["statewise/DoubleIntegrator-v0", "_failing_env:Crashing-v0"], [0], 200, out,
+    specs = plan(["sac-lag"], ["statewise/DoubleIntegrator-v0", "_failing_env:CrashingAtStart-v0"], [0], 200, out,
                  overrides=TINY)
     executor = RayExecutor(out, workers=2) if engine == "ray" else LocalExecutor(2)
     with pytest.raises(GridIncomplete) as info:
         bench(specs, executor, progress=False)
     assert len(info.value.failures) == 1
     group, error = info.value.failures[0]
-    assert group.specs[0].env == "_failing_env:Crashing-v0"
+    assert group.specs[0].env == "_failing_env:CrashingAtStart-v0"
     assert "the simulator crashed" in str(info.value)
-    assert "sac-lag on _failing_env:Crashing-v0, seed(s) 0" in str(info.value)
+    assert "sac-lag on _failing_env:CrashingAtStart-v0, seed(s) 0" in str(info.value)
     assert [s["env"] for s in info.value.summaries] == ["statewise/DoubleIntegrator-v0"]
     assert (out / "DoubleIntegrator-v0" / "sac-lag-s0" / "summary.json").is_file()
 

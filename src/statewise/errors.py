@@ -21,6 +21,9 @@ class EnvConstructionError(EnvError):
         super().__init__(message)
         self.original = original
 
+    def __reduce__(self):  # both arguments, so that it crosses process boundaries (worker pools, Ray)
+        return type(self), (self.args[0], self.original)
+
 
 class CheckpointError(StatewiseError):
     """A run directory or checkpoint that is missing or unreadable."""

@@ -3,7 +3,7 @@ ablation table, figures and every run's numbers (``statewise report``). Reads fi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from statewise.config import variant_order
-from statewise.errors import StatewiseError
+from statewise.errors import CheckpointError, StatewiseError
 from statewise.method.multipliers import per_state
 from statewise.metrics import (
     delta_correlation_by_distance,
@@ -36,6 +36,8 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
 
     summary = runio.read_json(run_dir / runio.SUMMARY_FILE)
     ev = read_csv(run_dir / runio.EVAL_CSV)
+    if not ev:
+        raise CheckpointError(f"{run_dir}: {_no_evaluations(run_dir)}")
     out = {
         "return (last 10% of evals)": last_fraction_mean(ev["return"]),
         "episode cost (last 10%)": last_fraction_mean(ev["cost"]),
@@ -214,7 +216,8 @@ def _runs_table(runs: list[Path]) -> list[str]:
         population = summary.get("population", 1)  # runs from before populations were single processes
         if summary.get("status") == "failed":
             failure = summary["failure"]
-            lines.append(f"| {run.name} | **failed at step {failure['step']}: non-finite {failure['quantity']}** "
+            what = (failure.get("error") or f"non-finite {failure['quantity']}").splitlines()[0].replace("|", "/")
+            lines.append(f"| {run.name} | **failed at step {failure['step']}: {what}** "
                          f"| – | – | – | – | – | {population} | – | {nets} | {cfg['device']}, {cfg['threads']} | "
                          f"{torch_version} |")
             continue
@@ -227,19 +230,31 @@ def _runs_table(runs: list[Path]) -> list[str]:
     return lines + [""]
 
 
-def report(out: Path, cost_limit: float = 0.0) -> Path:
-    """Write ``OUT/report.md`` with figures per environment from a grid directory: the metrics table (mean ± 95% CI
-    over seeds per variant), the ablation table (docs/algorithm.md §6) when its four variants ran, learning curves,
-    λ maps over training, reliability curves and every run's final numbers and speed."""
-    env_dirs = sorted(d for d in Path(out).iterdir() if d.is_dir()) if Path(out).is_dir() else []
+def report(out: Path, cost_limit: float = 0.0, warn: Callable[[str], None] | None = None) -> Path:
+    """Write ``OUT/report.md`` with figures per environment from a grid directory (``OUT/<env>/<label>-s<seed>``,
+    as bench writes it): the metrics table (mean ± 95% CI over seeds per variant), the ablation table
+    (docs/algorithm.md §6) when its four variants ran, learning curves, λ maps over training, reliability curves and
+    every run's final numbers and speed.
+
+    A finished run whose evaluations cannot be found (eval.csv missing or empty) is counted as unreadable, non-finite
+    in every metric, and ``warn`` (default: :func:`warnings.warn`) is told. Refused before anything is written: a
+    single run's directory, and a directory without a finished run."""
+    out = Path(out)
+    for name in (runio.CONFIG_FILE, runio.SUMMARY_FILE):
+        if (out / name).is_file():
+            raise StatewiseError(f"{out} is a single run (it holds {name}); report reads a directory of runs, such "
+                                 "as a bench --out folder (OUT/<env>/<label>-s<seed>); nothing was written")
+    env_dirs = sorted(d for d in out.iterdir() if d.is_dir()) if out.is_dir() else []
     if not env_dirs:
         raise StatewiseError(f"no benchmark runs found in {out}")
+    found = [(env_dir, runs) for env_dir in env_dirs if (runs := runio.finished_runs(env_dir))]
+    if not found:
+        raise StatewiseError(f"no finished run in {out} (a finished run is OUT/<env>/<label>-s<seed> with "
+                             f"{runio.SUMMARY_FILE}); nothing was written")
     lines = [f"# statewise benchmark report: {out}", ""]
-    for env_dir in env_dirs:
-        runs = runio.finished_runs(env_dir)
-        if runs:
-            lines += _env_section(out, env_dir, runs, cost_limit)
-    path = Path(out) / "report.md"
+    for env_dir, runs in found:
+        lines += _env_section(out, env_dir, runs, cost_limit, warn or _warn)
+    path = out / "report.md"
     runio.atomic_write(path, "\n".join(lines) + "\n")
     return path
 
@@ -253,18 +268,35 @@ class _Variants:
     labels: list[str]  # in the report's variant order
     keys: list[str]  # every metric some run has, in the order first seen
     failed: list[tuple[Path, dict[str, Any]]]
+    unreadable: list[tuple[Path, str]]  # finished runs whose evaluations cannot be read (their row: non-finite too)
 
 
-def _read_variants(runs: list[Path], cost_limit: float) -> _Variants:
+def _no_evaluations(run: Path) -> str:
+    return f"{runio.EVAL_CSV} is {'empty' if (run / runio.EVAL_CSV).is_file() else 'missing'}"
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, stacklevel=3)
+
+
+def _read_variants(runs: list[Path], cost_limit: float, warn: Callable[[str], None]) -> _Variants:
     by_label: dict[str, list[dict[str, float]]] = {}
     steps: dict[str, set[int]] = {}
     order: dict[str, tuple[int, bool, str]] = {}
     failed: list[tuple[Path, dict[str, Any]]] = []
+    unreadable: list[tuple[Path, str]] = []
     for run in runs:
         summary = runio.read_json(run / runio.SUMMARY_FILE)
         label = summary.get("label", summary["algo"])
         if summary.get("status") == "failed":  # every metric of a diverged run is non-finite, its cost too
             failed.append((run, summary))
+            by_label.setdefault(label, []).append({})
+        elif not _has_evaluations(run):  # counted, never dropped: non-finite like a failed run
+            unreadable.append((run, _no_evaluations(run)))
+            warn(f"{run}: {_no_evaluations(run)}; the report counts this run as unreadable (non-finite in every "
+                 "metric)")
             by_label.setdefault(label, []).append({})
         else:
             by_label.setdefault(label, []).append(run_metrics(run, cost_limit))
@@ -276,10 +308,18 @@ def _read_variants(runs: list[Path], cost_limit: float) -> _Variants:
         for row in rows:
             if not row:
                 row.update(dict.fromkeys(keys, float("nan")))
-    return _Variants(by_label, steps, labels, keys, failed)
+    return _Variants(by_label, steps, labels, keys, failed, unreadable)
 
 
-def _env_section(out: Path, env_dir: Path, runs: list[Path], cost_limit: float) -> list[str]:
+def _has_evaluations(run: Path) -> bool:
+    """Whether the run's eval.csv holds an evaluation (a corrupt one is an error: statewise.analysis.plots.read_csv)."""
+    from statewise.analysis.plots import read_csv
+
+    return bool(read_csv(run / runio.EVAL_CSV))
+
+
+def _env_section(out: Path, env_dir: Path, runs: list[Path], cost_limit: float,
+                 warn: Callable[[str], None]) -> list[str]:
     """The report's section on one environment, and its figures (written into ``env_dir``)."""
     from statewise.analysis.plots import (
         lambda_over_training,
@@ -289,7 +329,7 @@ def _env_section(out: Path, env_dir: Path, runs: list[Path], cost_limit: float) 
         value_bias_curves,
     )
 
-    variants = _read_variants(runs, cost_limit)
+    variants = _read_variants(runs, cost_limit, warn)
     figure = learning_curves(runs, env_dir)
     lines = _overview(env_dir, runs, variants) + _metric_tables(variants) + ablation_table(variants.by_label)
     lines += [f"![learning curves]({figure.relative_to(out)})", ""]
@@ -317,6 +357,10 @@ def _overview(env_dir: Path, runs: list[Path], variants: _Variants) -> list[str]
                   "metric, never as safe):", ""]
         lines += [f"* {run.name}: non-finite {s['failure']['quantity']} at step {s['failure']['step']}"
                   for run, s in variants.failed] + [""]
+    if variants.unreadable:
+        lines += [f"**{len(variants.unreadable)} of {len(runs)} runs unreadable** (finished, but their evaluations "
+                  "cannot be read; counted as non-finite in every metric):", ""]
+        lines += [f"* {run.name}: {why}" for run, why in variants.unreadable] + [""]
     return lines
 
 

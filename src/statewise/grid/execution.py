@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator
+import pickle
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,16 +89,19 @@ class Executor(Protocol):
         """Yield (item, fn(item)) as the items finish, in any order; (item, exception) for an item that failed."""
 
 
-#: set when an interrupted worker pool could not be shut down cleanly (see :meth:`LocalExecutor.run`)
-pool_abandoned = False
+class WorkerDied(RuntimeError):
+    """A work item's worker process died before it returned (killed, e.g. by the OS when memory ran out, or
+    crashed in native code); the other work items are not affected."""
 
 
 class LocalExecutor:
     """Worker processes on this machine (one per core by default), one fresh process per work item, started with
-    ``spawn`` (forking a process whose torch thread pools are running can deadlock the child). The workers die with
-    the parent: on Ctrl-C or SIGTERM the parent terminates them before it exits, and on Linux the kernel kills them if
-    the parent is killed outright (PR_SET_PDEATHSIG), so no orphan keeps training. With ``lock`` (a
-    :class:`GridLock`'s workers file) each worker holds a shared lock on it while it lives."""
+    ``spawn`` (forking a process whose torch thread pools are running can deadlock the child). A worker that dies
+    (killed by the OS for memory, a crash in native code) fails its own item with :class:`WorkerDied`; the items
+    beside it and those still queued go on. The workers die with the parent: on Ctrl-C or SIGTERM the parent
+    terminates them before it exits, and on Linux the kernel kills them if the parent is killed outright
+    (PR_SET_PDEATHSIG), so no orphan keeps training. With ``lock`` (a :class:`GridLock`'s workers file) each worker
+    holds a shared lock on it while it lives."""
 
     def __init__(self, workers: int, lock: Path | None = None):
         self.workers = workers
@@ -110,41 +114,99 @@ class LocalExecutor:
                 yield call(i)
             return
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from multiprocessing.connection import wait
 
-        # a worker that dies (killed, out of memory) fails its item with BrokenProcessPool instead of hanging the grid
-        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_die_with_parent, initargs=(str(self.lock) if self.lock else None,),
-                                   max_tasks_per_child=1)
-        call = _Indexed(fn, items)
-        futures = {}
-        try:  # from the first submit on: an interrupt while the pool spawns its workers is cleaned up too
-            for i in range(len(items)):
-                futures[pool.submit(call, i)] = items[i]
-            for future in as_completed(futures):
-                try:
-                    yield future.result()
-                except Exception as exc:  # noqa: BLE001 - the worker died: reported with its item
-                    yield futures[future], exc
-            pool.shutdown()
-        except BaseException:
-            running = list((getattr(pool, "_processes", None) or {}).values())
-            manager = getattr(pool, "_executor_manager_thread", None)
-            pool.shutdown(wait=False, cancel_futures=True)  # the queued items never start
-            for process in running:
-                process.terminate()  # the running ones stop now
-            if manager is not None:
-                manager.join(timeout=5.0)
-                global pool_abandoned
-                # An interrupt that lands while the pool is still spawning a worker leaves an item "running" on a
-                # worker that never registered: the pool's manager thread then waits for it for ever, and so would the
-                # interpreter's exit, which joins that thread. The CLI ends the process without that join.
-                pool_abandoned = pool_abandoned or manager.is_alive()
-            raise
+        ctx = multiprocessing.get_context("spawn")
+        lock = str(self.lock) if self.lock else None
+        queued = list(range(len(items)))
+        running: dict[int, tuple[Any, Any]] = {}  # item index -> (process, the end of its pipe we read)
+        try:  # from the first start on: an interrupt while a worker spawns is cleaned up too
+            while queued or running:
+                while queued and len(running) < self.workers:
+                    i = queued.pop(0)
+                    reader, writer = ctx.Pipe(duplex=False)
+                    process = ctx.Process(target=_work, args=(fn, items[i], writer, lock), name=f"statewise-{i}")
+                    running[i] = (process, reader)
+                    process.start()
+                    writer.close()  # the worker holds the only writer: its death ends the pipe
+                ready = set(wait([end for process, reader in running.values() for end in (reader, process.sentinel)]))
+                for i, (process, reader) in list(running.items()):
+                    if reader in ready or process.sentinel in ready:
+                        result = _receive(process, reader)
+                        del running[i]
+                        yield items[i], result
+        finally:  # after an interrupt (or a consumer that stopped early): the running workers stop now
+            _stop(process for process, _ in running.values())
+            for _, reader in running.values():
+                reader.close()
+
+
+def _work(fn: Callable[[Any], Any], item: Any, writer: Any, lock: str | None) -> None:
+    """In a worker process: fn(item), or the exception it raised, sent back through ``writer``."""
+    _die_with_parent(lock)
+    try:
+        result = fn(item)
+    except Exception as exc:  # noqa: BLE001 - reported with its item; the grid goes on
+        result = exc
+    if isinstance(result, BaseException):  # one that does not survive pickling is sent as text
+        try:
+            pickle.loads(pickle.dumps(result))
+        except Exception:  # noqa: BLE001 - e.g. an __init__ with more arguments than its args
+            result = RuntimeError(f"{type(result).__name__}: {_first_line(result)}")
+    try:
+        writer.send(result)
+    except Exception as exc:  # noqa: BLE001 - a result that cannot be pickled (nothing was sent yet)
+        writer.send(RuntimeError(f"the result could not be sent back: {type(exc).__name__}: {_first_line(exc)}"))
+    writer.close()
+
+
+def _receive(process: Any, reader: Any) -> Any:
+    """What a finished (or dead) worker sent back: its item's result or exception, or :class:`WorkerDied`."""
+    try:
+        result = reader.recv()
+    except (EOFError, OSError):  # the worker died before it sent anything
+        process.join()
+        return WorkerDied(f"its worker process (pid {process.pid}) died before the run finished: "
+                          f"{_how(process.exitcode)}; run bench again to resume or retrain it")
+    except Exception as exc:  # noqa: BLE001 - sent, but it cannot be unpickled here
+        result = RuntimeError(f"the result of the work item could not be read: {type(exc).__name__}: "
+                              f"{_first_line(exc)}")
+    finally:
+        reader.close()
+    process.join()
+    return result
+
+
+def _how(exitcode: int | None) -> str:
+    """How a process ended, for a message: 'killed by SIGKILL (...)' or 'exited with code 3'."""
+    import signal
+
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        oom = " (as the OS does when memory runs out)" if name == "SIGKILL" else ""
+        return f"killed by {name}{oom}"
+    return f"exited with code {exitcode}"
+
+
+def _stop(processes: Iterable[Any]) -> None:
+    """Terminate the workers still running (after an interrupt) and wait for them, killing any that lingers."""
+    processes = [p for p in processes if p.pid is not None]  # one whose start was interrupted never ran
+    for process in processes:
+        if process.exitcode is None:
+            process.terminate()  # the worker's SIGTERM is the default action: it ends at once
+    for process in processes:
+        process.join(timeout=5.0)
+        if process.exitcode is None:
+            process.kill()
+            process.join(timeout=5.0)
 
 
 class _Indexed:
-    """fn applied to items[i], returning (item, result) (picklable for the pool)."""
+    """fn applied to items[i], returning (item, result), or (item, exception) if it raised (one worker: in this
+    process)."""
 
     def __init__(self, fn: Callable[[Any], Any], items: list[Any]):
         self.fn, self.items = fn, items
@@ -232,18 +294,27 @@ def bench(specs: list[RunSpec], executor: Executor, progress: bool = True, popul
     groups = _work_items(todo, resumable, populations, getattr(executor, "workers", 1))
     bar = tqdm(total=len(specs), initial=len(done), disable=not progress, unit="run", desc="grid")
     failures: list[tuple[Group, BaseException]] = []
-    for group, summaries in executor.run(run_group, groups):
-        if isinstance(summaries, BaseException):
-            failures.append((group, summaries))
-            tqdm.write(f"statewise: {group.describe()} failed: {type(summaries).__name__}: "
-                       f"{_first_line(summaries)}")
-            bar.update(len(group.specs))
-            continue
-        for spec, summary in zip(group.specs, summaries, strict=True):  # one summary per run, in order
-            done.append(summary)
-            bar.set_postfix_str(_outcome(spec, summary))
-            bar.update(1)
-    bar.close()
+    results = executor.run(run_group, groups)
+    try:
+        for group, summaries in results:
+            if isinstance(summaries, BaseException):
+                failures.append((group, summaries))
+                tqdm.write(f"statewise: {group.describe()} failed: {type(summaries).__name__}: "
+                           f"{_first_line(summaries)}")
+                bar.update(len(group.specs))
+                continue
+            for spec, summary in zip(group.specs, summaries, strict=True):  # one summary per run, in order
+                done.append(summary)
+                bar.set_postfix_str(_outcome(spec, summary))
+                bar.update(1)
+    except BaseException:
+        bar.disable = True  # not drawn again: the error's one line stands alone
+        raise
+    finally:  # an interrupt here, between results, stops the executor's workers now (not when it is collected)
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
+        bar.close()
     if failures:
         raise GridIncomplete(failures, done)
     return done

@@ -71,7 +71,9 @@ class RunSpec:
         return cfg.validate()
 
 
-# settings that do not change what a run computes (threads: bitwise equal results are tested for 1 and 2)
+# settings that say how a run is computed, not what it computes. threads: torch's thread count, which bench sets from
+# the spare cores, so a grid continued with other --workers (or on another machine) still reuses its runs; more threads
+# may change float rounding in torch's parallel kernels (no test claims bitwise equality across thread counts).
 # compile: auto resolves per machine (a C++ compiler), and compiled and eager updates agree to float rounding
 _NOT_FINGERPRINTED = {"run_dir", "threads", "progress", "compile"}
 
