@@ -140,3 +140,24 @@ def test_signal_truth_follows_the_signal(signal):
     else:
         assert out["qc_mc"][2] == pytest.approx(1.0)  # beyond the wall: violates at once, γ^0
         assert np.all((out["qc_mc"] >= 0.0) & (out["qc_mc"] <= 1.0))
+
+
+def test_cost_value_is_the_twin_mean_by_default_as_documented(tmp_path):
+    """Agent.cost_value combines the twin cost critics by constraint.twin_aggregate, the mean by default (no longer
+    the max): its value is the twins' mean, and neither its docstring nor the diagnostics' call the default
+    pessimistic."""
+    import statewise.run.diagnostics as diagnostics
+    from statewise.analysis.agent import Agent
+
+    assert Config().constraint.twin_aggregate == "mean"
+    sac = make_sac()
+    agent = Agent(sac, Config(algo="sac-alam"), tmp_path)
+    obs = np.random.default_rng(0).uniform(-3, 3, (16, 2)).astype(np.float32)
+    with torch.no_grad():
+        x = torch.as_tensor(obs).unsqueeze(0)
+        twins = sac.critic(x, sac.actor.mode(x))[:, 2:]
+    np.testing.assert_allclose(agent.cost_value(obs), twins.mean(1)[0].numpy(), rtol=1e-6, atol=1e-6)
+    for doc in (Agent.cost_value.__doc__, diagnostics.__doc__):
+        text = " ".join(doc.lower().split())
+        assert "pessimistic by default" not in text and "pessimistic cost value" not in text
+    assert "mean by default" in " ".join(Agent.cost_value.__doc__.split())

@@ -111,3 +111,60 @@ def test_api_writes_the_plots_the_cli_writes(tmp_path, tiny):
     assert all((tmp_path / "a" / "plots" / p.name).is_file() for p in with_plots.plots)
     without = statewise.train(tiny(tmp_path / "b"), plots=False)
     assert without.plots == [] and not (tmp_path / "b" / "plots").exists()
+
+
+def seed_curves():
+    """Two seeds' reliability entries (as summary.json holds them, 4 quantile bins) from states whose scores are tied
+    within each bin: seed A has 60 states at λ = 0, so its ties merge into one bin and it has 3 bins; seed B has 4."""
+    from statewise.run.evaluate import reliability_entry
+
+    a_scores = np.r_[np.zeros(60), np.full(20, 2.0), np.full(20, 4.0)]
+    a_labels = np.r_[np.zeros(60), np.tile([0.0, 1.0], 10), np.ones(20)]
+    b_scores = np.repeat([0.0, 1.0, 3.0, 5.0], 25)
+    b_labels = np.r_[np.zeros(25), np.ones(5), np.zeros(20), np.ones(15), np.zeros(10), np.ones(25)]
+    a, b = reliability_entry(a_scores, a_labels, 4), reliability_entry(b_scores, b_labels, 4)
+    return a, b, np.r_[a_scores, b_scores], np.r_[a_labels, b_labels]
+
+
+def test_seed_reliability_entries_count_their_bins():
+    a, b, _, _ = seed_curves()
+    assert a == {"mean_score": [0.0, 2.0, 4.0], "violation_freq": [0.0, 0.5, 1.0], "states": [60, 20, 20]}
+    assert b["mean_score"] == [0.0, 1.0, 3.0, 5.0] and b["states"] == [25, 25, 25, 25]
+    np.testing.assert_allclose(b["violation_freq"], [0.0, 0.2, 0.6, 1.0])
+
+
+def test_pooled_reliability_aligns_seeds_by_value():
+    """Pooling the seeds' bins by score gives the curve of the pooled states: (0, 0) for the 85 states at 0, (1, 0.2)
+    for 25, then 2 and 3 together (45 states, 25 positive), then 4 and 5 (45, all positive). Lining the bins up by
+    position would average A's λ = 2 bin with B's λ = 1 bin and drop B's highest bin."""
+    from statewise.metrics import reliability
+
+    a, b, scores, labels = seed_curves()
+    quantile, mean_score, freq, count = plots.pooled_reliability([a, b], bins=4)
+    np.testing.assert_array_equal(count, [85, 25, 45, 45])
+    np.testing.assert_allclose(mean_score, [0.0, 1.0, 115 / 45, 205 / 45])
+    np.testing.assert_allclose(freq, [0.0, 0.2, 25 / 45, 1.0])
+    np.testing.assert_allclose(quantile, [42.5 / 200, 97.5 / 200, 132.5 / 200, 177.5 / 200])
+    exact_score, exact_freq = reliability(scores, labels, bins=4)  # the seeds' raw states pooled
+    np.testing.assert_allclose(mean_score, exact_score)
+    np.testing.assert_allclose(freq, exact_freq)
+
+
+def test_reliability_figure_draws_the_pooled_curve(tmp_path, figures):
+    from statewise.run import runio
+
+    a, b, _, _ = seed_curves()
+    dirs = []
+    for seed, curve in enumerate((a, b)):
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        mc = {"horizon": 50, "states": sum(curve["states"]), "bins": 4, "lambda_reliability": curve,
+              "cost_value_reliability": curve}
+        runio.write_json(d / runio.SUMMARY_FILE, {"algo": "sac-alam", "label": "sac-alam", "mc_calibration": mc})
+        dirs.append(d)
+    plots.reliability_curves(dirs, tmp_path)
+    ax = figures["reliability.png"].axes[0]
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("sac-alam")]
+    assert line.get_label() == "sac-alam (n=2)"
+    np.testing.assert_allclose(line.get_xdata(), [42.5 / 200, 97.5 / 200, 132.5 / 200, 177.5 / 200])
+    np.testing.assert_allclose(line.get_ydata(), [0.0, 0.2, 25 / 45, 1.0])

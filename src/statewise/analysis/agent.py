@@ -50,7 +50,8 @@ class Agent:
         return out[0] if single else out
 
     def cost_value(self, obs: np.ndarray) -> np.ndarray | float:
-        """Pessimistic cost value Q^c(s, π(s)) at the deterministic action."""
+        """Cost value Q^c(s, π(s)) at the deterministic action: the twin cost critics combined by
+        ``constraint.twin_aggregate``, their mean by default (``max`` is the pessimistic choice)."""
         x, single = self._obs(obs)
         out = self.sac.cost_value(x)[0].cpu().numpy()
         return out[0] if single else out
@@ -73,15 +74,18 @@ def load(run_dir: str | Path, device: str = "cpu") -> Agent:
     if not cfg_path.is_file():
         raise CheckpointError(f"{cfg_path} is missing; cannot rebuild the agent")
     cfg = Config.from_yaml(cfg_path).validate()
+    meta = ckpt["meta"]  # a mapping (runio.load_checkpoint checks)
     try:
-        meta = ckpt["meta"]
+        step = int(meta.get("step", 0))
         sac = SAC.from_config(int(meta["obs_dim"]), int(meta["act_dim"]), cfg)
         sac.load_state_dict(ckpt["agent"])
         sac.load_optimizer_states(ckpt["optimizers"])
-    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0]
+    except StatewiseError:  # e.g. networks too large for this machine's memory
+        raise
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"checkpoint in {run_dir} does not match its config.yaml: {first[:200]}") from None
     if not all(sac.finite_members()):
         raise CheckpointError(f"checkpoint in {run_dir} holds non-finite parameters (the run diverged); "
                               "there is no policy to use")
-    return Agent(sac.to(device).eval(), cfg, run_dir, int(meta.get("step", 0)))
+    return Agent(sac.to(device).eval(), cfg, run_dir, step)

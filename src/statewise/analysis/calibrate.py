@@ -2,10 +2,13 @@
 
 Data: the final deterministic policy is rolled out from the task's own initial distribution; every visited state is
 labelled y = 1[a cost > 0 within the next H transitions], states with an unknown label left out
-(:func:`statewise.analysis.risk.labelled_states`). Fit: isotonic regression of y on the score, on one set of
-episodes. Check: the expected calibration error and a reliability curve on a second, held-out set. Both sets use
-reset seeds of their own (``evaluate.episode_seeds``), disjoint from every evaluation's. Written to RUN_DIR/risk.json
-and RUN_DIR/plots/risk_reliability.png.
+(:func:`statewise.run.evaluate.labelled_states`, the labelling of the training-time check in summary.json too). Fit:
+isotonic regression of y on the score, on one set of episodes. Check, on a second, held-out set: the expected
+calibration error over all states and over the states at risk (predicted risk ≥ 0.01: most states have risk 0 and
+make the first tiny), the Brier score and its skill against the base rate, and a reliability curve with the number of
+states per bin (:func:`statewise.analysis.risk.calibration_scores`). Both sets use reset seeds of their own
+(``evaluate.episode_seeds``), disjoint from every evaluation's. Written to RUN_DIR/risk.json and
+RUN_DIR/plots/risk_reliability.png.
 """
 
 from __future__ import annotations
@@ -20,16 +23,14 @@ from statewise.analysis.plots import plt, save_figure
 from statewise.analysis.risk import (
     SCORES,
     RiskModel,
+    calibration_scores,
     default_score,
-    expected_calibration_error,
     isotonic_fit,
-    labelled_states,
     score_fn,
 )
 from statewise.errors import StatewiseError
-from statewise.metrics import auroc
 from statewise.run import runio
-from statewise.run.evaluate import build_env, episode_seeds, rollout_members
+from statewise.run.evaluate import build_env, episode_seeds, labelled_states, rollout_members
 
 LOCKSTEP = 16  # environments stepped together by calibrate
 
@@ -57,14 +58,10 @@ def calibrate(run_dir: str | Path, episodes: int = 100, test_episodes: int = 100
                              "limit; use a shorter --horizon")
     lefts, values = isotonic_fit(x_fit, y_fit)
     model = RiskModel(score, horizon, lefts, values)
-    p_test = model(x_test)
-    ece, mean_p, freq, count = expected_calibration_error(p_test, y_test, bins)
     out = {"score": score, "horizon": horizon, "policy": "deterministic", "checkpoint_step": agent.step,
            "fit": {"episodes": episodes, "states": int(len(y_fit)), "positive_fraction": float(y_fit.mean())},
            "test": {"episodes": test_episodes, "states": int(len(y_test)), "positive_fraction": float(y_test.mean()),
-                    "ece": ece, "brier": float(np.mean((p_test - y_test) ** 2)), "auroc": auroc(p_test, y_test),
-                    "reliability": {"mean_predicted": mean_p.tolist(), "observed": freq.tolist(),
-                                    "states": count.tolist()}},
+                    **calibration_scores(model(x_test), y_test, bins)},
            "lefts": lefts.tolist(), "values": values.tolist()}
     runio.write_json(run_dir / runio.RISK_FILE, out)
     out["plot"] = str(_reliability_plot(run_dir, out))
@@ -93,11 +90,20 @@ def _scored_states(agent: Agent, score: str, horizon: int,
 
 
 def _reliability_plot(run_dir: Path, result: dict[str, Any]) -> Path:
+    """Left: the held-out reliability curve, each bin marked with its number of states (the mid-range bins, where
+    the risk is uncertain, are often sparse), ECE over all states and over the states at risk, Brier skill. Right:
+    the fitted step function."""
     test = result["test"]
+    rel = test["reliability"]
     fig, (ax, fit_ax) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
-    ax.plot(test["reliability"]["mean_predicted"], test["reliability"]["observed"], marker="o",
+    ax.plot(rel["mean_predicted"], rel["observed"], marker="o",
             label=f"held out: {test['states']} states, ECE {test['ece']:.3f}")
+    ax.plot([], [], ls="none", label=f"ECE at risk (p ≥ {test.get('at_risk_threshold', 0.01):g}, "
+                                     f"{test['at_risk_states']} states) {_fmt(test['ece_at_risk'])}")
+    ax.plot([], [], ls="none", label=f"Brier {test['brier']:.4f}, Brier skill {_fmt(test['brier_skill'])}")
+    for x, y, n in zip(rel["mean_predicted"], rel["observed"], rel["states"], strict=True):
+        ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
     ax.set_xlabel(f"predicted P(violation within {result['horizon']} steps)")
     ax.set_ylabel("observed frequency")
     ax.set_xlim(-0.02, 1.02)
@@ -113,3 +119,8 @@ def _reliability_plot(run_dir: Path, result: dict[str, Any]) -> Path:
     fit_ax.grid(alpha=0.3)
     (run_dir / "plots").mkdir(exist_ok=True)
     return save_figure(fig, run_dir / "plots" / "risk_reliability.png")
+
+
+def _fmt(value: float | None) -> str:
+    """A figure for the plot's legend; undefined (None in risk.json, NaN here) as 'n/a'."""
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"

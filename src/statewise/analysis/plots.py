@@ -334,30 +334,72 @@ def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> P
     return save_figure(fig, out / "lambda_over_training.png")
 
 
+RELIABILITY_BINS = 10  # bins of summaries that do not say (monte_carlo_calibration_from's default)
+
+
+def pooled_reliability(curves: list[dict[str, Any]], bins: int = RELIABILITY_BINS
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One reliability curve for several seeds: their bins (summary.json's ``<score>_reliability``: mean score,
+    violation frequency and number of states per quantile bin) pooled by score value, as if the seeds' states had been
+    binned together. Bins with the same mean score (ties, e.g. λ = 0 in every seed) merge; the rest, in order of
+    score, go to ``bins`` quantile bins of the pooled states, each by the pooled rank of its middle state (the rule of
+    :func:`statewise.metrics.reliability` for tied scores). Exact where each seed's bins are groups of tied scores;
+    otherwise at the resolution of the seeds' bins. (Lining bins up by position and cutting to the shortest seed
+    averaged unrelated quantiles: seeds whose ties merged bins have fewer of them.) A summary written before the
+    counts were kept gives each of its bins an equal share of its states.
+
+    Returns, per non-empty pooled bin: the pooled quantile of its middle state (in (0, 1)), the mean score, the
+    violation frequency and the number of states."""
+    scores, freqs, counts = [], [], []
+    for c in curves:
+        n = len(c["violation_freq"])
+        w = c.get("states") or [float(c.get("total_states", n)) / max(n, 1)] * n
+        scores.append(np.asarray(c["mean_score"], dtype=np.float64))
+        freqs.append(np.asarray(c["violation_freq"], dtype=np.float64))
+        counts.append(np.asarray(w, dtype=np.float64))
+    score, freq, count = (np.concatenate(a) if a else np.zeros(0) for a in (scores, freqs, counts))
+    ok = np.isfinite(score) & np.isfinite(freq) & (count > 0)
+    values, inverse = np.unique(score[ok], return_inverse=True)
+    weight = np.bincount(inverse, count[ok], minlength=len(values))
+    positives = np.bincount(inverse, count[ok] * freq[ok], minlength=len(values))
+    total = weight.sum()
+    if total <= 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0)
+    before = np.cumsum(weight) - weight
+    which = np.minimum(((before + weight / 2) * bins / total).astype(int), bins - 1)
+    used = np.unique(which)
+    n_bin = np.array([weight[which == b].sum() for b in used])
+    start = np.array([before[which == b].min() for b in used])
+    mean_score = np.array([np.dot(weight[which == b], values[which == b]) for b in used]) / n_bin
+    freq_bin = np.array([positives[which == b].sum() for b in used]) / n_bin
+    return (start + n_bin / 2) / total, mean_score, freq_bin, n_bin
+
+
 def reliability_curves(run_dirs: list[Path], out: Path) -> Path | None:
     """Violation frequency within H steps per λ-quantile bin (Monte-Carlo, final policy), and the same for
-    Q^c as a reference; one line per algorithm, averaged over its seeds."""
-    curves: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
-    horizon = None
+    Q^c as a reference; one line per algorithm, its seeds' states pooled (:func:`pooled_reliability`), each point at
+    the pooled quantile of its bin's middle state."""
+    curves: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    horizon, bins = None, RELIABILITY_BINS
     for d in run_dirs:
         summary = runio.read_json(d / runio.SUMMARY_FILE)
         mc = summary.get("mc_calibration") or {}
         for score in ("lambda", "cost_value"):
             if f"{score}_reliability" in mc:
                 label = summary.get("label", summary["algo"])
-                curves[score][label].append(mc[f"{score}_reliability"]["violation_freq"])
-                horizon = mc["horizon"]
+                curves[score][label].append({"total_states": mc.get("states", 0), **mc[f"{score}_reliability"]})
+                horizon, bins = mc["horizon"], int(mc.get("bins", RELIABILITY_BINS))
     if not curves:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     for ax, (score, title) in zip(axes, (("lambda", "λ(s)"), ("cost_value", "Q^c(s, π(s)) (reference)")), strict=True):
         for algo, series in curves[score].items():
-            n = min(len(c) for c in series)
-            freq = np.mean([c[:n] for c in series], axis=0)
-            ax.plot(np.arange(1, n + 1), freq, marker="o", label=f"{algo} (n={len(series)})")
-        ax.set_xlabel(f"{title} quantile bin (low → high)")
+            quantile, _, freq, _ = pooled_reliability(series, bins)
+            ax.plot(quantile, freq, marker="o", label=f"{algo} (n={len(series)})")
+        ax.set_xlabel(f"{title} quantile, seeds pooled (low → high)")
         ax.set_ylabel(f"P(violation within {horizon} steps)")
         ax.set_title(f"reliability of {title}")
+        ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)

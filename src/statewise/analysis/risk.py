@@ -2,11 +2,14 @@
 within the next H steps under its final policy (``agent.risk(obs)``, fitted by ``statewise calibrate RUN_DIR``,
 :mod:`statewise.analysis.calibrate`).
 
-The model and its pure parts: states labelled y = 1[a cost > 0 within the next H transitions] (:func:`labelled_states`;
-states fewer than H steps before a time-limit truncation without a violation in between have an unknown label and are
-left out: a violation after the time limit cannot be seen), isotonic regression of y on the score
-(:func:`isotonic_fit`, pool-adjacent-violators: the non-decreasing step function with the least squared error), the
-expected calibration error, and :class:`RiskModel`, the fitted step function as written to RUN_DIR/risk.json.
+The model and its pure parts: states labelled y = 1[a cost > 0 within the next H transitions] (:func:`labelled_states`,
+from :mod:`statewise.run.evaluate`, the labelling the training-time check in summary.json uses too; states fewer than
+H steps before a time-limit truncation without a violation in between have an unknown label and are left out: a
+violation after the time limit cannot be seen), isotonic regression of y on the score (:func:`isotonic_fit`,
+pool-adjacent-violators: the non-decreasing step function with the least squared error, as few steps as it takes),
+the calibration figures (:func:`calibration_scores`: the expected calibration error over all states and over the
+states at risk, the Brier score and its skill against the base rate), and :class:`RiskModel`, the fitted step
+function as written to RUN_DIR/risk.json.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import numpy as np
 
 from statewise.errors import StatewiseError
 from statewise.method.multipliers import per_state
-from statewise.metrics import violation_within
+from statewise.metrics import auroc
 from statewise.run import runio
+from statewise.run.evaluate import labelled_states  # noqa: F401  (the labelling shared with training)
 
 SCORES = ("lambda", "cost_value")
 
@@ -44,7 +48,11 @@ def isotonic_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             s2, c2, _ = blocks.pop()
             blocks[-1][0] += s2
             blocks[-1][1] += c2
-    return np.array([b[2] for b in blocks]), np.array([b[0] / b[1] for b in blocks])
+    lefts, values = np.array([b[2] for b in blocks]), np.array([b[0] / b[1] for b in blocks])
+    # PAV pools only blocks out of order: neighbours with equal means (e.g. long runs of y = 0) stay apart. A step
+    # that repeats the value before it changes no prediction; dropping it leaves the minimal step function.
+    keep = np.r_[True, values[1:] != values[:-1]]
+    return lefts[keep], values[keep]
 
 
 def isotonic_predict(lefts: np.ndarray, values: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -68,18 +76,31 @@ def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10
     return float(np.sum(count / len(p) * np.abs(mean_p - freq))), mean_p, freq, count
 
 
-def labelled_states(episodes: list, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """(states, y) from recorded episodes, y = violation within ``horizon`` steps, censored states left out."""
-    obs, labels = [], []
-    for ep in episodes:
-        y = violation_within(ep.costs, horizon)
-        known = np.ones(len(y), dtype=bool)
-        if ep.truncated:  # the last steps before the time limit: a later violation would not have been seen
-            left = len(y) - np.arange(len(y))
-            known = y | (left >= horizon)
-        obs.append(np.asarray(ep.states, dtype=np.float32)[known])
-        labels.append(y[known])
-    return np.concatenate(obs), np.concatenate(labels)
+AT_RISK = 0.01  # ece_at_risk: the calibration error over the states predicted at least this risky
+
+
+def calibration_scores(p: np.ndarray, y: np.ndarray, bins: int = 10, at_risk: float = AT_RISK) -> dict[str, Any]:
+    """How well predicted probabilities ``p`` match outcomes ``y``, in figures that the many states of risk 0 cannot
+    flatter:
+
+    * ``ece``: :func:`expected_calibration_error` over all states (dominated by the usual ~98% at risk 0);
+    * ``ece_at_risk``: the same over the ``at_risk_states`` states with p ≥ ``at_risk`` only (NaN if there are none);
+    * ``brier`` = mean (p − y)², and ``brier_skill`` = 1 − Brier / Brier of always predicting the base rate
+      ȳ (= ȳ (1 − ȳ)): 1 for perfect predictions, 0 for no better than the base rate, negative for worse (NaN if
+      ȳ is 0 or 1: there is nothing to predict);
+    * ``reliability``: per non-empty bin the mean prediction, observed frequency and number of states."""
+    p = np.asarray(p, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    ece, mean_p, freq, count = expected_calibration_error(p, y, bins)
+    risky = p >= at_risk
+    ece_at_risk = expected_calibration_error(p[risky], y[risky], bins)[0] if risky.any() else float("nan")
+    brier = float(np.mean((p - y) ** 2))
+    base = float(y.mean())
+    reference = base * (1.0 - base)
+    return {"ece": ece, "ece_at_risk": ece_at_risk, "at_risk_states": int(risky.sum()), "at_risk_threshold": at_risk,
+            "brier": brier, "brier_skill": 1.0 - brier / reference if reference > 0 else float("nan"),
+            "auroc": auroc(p, y),
+            "reliability": {"mean_predicted": mean_p.tolist(), "observed": freq.tolist(), "states": count.tolist()}}
 
 
 @dataclass

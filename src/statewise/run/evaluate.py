@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from statewise.errors import EnvError
-from statewise.metrics import auprc, auroc, reliability, violation_within
+from statewise.metrics import auprc, auroc, average_ranks, reliability, violation_within
 
 
 def build_env(env_id: str, max_episode_steps: int = 0, **kwargs: Any) -> gym.Env:
@@ -216,11 +216,44 @@ def calibration(env: gym.Env, lam_fn: Callable[[np.ndarray], np.ndarray],
     return out
 
 
+def labelled_states(episodes: Sequence[Episode], horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """(states, y) from recorded episodes, y = 1[a cost > 0 within the next ``horizon`` transitions]: the labelling of
+    both the training-time check (:func:`monte_carlo_calibration_from`, summary.json) and ``statewise calibrate``
+    (:mod:`statewise.analysis.calibrate`). States with an unknown label are left out (censored): those of an episode
+    ended by the time limit with fewer than ``horizon`` steps left and no violation in between, since a violation
+    after the time limit cannot be seen."""
+    obs, labels = [], []
+    for ep in episodes:
+        y = violation_within(ep.costs, horizon)
+        known = np.ones(len(y), dtype=bool)
+        if ep.truncated:  # the last steps before the time limit: a later violation would not have been seen
+            left = len(y) - np.arange(len(y))
+            known = y | (left >= horizon)
+        obs.append(np.asarray(ep.states, dtype=np.float32)[known])
+        labels.append(y[known])
+    return np.concatenate(obs), np.concatenate(labels)
+
+
+def reliability_entry(score: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[str, list]:
+    """The reliability curve of one risk score as summary.json keeps it: per quantile bin of the score
+    (:func:`statewise.metrics.reliability`, tied scores in one bin) its mean score, violation frequency and number of
+    states; the counts let curves of several seeds be pooled (:func:`statewise.analysis.plots.pooled_reliability`)."""
+    score = np.asarray(score, dtype=np.float64).ravel()
+    mean_score, freq = reliability(score, y, bins)
+    if len(score) == 0:
+        return {"mean_score": [], "violation_freq": [], "states": []}
+    which = np.minimum(((average_ranks(score) - 0.5) * bins / len(score)).astype(int), bins - 1)  # as reliability
+    count = np.bincount(which, minlength=bins)
+    return {"mean_score": mean_score.tolist(), "violation_freq": freq.tolist(),
+            "states": [int(c) for c in count if c > 0]}
+
+
 def monte_carlo_calibration(env: gym.Env, policy: Policy, scores: dict[str, Callable[[np.ndarray], np.ndarray]],
                             seeds: Sequence[int], horizon: int = 50, bins: int = 10) -> dict[str, Any]:
     """Calibration without ground truth (docs/algorithm.md §7): roll out ``policy``, label every visited
-    state with y_H = 1[a violation within the next ``horizon`` steps], and score each risk function
-    (e.g. λ(s), Q^c(s, π(s))) by AUROC and by its reliability curve (violation frequency per quantile bin)."""
+    state with y_H = 1[a violation within the next ``horizon`` steps] (states whose label the time limit hides left
+    out, :func:`labelled_states`, as in ``statewise calibrate``), and score each risk function (e.g. λ(s),
+    Q^c(s, π(s))) by AUROC and by its reliability curve (violation frequency per quantile bin)."""
     episodes = rollout_members([env], lambda batch: policy(batch[0])[None], [list(seeds)], record=True)[0]
     return monte_carlo_calibration_from(episodes, scores, horizon, bins)
 
@@ -228,12 +261,12 @@ def monte_carlo_calibration(env: gym.Env, policy: Policy, scores: dict[str, Call
 def monte_carlo_calibration_from(episodes: Sequence[Episode], scores: dict[str, Callable[[np.ndarray], np.ndarray]],
                                  horizon: int = 50, bins: int = 10) -> dict[str, Any]:
     """:func:`monte_carlo_calibration` on episodes already recorded by :func:`rollout_members`."""
-    obs_all = np.concatenate([np.asarray(ep.states, dtype=np.float32) for ep in episodes])
-    y = np.concatenate([violation_within(ep.costs, horizon) for ep in episodes])
-    out: dict[str, Any] = {"horizon": horizon, "states": int(len(y)), "positive_fraction": float(y.mean())}
+    obs_all, y = labelled_states(episodes, horizon)
+    out: dict[str, Any] = {"horizon": horizon, "states": int(len(y)),
+                           "censored_states": int(sum(len(ep.costs) for ep in episodes) - len(y)),
+                           "positive_fraction": float(y.mean()) if len(y) else float("nan"), "bins": bins}
     for name, fn in scores.items():
-        score = fn(obs_all)
-        mean_score, freq = reliability(score, y, bins)
+        score = np.asarray(fn(obs_all), dtype=np.float64) if len(y) else np.zeros(0)
         out[f"{name}_auroc"] = auroc(score, y)
-        out[f"{name}_reliability"] = {"mean_score": mean_score.tolist(), "violation_freq": freq.tolist()}
+        out[f"{name}_reliability"] = reliability_entry(score, y, bins)
     return out

@@ -11,7 +11,7 @@ Monte-Carlo estimate of the same quantity for the *current* policy:
 Rollouts take a₀ first and then sample a_t ~ π(·|s_t); they stop when the task terminates and run past the time limit
 (the critics bootstrap through truncation, so their target is the infinite-horizon value), up to ``horizon`` steps.
 The estimates are the twins as the algorithm aggregates them: ``min`` for the reward, ``constraint.twin_aggregate``
-(``max`` = pessimistic by default) for the cost.
+(the mean by default; ``max`` is the pessimistic choice) for the cost.
 
 Rollouts run batched, all at once, through the task's vectorised dynamics ``task.transition(states, actions)``, so
 the check needs a task whose observation is its state and which provides ``transition`` (the double integrator
