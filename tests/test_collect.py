@@ -3,12 +3,16 @@ environments behaves like its own single environment (resets, truncation, final 
 update ratio is per collected transition."""
 
 import functools
+import json
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import statewise
-from statewise.config import Config
+from statewise.cli import main
+from statewise.config import Config, min_training_steps
 from statewise.errors import ConfigError
 from statewise.run.collect import SingleCollector, make_collector
 from statewise.run.evaluate import build_env
@@ -112,3 +116,51 @@ def test_single_mode_with_several_envs_is_refused():
         cfg.validate()
     assert Config(num_envs=2).validate().vector_mode == "sync"
     assert Config().validate().vector_mode == "single"
+
+
+@pytest.mark.parametrize("n, ratio", [(1, 1.0), (1, 0.25), (3, 1.0), (4, 0.3), (2, 3.0)])
+def test_min_training_steps_is_the_smallest_run_with_an_update(n, ratio):
+    """As the trainer counts: member steps t = n, 2n, ... up to the first t >= steps; updates due at t are
+    floor((t - start_steps) * ratio) once t > start_steps."""
+    cfg = Config(num_envs=n)
+    cfg.sac.start_steps, cfg.sac.update_ratio = 300, ratio
+
+    def updates(steps: int) -> int:
+        t = math.ceil(steps / n) * n
+        return math.floor((t - 300) * ratio + 1e-9) if t > 300 else 0
+
+    smallest = min_training_steps(cfg)
+    assert updates(smallest) >= 1 and updates(smallest - 1) == 0
+
+
+TINY = ["--set", "sac.hidden=[8,8]", "--set", "multiplier.hidden=[8,8]", "--set", "sac.batch_size=32",
+        "--set", "sac.start_steps=32", "--set", "eval_episodes=4", "--set", "final_eval_episodes=2", "--no-progress"]
+
+
+@pytest.mark.parametrize("n, mode, eval_every, step, episode_step", [
+    (1, "single", 1000, 90, 15), (2, "sync", 1000, 180, 15), (2, "async", 1000, 180, 15),
+    # the evaluation environment raises first: its 90th step (after the one step of the set-up check) is in the first
+    # evaluation, in the 4th episode of 25 steps
+    (1, "single", 20, 20, 14),
+], ids=["single", "sync", "async", "evaluation"])
+def test_an_environment_that_raises_fails_its_run_and_shows_its_traceback(tmp_path, capfd, monkeypatch, n, mode,
+                                                                           eval_every, step, episode_step):
+    """A bug in the user's environment (ToyRaising raises in the 90th step of its life): one line names the
+    environment and the step, its traceback follows, the run directory is marked failed, and the exit code is 1."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    run = tmp_path / "r"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--env", "_toy_envs:ToyRaising-v0", "--steps", "300", "--num-envs", str(n), "--vector-mode",
+              mode, "--run-dir", str(run), "--set", f"eval_every={eval_every}", *TINY])
+    err = capfd.readouterr().err
+    assert exit_info.value.code == 1, err
+    lines = err.splitlines()
+    assert lines[0] == (f"statewise: run {run} failed at step {step}: environment 'ToyRaising-v0' raised "
+                        f"ZeroDivisionError: the toy simulator divided by zero in step {episode_step} of an episode; "
+                        "its traceback:"), err
+    assert lines[1] == "Traceback (most recent call last):" and "in _collide" in err, err
+    assert "ERROR" not in err and "Worker" not in err  # no echo from gymnasium's async workers
+    assert lines[-1] == f"statewise: error: 1 of 1 run(s) failed: {run} at step {step}", err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["failure"]["step"] == step
+    assert "ZeroDivisionError" in summary["failure"]["error"]

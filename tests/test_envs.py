@@ -2,6 +2,8 @@
 
 import itertools
 import math
+import pickle
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 
 from statewise.envs import BUILTIN_ENVS, PlaneSlice, make_env
-from statewise.envs.adapters import CostSignalCheck
+from statewise.envs.adapters import CostSignalCheck, EnvStepError
 from statewise.envs.double_integrator import DoubleIntegratorEnv
 from statewise.envs.point_hazard import PointHazardEnv
 from statewise.errors import EnvError
@@ -375,3 +377,44 @@ def test_make_env_unknown_ids():
         make_env("statewise_no_such_module:Env-v0")
     with pytest.raises(EnvError, match="does not accept"):
         make_env(DI_ID, no_such_kwarg=1)
+
+
+@pytest.mark.parametrize("name, which", [("ToyEmptyObs-v0", "observation"), ("ToyEmptyAction-v0", "action")])
+def test_make_env_refuses_a_space_without_dimensions(toy_envs, name, which):
+    with pytest.raises(EnvError, match=f"{name}' has no dimension: its {which} space is Box"):
+        make_env(f"{toy_envs}:{name}")
+
+
+def test_checker_warnings_are_shown_only_for_environments_statewise_accepts(toy_envs):
+    """gymnasium's env checker warns about an observation of the wrong shape; statewise refuses the environment for it
+    in one line, so the warning is dropped. A warning about an environment that statewise accepts is shown."""
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        env = make_env(f"{toy_envs}:ToyWrongShape-v0")
+        with pytest.raises(EnvError, match=r"ToyWrongShape-v0.*reset returned an observation of shape \(2,\)"):
+            env.reset(seed=0)
+    assert [str(w.message) for w in shown] == []
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        env = make_env(f"{toy_envs}:ToyOutOfBounds-v0")
+        env.reset(seed=0)
+    assert any("not within the observation space" in str(w.message) for w in shown), shown
+    assert all(w.filename.endswith("passive_env_checker.py") for w in shown)  # shown where gymnasium raised it
+
+
+def test_an_exception_in_step_names_the_environment_and_keeps_its_traceback(toy_envs):
+    env = make_env(f"{toy_envs}:ToyRaising-v0")
+    env.reset(seed=0)
+    with pytest.raises(EnvStepError) as info:
+        for _ in range(100):
+            *_, terminated, truncated, _ = env.step(np.zeros(1, np.float32))
+            if terminated or truncated:
+                env.reset()
+    exc = info.value
+    assert isinstance(exc, EnvError) and isinstance(exc.__cause__, ZeroDivisionError)
+    assert str(exc) == ("environment 'ToyRaising-v0' raised ZeroDivisionError: the toy simulator divided by zero in "
+                        "step 15 of an episode")  # its 90th step: 3 episodes of 25, then 15
+    assert "in _collide" in exc.trace and exc.trace.startswith("Traceback")
+    # a worker of an async vector env pickles it, and the parent raises type(value)(value)
+    again = type(exc)(pickle.loads(pickle.dumps(exc)))
+    assert (str(again), again.trace, again.env_id) == (str(exc), exc.trace, "ToyRaising-v0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -68,11 +69,17 @@ Every config key (for --config files and --set) with its type, default and meani
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--resume", "resume_dir", default=None, metavar="RUN_DIR",
               help="Continue a killed run from its last checkpoint (RUN_DIR of one run, or of a population's runs); "
-                   "takes no other option but --no-progress.")
+                   "takes no other option but --no-progress and --trust.")
+@click.option("--trust", is_flag=True,
+              help="With --resume: unpickle the saved environments even if another user or machine wrote the file "
+                   "(by default only files signed with your own key are; others resume with fresh episodes).")
 def train(algo, env_id, steps, seed, seeds_spec, config_path, overrides, run_dir, device, num_envs, vector_mode,
-          no_progress, resume_dir) -> None:
+          no_progress, resume_dir, trust) -> None:
     from statewise.api import population_configs, resume, train_population
 
+    if run_dir is not None and not run_dir.strip():
+        raise StatewiseError("--run-dir must name a directory, got an empty one (leave --run-dir out for a generated "
+                             "name under runs/)")
     if resume_dir is not None:
         given = [name for name, value in (("--algo", algo), ("--env", env_id), ("--steps", steps), ("--seed", seed),
                                           ("--seeds", seeds_spec), ("--config", config_path), ("--set", overrides),
@@ -80,9 +87,11 @@ def train(algo, env_id, steps, seed, seeds_spec, config_path, overrides, run_dir
                                           ("--vector-mode", vector_mode)) if value]
         if given:
             raise StatewiseError(f"--resume continues a run with its own config.yaml; drop {', '.join(given)}")
-        results = resume(resume_dir, progress=False if no_progress else None)
+        results = resume(resume_dir, progress=False if no_progress else None, trust=trust)
         _report_results(results, Path(resume_dir) if len(results) > 1 else None)
         return
+    if trust:
+        raise StatewiseError("--trust applies to --resume only")
     if seed is not None and seeds_spec is not None:
         raise StatewiseError("give --seed (one run) or --seeds (a population), not both")
     cfg = Config.from_yaml(config_path) if config_path else Config()
@@ -113,6 +122,14 @@ def _report_results(results: list, population_dir: Path | None) -> None:
             click.echo(_failure_line(result.summary))
         else:
             click.echo(_summary_line(result.summary["final_eval"], result.summary.get("calibration", {})))
+    untrained = [r for r in results if not r.failed and r.summary.get("gradient_updates") == 0]
+    if untrained:  # every step fell in the random warm-up (tests and configs use such runs, so it is not refused)
+        from statewise.config import min_training_steps
+
+        cfg = Config.from_yaml(untrained[0].run_dir / "config.yaml")
+        click.echo(f"statewise: warning: no gradient update: the {cfg.steps} steps all fell in the warm-up of "
+                   f"random actions (sac.start_steps={cfg.sac.start_steps}), so the policy is untrained; the smallest "
+                   f"run that trains is --steps {min_training_steps(cfg)} (or lower sac.start_steps)", err=True)
     plots = [p for r in results for p in r.plots]  # each run's own plots/, written by training
     if population_dir is not None:  # and the population's seeds pooled in one figure
         plots += plot_runs([r.run_dir for r in results], population_dir / "plots")
@@ -202,13 +219,23 @@ def plot(run_dirs, out, cost_limit) -> None:
     settings pooled with a 95% band, labelled by the settings that differ) and, for tasks with a plane, λ(s) maps on
     one colour scale. Runs of several environments get one figure per environment."""
     from statewise.analysis.plots import default_plot_dir, plot_runs
+    from statewise.run import runio
 
+    if not math.isfinite(cost_limit):
+        raise StatewiseError(f"--cost-limit must be a finite number, got {cost_limit}")
     dirs = [Path(d) for d in run_dirs]
     out_dir = Path(out) if out else default_plot_dir(dirs)
-    paths = plot_runs(dirs, out_dir)
+    paths = plot_runs(dirs, out_dir, cost_limit)
     click.echo(f"plots in {out_dir}:")
     for path in paths:
         click.echo(str(path))
+    for d in dirs:  # not drawn here, but a damaged file of a run the user asked about: said (statewise report refuses)
+        if (d / runio.PROBE_FILE).is_file():
+            try:
+                runio.read_npz(d / runio.PROBE_FILE)
+            except StatewiseError as exc:
+                click.echo(f"statewise: warning: {exc}; these plots do not use it, but statewise report refuses "
+                           "the run", err=True)
 
 
 @cli.command("bench")
@@ -241,7 +268,8 @@ def plot(run_dirs, out, cost_limit) -> None:
 def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, config_path, overrides,
               cost_limit, populations, redo, executor, address) -> None:
     """Run a grid of algorithms (or labelled variants) x environments x seeds in parallel worker processes,
-    skipping runs already finished in OUT, then write OUT/report.md."""
+    skipping runs already finished in OUT, then write OUT/report.md. Exits 1 when a run failed (diverged, or its
+    worker died), after writing the report of the runs that finished."""
     from statewise.analysis.report import report
     from statewise.grid.execution import GridIncomplete, GridLock, LocalExecutor, bench
     from statewise.grid.plan import load_grid, plan
@@ -274,14 +302,21 @@ def bench_cmd(grid_path, algos, envs, seeds, first_seed, steps, out, workers, co
             engine = LocalExecutor(workers or os.cpu_count() or 1, lock.workers)
         failed = None
         try:
-            bench(specs, engine, populations=populations, redo=redo)
+            summaries = bench(specs, engine, populations=populations, redo=redo)
         except GridIncomplete as exc:
-            failed = exc
+            failed, summaries = exc, exc.summaries
     limit = cost_limit if cost_limit is not None else float(grid.get("cost_limit", 0.0))
-    if failed is None or failed.summaries:
-        click.echo(str(report(Path(out), limit)))
-    if failed is not None:
-        raise RunFailed(f"{len(failed.failures)} work item(s) of the grid failed: {failed}")
+    written = None
+    if summaries:  # the work done is kept and reported, also when some runs failed
+        written = report(Path(out), limit, warn=lambda message: click.echo(f"statewise: warning: {message}", err=True))
+        click.echo(str(written))
+    diverged = sum(summary.get("status") == "failed" for summary in summaries)
+    unfinished = sum(len(group.specs) for group, _ in failed.failures) if failed is not None else 0
+    if diverged or unfinished:
+        why = ([f"{diverged} diverged"] if diverged else []) + \
+              ([f"{unfinished} did not finish: {failed}"] if unfinished else [])
+        raise RunFailed(f"{diverged + unfinished} of {len(specs)} runs failed ({'; '.join(why)}); "
+                        + (f"report: {written}" if written else "no run finished, no report"))
 
 
 @cli.command("calibrate")
@@ -305,14 +340,17 @@ def calibrate_cmd(run_dirs, episodes, test_episodes, horizon, score) -> None:
     for run_dir in run_dirs:
         out = calibrate(Path(run_dir), episodes, test_episodes, horizon, score)
         test = out["test"]
-        click.echo(f"{run_dir}: risk from {out['score']}, held-out ECE {test['ece']:.4f}, Brier {test['brier']:.4f}, "
+        click.echo(f"{run_dir}: risk from {out['score']}, held-out ECE {test['ece']:.4f}, ECE at risk "
+                   f"(p >= {test['at_risk_threshold']:g}, {test['at_risk_states']} states) {test['ece_at_risk']:.4f}, "
+                   f"Brier {test['brier']:.4f}, Brier skill {test['brier_skill']:.3f}, "
                    f"AUROC {test['auroc']:.3f} ({test['states']} states, {test['positive_fraction']:.3f} with a "
                    f"violation within {horizon} steps; fit on {out['fit']['states']}); {out['plot']}")
         by_label.setdefault(f"{run_label(Path(run_dir))[0]} ({out['score']})", []).append(test)
     if len(run_dirs) > 1:  # mean ± Student-t CI over the finite values; undefined ones (no violation) counted
         for label, tests in by_label.items():
             cells = [f"{name} {ci_cell([t[key] for t in tests])}" for key, name in
-                     (("ece", "ECE"), ("brier", "Brier"), ("auroc", "AUROC"), ("positive_fraction", "positives"))]
+                     (("ece", "ECE"), ("ece_at_risk", "ECE at risk"), ("brier", "Brier"),
+                      ("brier_skill", "Brier skill"), ("auroc", "AUROC"), ("positive_fraction", "positives"))]
             click.echo(f"{label}, n={len(tests)}: " + ", ".join(cells))
 
 
@@ -357,10 +395,12 @@ def config_cmd(as_yaml, algo) -> None:
 @click.option("--cost-limit", type=float, default=0.0, show_default=True,
               help="Episode-cost level for counting threshold crossings.")
 def report_cmd(out, cost_limit) -> None:
-    """Aggregate a benchmark grid directory into OUT/report.md with figures."""
+    """Aggregate a benchmark grid directory (a bench --out folder: OUT/<env>/<label>-s<seed>) into OUT/report.md
+    with figures."""
     from statewise.analysis.report import report
 
-    click.echo(str(report(Path(out), cost_limit)))
+    click.echo(str(report(Path(out), cost_limit,
+                          warn=lambda message: click.echo(f"statewise: warning: {message}", err=True))))
 
 
 class RunFailed(Exception):
@@ -370,7 +410,8 @@ class RunFailed(Exception):
 def _failure_line(summary: dict) -> str:
     failure = summary["failure"]
     kept = summary.get("last_checkpoint_step")
-    return (f"FAILED at step {failure['step']}: non-finite {failure['quantity']}; "
+    what = failure.get("error") or f"non-finite {failure['quantity']}"  # error: what the environment raised
+    return (f"FAILED at step {failure['step']}: {what}; "
             + (f"last good checkpoint at step {kept}" if kept else "no checkpoint was written"))
 
 
@@ -396,18 +437,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="statewise", standalone_mode=False)
     except StatewiseError as exc:
-        click.echo(f"statewise: error: {exc}", err=True)
+        trace = getattr(exc, "trace", "")  # an environment that raised (EnvStepError): the user needs its traceback
+        click.echo(f"statewise: error: {exc}" + (f"; its traceback:\n{trace.rstrip()}" if trace else ""), err=True)
         sys.exit(2)
     except RunFailed as exc:
         click.echo(f"statewise: error: {exc}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("statewise: aborted", err=True)
-        execution = sys.modules.get("statewise.grid.execution")
-        if execution is not None and execution.pool_abandoned:  # a normal exit would join its stuck manager thread
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)
         sys.exit(130)
     except click.ClickException as exc:
         click.echo(f"statewise: error: {exc.format_message()}", err=True)

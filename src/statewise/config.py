@@ -388,7 +388,9 @@ class Config:
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            text = path.read_text()
+            _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), path)
+            data = yaml.safe_load(text) or {}
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
         except yaml.YAMLError as exc:
@@ -537,6 +539,44 @@ def _field_comments(source: str) -> dict[str, str]:
             docs[match.group(1)] = " ".join([*above, trailing]).strip()
         above = []
     return docs
+
+
+def _refuse_duplicate_keys(root: yaml.Node | None, path: Path) -> None:
+    """A key given twice in one mapping of a YAML file is a ConfigError (YAML would keep the last value silently);
+    the message names the key (dotted) and its lines. Merge keys (``<<: *base``) may be overridden, as YAML means."""
+    seen_nodes: set[int] = set()
+
+    def walk(node: yaml.Node, prefix: str) -> None:
+        if id(node) in seen_nodes:  # an alias (anchors may even refer to themselves)
+            return
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                walk(item, prefix)
+        elif isinstance(node, yaml.MappingNode):
+            lines: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                if key.tag == "tag:yaml.org,2002:merge" or not isinstance(key, yaml.ScalarNode):
+                    continue
+                name = (key.tag, key.value)
+                line = key.start_mark.line + 1
+                if name in lines:
+                    raise ConfigError(f"config file {path} gives key '{prefix}{key.value}' twice (lines {lines[name]} "
+                                      f"and {line}); YAML would keep only the last value, so say it once")
+                lines[name] = line
+                walk(value, f"{prefix}{key.value}.")
+
+    if root is not None:
+        walk(root, "")
+
+
+def min_training_steps(cfg: Config) -> int:
+    """The smallest ``steps`` whose run makes a gradient update: the trainer collects num_envs transitions per step
+    until it has ``steps``, and updates once it has more than ``sac.start_steps`` (then sac.update_ratio per
+    transition)."""
+    s, n = cfg.sac, cfg.num_envs
+    first = s.start_steps + max(1, math.ceil((1.0 - 1e-9) / s.update_ratio))  # the first member step with an update
+    return n * (math.ceil(first / n) - 1) + 1
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

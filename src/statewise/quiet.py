@@ -1,5 +1,10 @@
 """Quiet by default: third-party messages that say nothing about the user's run are dropped where they are raised,
-and shown with ``statewise --verbose`` (or ``STATEWISE_VERBOSE=1``, which worker processes inherit)."""
+and shown with ``statewise --verbose`` (or ``STATEWISE_VERBOSE=1``, which worker processes inherit).
+
+Two kinds say something, but not before statewise's own one line: gymnasium's env checker warnings are held while
+statewise checks the environment (:func:`held_warnings`) and shown only if it accepts it (:func:`show_warnings`), and
+the echo by which gymnasium's async vector env reports a worker's error is silenced (:func:`worker_errors`): statewise
+reports that error itself."""
 
 from __future__ import annotations
 
@@ -77,3 +82,54 @@ def third_party_notices() -> Iterator[None]:
         kept = [line for line in captured.getvalue().splitlines(keepends=True)
                 if not any(notice in line for notice in NOTICES)]
         sys.stderr.write("".join(kept))
+
+
+@contextlib.contextmanager
+def held_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Keep the warnings raised inside in the list it yields instead of showing them (show them now when verbose): the
+    caller shows them with :func:`show_warnings` once they turn out worth seeing, or drops them, e.g. when statewise
+    refuses the environment that raised them in one line of its own."""
+    if verbose():
+        yield []
+        return
+    with warnings.catch_warnings(record=True) as held:
+        warnings.simplefilter("always")  # whether to show them is decided when they are shown
+        yield held
+
+
+def show_warnings(held: list[warnings.WarningMessage], shown: set | None = None) -> None:
+    """Show warnings kept by :func:`held_warnings` as if raised now, where they were raised (the filters apply).
+    ``shown`` remembers what was shown, so that a warning that several environments raise shows once."""
+    for w in held:
+        key = (str(w.message), w.category, w.filename, w.lineno)
+        if shown is not None:
+            if key in shown:
+                continue
+            shown.add(key)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, module=_module_of(w.filename))
+    held.clear()
+
+
+def _module_of(filename: str) -> str | None:
+    """The name of the imported module at ``filename`` (filters may name it, e.g. gymnasium's), else None."""
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__file__", None) == filename:
+            return name
+    return None
+
+
+@contextlib.contextmanager
+def worker_errors() -> Iterator[None]:
+    """Calls into gymnasium's AsyncVectorEnv: an error in a worker is raised again here, and statewise reports it in
+    one line; gymnasium's own echo of it (several 'ERROR: ...' lines and the worker's traceback) is silenced."""
+    if verbose():
+        yield
+        return
+    from gymnasium import logger
+
+    level = logger.min_level
+    logger.min_level = max(level, logger.ERROR + 1)
+    try:
+        yield
+    finally:
+        logger.min_level = level

@@ -9,7 +9,8 @@ environments are supported:
   turns them into the standard 5-tuple with the cost moved into ``info["cost"]``.
 
 :class:`CostSignalCheck` (outermost wrapper) fails fast, with an :class:`EnvError`, when
-an environment reports no cost or a non-finite one.
+an environment reports no cost or a non-finite one, or an observation of another shape than its space's; an exception
+the environment raises becomes an :class:`EnvStepError` that names it and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -18,16 +19,47 @@ import dataclasses
 import difflib
 import importlib
 import math
+import os
+import traceback
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
 import statewise.envs.registration  # noqa: F401  (registers the built-in envs)
+from statewise import quiet
 from statewise.envs import safety_gymnasium
 from statewise.envs.base import BUILTIN_ENVS
 from statewise.envs.velocity import VELOCITY_TASKS
-from statewise.errors import EnvConstructionError, EnvError
+from statewise.errors import EnvConstructionError, EnvError, StatewiseError
+
+# the env checker's warnings shown so far, so that a warning that several environments of a run raise shows once
+_SHOWN_WARNINGS: set = set()
+CHECKED_CALLS = 3  # gymnasium's env checker looks at the first reset and the first two steps
+
+
+class EnvStepError(EnvError):
+    """The environment raised in ``reset`` or ``step`` (a bug in it, most likely): the message names the environment
+    and the step of its episode; ``trace`` is the traceback of what it raised, as text (it survives the pickling by
+    which an async vector env's worker hands it on), ``env_id`` the environment and ``source`` the wrapper that caught
+    it (:func:`raised_by`)."""
+
+    def __init__(self, message: str | EnvStepError, env_id: str = "", trace: str = "",
+                 source: tuple[int, int] | None = None):
+        if isinstance(message, EnvStepError):  # AsyncVectorEnv raises type(error)(error) again in the parent
+            message, env_id, trace, source = str(message), message.env_id, message.trace, message.source
+        super().__init__(message)
+        self.env_id, self.trace, self.source = env_id, trace, source
+
+
+def raised_by(exc: EnvStepError, env: gym.Env) -> bool:
+    """Whether ``exc`` came from ``env`` (a stack of wrappers made by :func:`make_env`) in this process."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, CostSignalCheck):
+            return exc.source == (os.getpid(), id(env))
+        env = env.env
+    return False
 
 
 class SafetyGymnasiumAdapter(gym.Wrapper):
@@ -51,12 +83,21 @@ class SafetyGymnasiumAdapter(gym.Wrapper):
 
 class CostSignalCheck(gym.Wrapper):
     """Checks on every step that ``info["cost"]`` exists and is finite, and converts it
-    to a Python float. Raises :class:`EnvError` otherwise. Cheap: one dict lookup, one
-    ``float`` and one ``isfinite`` per step."""
+    to a Python float, and that observations have the shape of the observation space. Raises :class:`EnvError`
+    otherwise, and :class:`EnvStepError` for an exception raised below it (by the environment). Cheap: one dict lookup,
+    one ``float``, one ``isfinite`` and one ``np.shape`` per step.
 
-    def __init__(self, env: gym.Env):
+    ``held`` are warnings of gymnasium's env checker from its construction; those of the calls it checks (the first
+    :data:`CHECKED_CALLS`, if ``checked``) are held as well. They are shown once a call returns accepted, and dropped
+    when this wrapper refuses the environment: its one line says what is wrong."""
+
+    _watch = 0  # (environments pickled by a resume file before the env checker's calls were watched have none)
+
+    def __init__(self, env: gym.Env, held: list | None = None, checked: bool = False):
         super().__init__(env)
         self._t = 0  # steps since the last reset, for error messages
+        self._held = list(held or [])
+        self._watch = CHECKED_CALLS if checked else 0
 
     def _env_id(self) -> str:
         spec = self.env.spec
@@ -64,10 +105,53 @@ class CostSignalCheck(gym.Wrapper):
 
     def reset(self, **kwargs):
         self._t = 0
-        return self.env.reset(**kwargs)
+        return self._watched(self._reset, kwargs) if self._watch > 0 else self._reset(kwargs)
 
     def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._watched(self._step, action) if self._watch > 0 else self._step(action)
+
+    def _reset(self, kwargs: dict[str, Any]):
+        obs, info = self._call(True, self.env.reset, **kwargs)
+        self._check_obs("reset", obs)
+        return obs, info
+
+    def _step(self, action):
+        obs, reward, terminated, truncated, info = self._call(False, self.env.step, action)
+        self._check_obs("step", obs)
+        self._check_cost(info)
+        return obs, reward, terminated, truncated, info
+
+    def _watched(self, call: Any, arg: Any) -> Any:
+        """A call the env checker looks at: its warnings are shown if the call is accepted. Raised, they are dropped:
+        the environment is refused in one line that says what is wrong."""
+        self._watch -= 1
+        with quiet.held_warnings() as held:
+            out = call(arg)
+        self._held += held
+        quiet.show_warnings(self._held, _SHOWN_WARNINGS)
+        return out
+
+    def _call(self, reset: bool, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """``method`` (the environment's reset or step): what it raises becomes an EnvStepError."""
+        try:
+            return method(*args, **kwargs)
+        except StatewiseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the environment's own exception, with its traceback
+            first = _first_line(exc)
+            where = "reset" if reset else f"step {self._t + 1} of an episode"
+            raise EnvStepError(
+                f"environment '{self._env_id()}' raised {type(exc).__name__}{': ' + first if first else ''} in {where}",
+                self._env_id(), "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                (os.getpid(), id(self))) from exc
+
+    def _check_obs(self, where: str, obs: Any) -> None:
+        shape = getattr(self.observation_space, "shape", None)
+        if shape is not None and np.shape(obs) != shape:
+            raise EnvError(f"environment '{self._env_id()}': {where} returned an observation of shape "
+                           f"{np.shape(obs)}, but its observation space says {shape}")
+
+    def _check_cost(self, info: dict) -> None:
         self._t += 1
         try:
             cost = float(info["cost"])
@@ -84,7 +168,6 @@ class CostSignalCheck(gym.Wrapper):
         if not math.isfinite(cost):
             raise EnvError(f"environment '{self._env_id()}' reported a non-finite cost ({cost}) at step {self._t}")
         info["cost"] = cost
-        return obs, reward, terminated, truncated, info
 
 
 def _suggestion(name: str) -> str:
@@ -166,11 +249,25 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     except Exception as e:  # noqa: BLE001 - the env's constructor raised: one line, not a traceback
         raise EnvConstructionError(f"cannot create environment '{env_id}': {type(e).__name__}: {_first_line(e)}",
                                    e) from None
+    _refuse_empty_spaces(env, env_id)
 
     env = SafetyGymnasiumAdapter(env)
-    if disable_checker is False or (disable_checker is None and not spec.disable_env_checker):
-        env = gym.wrappers.PassiveEnvChecker(env)
+    checked, held = disable_checker is False or (disable_checker is None and not spec.disable_env_checker), []
+    if checked:
+        with quiet.held_warnings() as held:  # shown once statewise accepts the environment (CostSignalCheck)
+            env = gym.wrappers.PassiveEnvChecker(env)
     steps = max_steps if max_steps is not None else spec.max_episode_steps
     if steps is not None and steps != -1:
         env = gym.wrappers.TimeLimit(env, int(steps))
-    return CostSignalCheck(env)
+    return CostSignalCheck(env, held, checked)
+
+
+def _refuse_empty_spaces(env: gym.Env, env_id: str) -> None:
+    """An observation or action space with a dimension of size 0 (e.g. Box of shape (0,)) leaves nothing to learn
+    from or to act with: EnvError, before the networks are sized from it."""
+    for which, space in (("observation", env.observation_space), ("action", env.action_space)):
+        shape = getattr(space, "shape", None)
+        if shape and 0 in shape:
+            env.close()
+            raise EnvError(f"environment '{env_id}' has no dimension: its {which} space is {space}; statewise needs "
+                           f"at least one {which} dimension")

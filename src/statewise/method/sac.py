@@ -31,9 +31,12 @@ each as one graph.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +45,7 @@ import torch
 from torch import nn
 
 from statewise.config import Config, MultiplierConfig, SACConfig
+from statewise.errors import ConfigError
 from statewise.method.buffer import ReplayBuffer
 from statewise.method.multipliers import jitter_states, make_multiplier
 from statewise.method.nets import Critic, TanhGaussianPolicy, member_randn
@@ -127,8 +131,9 @@ class SAC(nn.Module):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.constrained = parts.constrained
         self.signal, self.penalty = parts.signal, parts.penalty
-        self._build(self.members)
-        self._init_members()
+        with networks_fit(obs_dim, act_dim, parts, self.members):  # one line, not an allocator's traceback
+            self._build(self.members)
+            self._init_members()
         s = self.hp
         self.target_entropy = float(-act_dim if s.target_entropy == "auto" else s.target_entropy)
         self.opt_actor = Adam(list(self.actor.parameters()), s.lr_actor)
@@ -174,7 +179,8 @@ class SAC(nn.Module):
                                      for seed in self.seeds] for purpose in ("update", "act")}
 
     def _apply(self, fn, recurse=True):  # .to(device) moves generators and optimiser states with the weights
-        out = super()._apply(fn, recurse)
+        with networks_fit(self.obs_dim, self.act_dim, self.parts, self.members, check=False):
+            out = super()._apply(fn, recurse)
         device = self.log_alpha.device
         if self.generators and self.generators["update"][0].device != device:
             self.seed_generators(device)
@@ -426,6 +432,103 @@ def _slice_optimizer_state(state: dict[str, Any], k: int) -> dict[str, Any]:
     """Member k of an :class:`statewise.method.optim.Adam` state (moments sliced; the shared step count kept)."""
     return {name: ([t[k:k + 1].clone() for t in value] if isinstance(value, list) else value.clone())
             for name, value in state.items()}
+
+
+# ------------------------------------------------------------------ memory
+@contextlib.contextmanager
+def networks_fit(obs_dim: int, act_dim: int, parts: Parts, members: int, check: bool = True) -> Iterator[None]:
+    """Build (or move) the networks inside: refused first (``check``) where their parameters cannot fit in the memory
+    this machine has left, and an allocator's refusal inside becomes a ConfigError that says which setting asks for
+    how much memory."""
+    free = available_memory() if check else None
+    if free is not None and _rough_bytes(obs_dim, act_dim, parts, members) > free // 8:  # small networks: no count
+        sizes = network_memory(obs_dim, act_dim, parts, members)
+        if 2 * sum(sizes.values()) > free:  # the members are built one by one, then stacked
+            raise ConfigError(_memory_message(sizes, obs_dim, act_dim, parts, members,
+                                              f"this machine has {_bytes(free)} of memory available"))
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        if not out_of_memory(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        why = f"the allocator refused ({first[:160]})"
+        raise ConfigError(_memory_message(network_memory(obs_dim, act_dim, parts, members), obs_dim, act_dim, parts,
+                                          members, why)) from None
+
+
+def network_memory(obs_dim: int, act_dim: int, parts: Parts, members: int) -> dict[str, int]:
+    """Bytes of the networks' parameters by the setting that sizes them: ``sac.hidden`` (actor, critics, their targets
+    and α) and ``multiplier.hidden`` (the multiplier, with its copy for the dual target). Counted on torch's meta
+    device: nothing is allocated."""
+    with torch.device("meta"):
+        nets = Networks(members, obs_dim, act_dim, parts)
+    sizes = {"sac.hidden": 0, "multiplier.hidden": 0}
+    for name, value in nets.state_dict().items():
+        sizes["multiplier.hidden" if name.startswith("multiplier.") else "sac.hidden"] += \
+            value.numel() * value.element_size()
+    return sizes
+
+
+def _rough_bytes(obs_dim: int, act_dim: int, parts: Parts, members: int) -> int:
+    """A generous bound on :func:`network_memory` (float32; at most 9 copies of the backbone's MLP: actor, 4 critics,
+    4 targets; 2 of the multiplier's), cheap enough for every construction."""
+    def mlp(n_in: int, hidden: list[int], n_out: int) -> int:
+        dims = [n_in, *hidden, n_out]
+        return sum((a + 1) * b for a, b in zip(dims[:-1], dims[1:], strict=False))
+
+    backbone = 9 * mlp(obs_dim + act_dim, list(parts.sac.hidden), 2 * act_dim)
+    multiplier = 2 * mlp(obs_dim, list(parts.multiplier.hidden), 1) if parts.multiplier is not None else 0
+    return 4 * members * (backbone + multiplier + 64)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can still get: Linux's MemAvailable, within the cgroup's limit if the process
+    has one (a container); elsewhere the physical memory; None where neither is known."""
+    free = None
+    try:
+        with open("/proc/meminfo") as fh:
+            free = next((int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:")), None)
+    except (OSError, ValueError):
+        pass
+    if free is None:
+        try:
+            free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, OSError, ValueError):
+            return None
+    try:  # cgroup v2: memory.max ("max" when unlimited) less what the group already uses
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        if limit != "max":
+            free = min(free, int(limit) - int(open("/sys/fs/cgroup/memory.current").read()))
+    except (OSError, ValueError):
+        pass
+    return free
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocator's refusal (CPU or GPU), not some other error."""
+    if isinstance(exc, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        words in text for words in ("can't allocate memory", "not enough memory", "out of memory"))
+
+
+def _memory_message(sizes: dict[str, int], obs_dim: int, act_dim: int, parts: Parts, members: int, why: str) -> str:
+    asks = f"sac.hidden={list(parts.sac.hidden)} asks for {_bytes(sizes['sac.hidden'])}"
+    if parts.multiplier is not None and parts.multiplier.kind == "network":
+        asks += f" and multiplier.hidden={list(parts.multiplier.hidden)} for {_bytes(sizes['multiplier.hidden'])}"
+    return (f"the networks do not fit in memory: {asks} of parameters ({members} member(s), {obs_dim} observation and "
+            f"{act_dim} action dimensions; twice that while they are built, more in training), but {why}; choose "
+            "smaller hidden layers")
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
 
 
 def has_cpp_compiler() -> bool:

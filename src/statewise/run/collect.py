@@ -22,6 +22,7 @@ continue each environment's own random stream.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import pickle
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+
+from statewise import quiet
 
 _END = "statewise_episode_end"  # info keys written by SelfReset
 _TERMINATED = "statewise_terminated"
@@ -160,16 +163,21 @@ class VectorCollector(Collector):
     def __init__(self, make: Callable[[], gym.Env], num_envs: int, mode: str):
         fns = [functools.partial(_self_resetting, make) for _ in range(num_envs)]
         self.venv = gym.vector.AsyncVectorEnv(fns) if mode == "async" else gym.vector.SyncVectorEnv(fns)
+        # an error in an async worker is raised again here, and reported by statewise in one line (the trainer's):
+        # gymnasium's echo of it is silenced
+        self._calls = quiet.worker_errors if mode == "async" else contextlib.nullcontext
         self.num_envs = num_envs
         self.single_observation_space = self.venv.single_observation_space
         self.single_action_space = self.venv.single_action_space
 
     def reset(self, seed: int) -> np.ndarray:
-        obs, _ = self.venv.reset(seed=seed)
+        with self._calls():
+            obs, _ = self.venv.reset(seed=seed)
         return obs
 
     def step(self, actions: np.ndarray) -> Transitions:
-        obs, reward, _, _, info = self.venv.step(actions)
+        with self._calls():
+            obs, reward, _, _, info = self.venv.step(actions)
         # gymnasium merges per-env info dicts into arrays (and a boolean mask "_key" per key); every env of ours
         # reports cost and the end flags on every step, final observations only where an episode ended
         done = np.asarray(info[_END], dtype=bool)
@@ -185,7 +193,8 @@ class VectorCollector(Collector):
                            h_next=np.asarray(info["constraint"], dtype=np.float64))
 
     def close(self) -> None:
-        self.venv.close()
+        with self._calls():
+            self.venv.close()
 
     def get_state(self) -> bytes | None:
         if isinstance(self.venv, gym.vector.AsyncVectorEnv):  # the environments live in worker processes

@@ -211,6 +211,9 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {first[:200]}") from None
     if not isinstance(ckpt, dict) or "agent" not in ckpt or "meta" not in ckpt:
         raise CheckpointError(f"checkpoint {path} is not a statewise checkpoint")
+    if not isinstance(ckpt["meta"], dict):
+        raise CheckpointError(f"checkpoint {path} is corrupt: its metadata is not a mapping "
+                              f"(a {type(ckpt['meta']).__name__})")
     if ckpt["meta"].get("format", 1) != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path} has format {ckpt['meta'].get('format', 1)}, this statewise reads "
                               f"format {CHECKPOINT_FORMAT} (written since populations); retrain the run")

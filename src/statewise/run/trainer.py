@@ -31,8 +31,9 @@ import torch
 from tqdm import tqdm
 
 from statewise.config import Config
+from statewise.envs.adapters import EnvStepError, raised_by
 from statewise.envs.perturb import perturbed
-from statewise.errors import ConfigError, EnvError
+from statewise.errors import CheckpointError, ConfigError, EnvError
 from statewise.method.buffer import ReplayBuffer
 from statewise.method.sac import SAC, planned_updates, stream_seed
 from statewise.run import resume as resume_io
@@ -270,6 +271,8 @@ class Trainer:
     def restore(self, states: list[dict[str, Any]]) -> None:
         """The inverse of :meth:`snapshot`, for every member at once (the states share one step)."""
         parts = [st["member"] for st in states]
+        for m, p in zip(self.members, parts, strict=True):
+            self._check_fits(m, p)
         self.agent.load_member_states([(p["agent"]["module"], p["agent"]["optimizers"]) for p in parts])
         self.agent.n_updates = int(parts[0]["agent"]["n_updates"])
         self.loop = LoopState(**states[0]["loop"])
@@ -287,6 +290,23 @@ class Trainer:
             o.restore([p["observers"][o.name] for p in parts], self.device)
         resume_io.set_rng_state(states[0]["rng"])
 
+    def _check_fits(self, m: Member, part: dict[str, Any]) -> None:
+        """One line, before anything is loaded, where member m's resume state does not fit the networks, buffer and
+        environments its config.yaml builds (an edited config.yaml, or a resume file copied from another run)."""
+        module, _ = self.agent.member_state(0)
+        expected = {**{f"network {k}": tuple(v.shape) for k, v in module.items()},
+                    **{f"buffer {f}": tuple(getattr(self.buffer, f).shape[2:]) for f in self.buffer.FIELDS},
+                    "observations": (m.collector.num_envs, *m.collector.single_observation_space.shape)}
+        found = {**{f"network {k}": tuple(v.shape) for k, v in part["agent"]["module"].items()},
+                 **{f"buffer {f}": tuple(v.shape[1:]) for f, v in part["buffer"]["rows"].items()},
+                 "observations": tuple(np.shape(part["obs"]))}
+        for name in sorted(set(expected) | set(found)):
+            if expected.get(name) != found.get(name):
+                raise CheckpointError(
+                    f"{m.run_dir}: the resume state does not fit its config.yaml ({name}: {_shape(found.get(name))} "
+                    f"in the file, {_shape(expected.get(name))} for the config); was config.yaml edited, or the "
+                    "resume file copied from another run?")
+
     def _restore_envs(self, m: Member, part: dict[str, Any]) -> np.ndarray:
         if part["envs"] is not None:
             m.collector.set_state(part["envs"])
@@ -296,8 +316,9 @@ class Trainer:
         obs = m.collector.reset(int(np.random.SeedSequence(entropy=(m.cfg.seed, t)).generate_state(1)[0]))
         m.stats.ep_ret[:], m.stats.ep_cost[:] = 0.0, 0.0  # the interrupted episodes are not finished or counted
         m.collector.single_action_space.seed(m.cfg.seed + t)
-        tqdm.write(f"statewise: the environments of {m.run_dir} could not be saved; they start new "
-                   "episodes (this resume is correct but not bit-identical)", file=sys.stderr)
+        why = part.get("envs_note") or "could not be saved"
+        tqdm.write(f"statewise: the environments of {m.run_dir} {why}; they start new episodes (this resume is "
+                   "correct but not bit-identical)", file=sys.stderr)
         return obs
 
     def save_resume(self) -> None:
@@ -311,10 +332,17 @@ class Trainer:
         try:
             self.progress = Progress(self.cfg, self.members, self.loop.t)
             self.last_resume_time = time.perf_counter()
-            while self.loop.t < self.cfg.steps and len(self.failed) < len(self.members):
-                self.step()
-            self.progress.close()
-            return self.finish()
+            while True:
+                try:
+                    while self.loop.t < self.cfg.steps and len(self.failed) < len(self.members):
+                        self.step()
+                    self.progress.close()
+                    return self.finish()
+                except EnvStepError as exc:  # an evaluation environment raised (training ones fail in collect)
+                    k = next((k for k, m in enumerate(self.members) if m.alive and raised_by(exc, m.eval_env)), None)
+                    if k is None:
+                        raise
+                    self.fail(k, self.loop.t, "environment step", exc)  # the others go on from the next step
         except Exception:  # not on Ctrl-C: an interrupted run keeps its logs
             self.remove_unfinished()
             raise
@@ -377,6 +405,9 @@ class Trainer:
     def _step_envs(self, k: int, act: np.ndarray, t: int) -> Transitions | None:
         try:
             st = self.members[k].collector.step(act)
+        except EnvStepError as exc:  # the environment raised: a bug in it, whose traceback the user needs
+            self.fail(k, t, "environment step", exc)
+            return None
         except EnvError as exc:  # e.g. a non-finite cost in the middle of a run
             self.fail(k, t, f"environment output ({exc})")
             return None
@@ -510,14 +541,20 @@ class Trainer:
                           self.members[k].run_dir / runio.CHECKPOINT_FILE)
 
     # ------------------------------------------------------------------ failure and the end
-    def fail(self, k: int, t: int, quantity: str) -> None:
-        """Member k diverged at step t: one line now, a summary that says so, and no further steps or files."""
+    def fail(self, k: int, t: int, quantity: str, error: EnvStepError | None = None) -> None:
+        """Member k diverged at step t, or its environment raised ``error``: one line now (then the environment's
+        traceback), a summary that says so, and no further steps or files."""
         m, cfg = self.members[k], self.cfg
         if not m.alive:
             return
         m.failure = {"step": t, "quantity": quantity}
         self.failed.append(k)
-        tqdm.write(f"statewise: run {m.run_dir} failed at step {t}: non-finite {quantity}", file=sys.stderr)
+        if error is None:
+            tqdm.write(f"statewise: run {m.run_dir} failed at step {t}: non-finite {quantity}", file=sys.stderr)
+        else:
+            m.failure["error"] = str(error)
+            tqdm.write(f"statewise: run {m.run_dir} failed at step {t}: {error}; its traceback:\n"
+                       f"{error.trace.rstrip()}", file=sys.stderr)
         m.summary = {"status": "failed", "failure": m.failure, "algo": cfg.algo, "label": cfg.label, "env": cfg.env,
                      "seed": m.cfg.seed, "steps": t, "num_envs": cfg.num_envs, "population": self.agent.members,
                      "last_checkpoint_step": m.stats.checkpoint_step}
@@ -644,3 +681,7 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 2**31 - 1)
     libc.mallopt(m_top_pad, 64 << 20)
     libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum: larger blocks are still mapped
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "absent" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
