@@ -1,4 +1,5 @@
-"""The benchmark scripts run (a smoke test: numbers are not checked, only that they come out finite)."""
+"""The benchmark scripts run on tiny inputs, and what they print, write and draw is checked against numbers worked
+out here: by hand (FLOP and byte counts) or from the run directories they read (eval.csv, summary.json, probe.npz)."""
 
 import json
 import math
@@ -6,7 +7,48 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _csv_rows(path):
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _ci_cell(values):
+    """The report's cell of finite values, mean ± Student-t 95% half-width (computed here from the t table)."""
+    t975 = {1: 12.706, 2: 4.303}  # Student's t 0.975 quantile, by degrees of freedom
+    mean = float(np.mean(values))
+    if len(values) == 1:
+        return f"{mean:.3g}"
+    half = t975[len(values) - 1] * float(np.std(values, ddof=1)) / np.sqrt(len(values))
+    return f"{mean:.3g} ± {half:.2g}"
+
+
+def _sweep_figure(folder, out):
+    """What stability_sweep.figure draws for the runs under ``folder``: per panel, method -> (dual steps, means)."""
+    import matplotlib.pyplot as plt
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import stability_sweep
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    figures, close = [], plt.close
+    plt.close = lambda fig=None: figures.append(fig) or close(fig)
+    try:
+        out.mkdir()
+        stability_sweep.figure(*stability_sweep.collect(folder), out)
+    finally:
+        plt.close = close
+    return [{bars.get_label(): (bars.lines[0].get_xdata().tolist(), bars.lines[0].get_ydata().tolist())
+             for bars in ax.containers} for ax in figures[0].axes]
 
 
 def test_throughput_smoke(tmp_path):
@@ -16,12 +58,22 @@ def test_throughput_smoke(tmp_path):
                     str(out)], check=True, capture_output=True, text=True, timeout=600)
     result = json.loads(out.read_text())
     assert [(r["algo"], r["size"]) for r in result["updates"]] == [("sac", "64x64"), ("sac-alam", "64x64")]
+    # the forward matmuls of one SAC update at the 64x64 size (batch 256, 2-d observation, 1-d action), each network
+    # 2·B·Σ in·out FLOPs: actor (2-64-64-2) on s' and on s; two target critics (3-64-64-1) on s'; two critics on
+    # (s, a) for their loss and again on (s, ã) for the actor's. Backward passes cost at most twice the forward.
+    forward = 2 * 256 * (2 * (2 * 64 + 64 * 64 + 64 * 2) + 6 * (3 * 64 + 64 * 64 + 64 * 1)) / 1e6
     for row in result["updates"]:
-        assert row["eager_updates_per_s"] > 0 and row["mflop_per_update"] > 0
-        assert math.isfinite(row["eager_fraction_of_gemm"])
+        assert (row["batch"], row["obs_dim"], row["act_dim"]) == (256, 2, 1)
+        assert row["eager_updates_per_s"] > 0 and math.isnan(row["compiled_updates_per_s"])  # --smoke: no compile
+        assert row["eager_fraction_of_gemm"] == pytest.approx(
+            row["eager_updates_per_s"] * row["mflop_per_update"] / 1e3 / result["gemm_gflops"]["64x64"], rel=1e-9)
+    sac, alam = (r["mflop_per_update"] for r in result["updates"])
+    assert forward < sac < 3 * forward
+    assert sac < alam  # the same update plus a multiplier network in the actor loss and its rounds
     assert [r["members"] for r in result["populations"]] == [1, 2]  # --smoke keeps populations of at most 2
     for row in result["populations"]:
         assert row["updates_per_s_eager"] > 0 and row["env_steps_per_s_eager"] > 0
+        assert math.isnan(row["updates_per_s_compiled"]) and math.isnan(row["env_steps_per_s_compiled"])
 
 
 def test_checkpoint_cost_smoke():
@@ -29,12 +81,26 @@ def test_checkpoint_cost_smoke():
     done = subprocess.run([sys.executable, str(script), "--smoke"], check=True, capture_output=True, text=True,
                           timeout=300)
     row = done.stdout.strip().splitlines()[-1].split()
+    assert row[:3] == ["2", "1", "1,000"]  # --smoke: one row, 2-d observations, 1-d actions, 1000 transitions
     size_mib, seconds = float(row[3]), float(row[4])
-    assert 0 < size_mib < 50 and 0 < seconds < 30
+
+    def mlp(*widths):  # weights and biases of a stack of linear layers
+        return sum(i * o + o for i, o in zip(widths[:-1], widths[1:], strict=True))
+
+    # what member 0's resume state holds, in float32 numbers: SAC-ALaM at [256, 256] on (obs 2, act 1)
+    actor, critics, lam = mlp(2, 256, 256, 2), 4 * mlp(3, 256, 256, 1), mlp(2, 256, 256, 1)
+    module = 1 + actor + 2 * critics + 2 * lam  # log α, actor, critics and their targets, λ and λ_prev
+    adam = 2 * (1 + actor + critics + lam)  # two moments of every optimised parameter (targets and λ_prev are not)
+    buffer = 1000 * (2 + 1 + 1 + 1 + 2 + 1)  # obs, action, reward, cost, next obs, terminated
+    expected_mib = 4 * (module + adam + buffer) / 2**20
+    assert expected_mib == pytest.approx(5.91, abs=0.01)
+    assert abs(size_mib - expected_mib) <= 0.05 + 0.02  # printed to 0.1 MiB; a few kB of framing
+    assert 0 < seconds < 30
 
 
 def test_signal_study_smoke(tmp_path):
-    """Two tiny runs of one variant on each built-in task: one table row each, the task's exact-set AUROC finite."""
+    """Two tiny runs of one variant on each built-in task: one table row each, whose return, training violation
+    ratio and exact-set λ AUROC are the mean ± CI of the runs' own eval.csv and summary.json."""
     sys.path.insert(0, str(ROOT / "tests"))
     import statewise
     from conftest import TASKS, tiny_config
@@ -49,10 +115,17 @@ def test_signal_study_smoke(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| sac-alam-hjr")]
     assert len(rows) == 2 and all(line.startswith("| sac-alam-hjr (n=2) |") for line in rows)
-    for line in rows:
+    for env, line in zip(TASKS, rows, strict=True):  # one table per task, in the order given
         cells = [c.strip() for c in line.strip("|").split("|")]
-        auroc = cells[4]  # λ AUROC against the exact infeasible set of the plane
-        assert auroc != "–" and "non-finite" not in auroc, line
+        runs = [tmp_path / env.split("/")[-1] / f"sac-alam-hjr-s{seed}" for seed in (0, 1)]
+        summaries = [json.loads((run / "summary.json").read_text()) for run in runs]
+        # the last 10% of two evaluations (steps 150 and 200) is the last one, read back from eval.csv
+        last_returns = [float(_csv_rows(run / "eval.csv")[-1]["return"]) for run in runs]
+        assert cells[1] == _ci_cell(last_returns)
+        assert cells[2] == _ci_cell([s["train_violation_ratio"] for s in summaries])
+        # λ AUROC against the exact infeasible set of the plane: what each run's training measured at its end
+        aurocs = [s["calibration"]["lambda_auroc"] for s in summaries]
+        assert all(math.isfinite(a) for a in aurocs) and cells[4] == _ci_cell(aurocs), line
 
 
 def test_di_variants_change_one_thing(monkeypatch):
@@ -106,9 +179,28 @@ def test_stability_sweep_smoke(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     text = (tmp_path / "o" / "sweep.md").read_text()
     assert "| method | 0.003 | 0.03 |" in text
-    amplitude = text.split("#### λ oscillation amplitude (median state)")[1].split("####")[0]
-    assert "| fac | " in amplitude and "[1 of 1 failed]" in amplitude and "| sac-alam | " in amplitude
-    assert (tmp_path / "o" / "sweep.png").stat().st_size > 0
+    # each cell holds its one run's oscillation amplitude, computed here from the run's probe.npz
+    from statewise.metrics import oscillation_amplitude
+
+    def amplitude(run, q):
+        return oscillation_amplitude(np.load(grid / run / "probe.npz")["lam"], 100.0)[q]  # lam_max 100 (default)
+
+    expected = {}
+    for measure, q in (("λ oscillation amplitude (median state)", "median"),
+                       ("λ oscillation amplitude (90th pct. state)", "q90")):
+        section = text.split(f"#### {measure}\n")[1].split("####")[0]
+        table = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")[1:]]
+                 for line in section.splitlines() if line.startswith("| ") and not line.startswith("| method")}
+        expected[measure] = {m: [amplitude(f"{m}-lr{lr}-s0", q) for lr in lrs]
+                             for m, lrs in (("fac", ["3e-3"]), ("sac-alam", ["3e-3", "3e-2"]))}
+        assert table == {"fac": [f"{expected[measure]['fac'][0]:.3g}", "– [1 of 1 failed]"],
+                         "sac-alam": [f"{v:.3g}" for v in expected[measure]["sac-alam"]]}, section
+    assert len({v for per in expected.values() for vs in per.values() for v in vs}) > 1  # not all one value
+    # the figure draws the same numbers: one point per (method, dual step) with a run that did not fail
+    drawn = _sweep_figure(tmp_path / "grid", tmp_path / "fig")
+    for panel, measure in enumerate(expected):
+        assert drawn[panel] == {"fac": ([0.003], expected[measure]["fac"]),
+                                "sac-alam": ([0.003, 0.03], expected[measure]["sac-alam"])}
 
 
 def test_perturbation_study_pairs_twins_smoke(tmp_path):
@@ -121,7 +213,8 @@ def test_perturbation_study_pairs_twins_smoke(tmp_path):
     for folder, steps in (("ref", 0), ("pert", 100)):
         cfg = tiny_config(tmp_path / folder / "sac-alam-lr3e-4-s0", "sac-alam", steps=400)
         cfg.label = "sac-alam-lr3e-4"
-        cfg.perturbation.center, cfg.perturbation.radius = [0.0, 0.0], 2.0
+        # a region large enough that the agent of this tiny run enters it during the window (steps 200-300)
+        cfg.perturbation.center, cfg.perturbation.radius = [0.0, 0.0], 8.0
         cfg.perturbation.start, cfg.perturbation.steps = 200, steps
         statewise.train(cfg, plots=False)
     cmd = [sys.executable, "perturbation_study.py", str(tmp_path / "pert"), str(tmp_path / "ref"), "--out",
@@ -129,7 +222,27 @@ def test_perturbation_study_pairs_twins_smoke(tmp_path):
     done = subprocess.run(cmd, cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "sac-alam-lr3e-4 (n=1)" in done.stdout and "Pairs not used" not in done.stdout
-    assert (tmp_path / "o" / "perturbation.png").stat().st_size > 0
+    # the table read against the two probe files, computed here: the twins agree up to the window's start (step
+    # 200); λ's deviation per band of distance from the region (centre 0, radius 8), its median over the band's
+    # states, and the largest of those over the run
+    pert, ref = (np.load(tmp_path / f / "sac-alam-lr3e-4-s0" / "probe.npz") for f in ("pert", "ref"))
+    assert np.array_equal(pert["obs"], ref["obs"]) and np.array_equal(pert["steps"], ref["steps"])
+    before = pert["steps"] <= 200
+    assert before.any() and np.array_equal(pert["lam"][before], ref["lam"][before])
+    assert not np.array_equal(pert["lam"], ref["lam"])  # the extra cost moved λ
+    distance = np.hypot(pert["obs"][:, 0], pert["obs"][:, 1]) / 8.0
+    deviation = np.abs(pert["lam"] - ref["lam"])
+    edges = [0.0, 0.5, 1.0, 2.0, 4.0, np.inf]
+    text = (tmp_path / "o" / "perturbation.md").read_text()
+    counts = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        band = (distance >= lo) & (distance < hi)
+        name = f"{lo:g}-{hi:g}" if np.isfinite(hi) else f"{lo:g}+"
+        counts.append(f"{name}: {int(band.sum())}")
+        if band.any():
+            peak = float(np.median(deviation[:, band], axis=1).max())
+            assert f"| peak |Δλ| to the end, {name} | {peak:.3g} |" in text, name
+    assert "Probe states per band (first run): " + ", ".join(counts) in text
     other = tiny_config(tmp_path / "ref2" / "sac-alam-lr3e-4-s0", "sac-alam", steps=400)
     other.label, other.sac.lr_actor = "sac-alam-lr3e-4", 1e-3  # not a twin: differs from the start
     statewise.train(other, plots=False)

@@ -86,19 +86,35 @@ def test_rollout_values_closed_forms():
 
 
 def test_critic_fixed_point_is_the_monte_carlo_value():
-    """On a deterministic 4-state chain, iterating each signal's Bellman target converges to rollout_values."""
+    """On a deterministic 4-step chain, iterating each signal's Bellman target converges to the value of the rest of
+    the chain worked out by hand from the signal's definition, and so does rollout_values (the Monte-Carlo truth of
+    the value-bias diagnostic, itself built from the backups)."""
     gamma = 0.8
     h = np.array([-2.0, -0.5, 0.5, -1.0, -3.0])  # h(s_0) ... h(s_4); s_4 is terminal
-    cost = (h[1:] > 0).astype(np.float64)
+    cost = (h[1:] > 0).astype(np.float64)  # only the step s_1 -> s_2 violates
     term = np.array([0.0, 0.0, 0.0, 1.0])
-    for name in ("cvf", "cdf", "hjr", "cbf"):
+    by_hand = {
+        # discounted cost ahead: the violation one step after s_0, at once from s_1, none from s_2 and s_3
+        "cvf": [gamma * 1.0, 1.0, 0.0, 0.0],
+        # γ^k with k the steps to the first violation: the same chain, so the same values (one violation only)
+        "cdf": [gamma, 1.0, 0.0, 0.0],
+        # h' if terminal, else (1 - γ) h' + γ max(h', V'), from the end: V_3 = -3, V_2 = 0.2·-1 + 0.8·max(-1, -3),
+        # V_1 = 0.2·0.5 + 0.8·max(0.5, V_2), V_0 = 0.2·-0.5 + 0.8·max(-0.5, V_1)
+        "hjr": [-0.1 + 0.8 * 0.5, 0.1 + 0.8 * 0.5, -0.2 - 0.8 * 1.0, -3.0],
+        # h(s') - (1 - k) h(s) with k = 1 - γ = 0.2, nothing bootstrapped
+        "cbf": [-0.5 + 0.8 * 2.0, 0.5 + 0.8 * 0.5, -1.0 - 0.8 * 0.5, -3.0 + 0.8 * 1.0],
+    }
+    assert by_hand["hjr"] == pytest.approx([0.3, 0.5, -1.0, -3.0]) and by_hand["cbf"] == pytest.approx(
+        [1.1, 0.9, -1.4, -2.2])
+    for name, expected in by_hand.items():
         sig = make_signal(ConstraintConfig(signal=name, gamma_c=gamma))
         x = torch.as_tensor(sig.transition_value(cost, h[:-1], h[1:]))
         q = torch.zeros(4, dtype=torch.float64)
         for _ in range(50):  # Q(s_t) <- y(x_t, Q(s_{t+1}), term_t)
             q = sig.backup(x, torch.cat([q[1:], q.new_zeros(1)]), torch.as_tensor(term))
-        truths = [rollout_values(sig, x.numpy()[t:, None], term[t:, None] > 0)[0] for t in range(4)]
-        np.testing.assert_allclose(q.numpy(), truths, err_msg=name)
+        np.testing.assert_allclose(q.numpy(), expected, atol=1e-12, err_msg=name)
+        rollouts = [rollout_values(sig, x.numpy()[t:, None], term[t:, None] > 0)[0] for t in range(4)]
+        np.testing.assert_allclose(rollouts, expected, atol=1e-12, err_msg=name)
 
 
 def test_thresholds_resolve_per_signal_and_are_checked():

@@ -34,18 +34,32 @@ def test_smoke_every_algorithm_on_every_task(tmp_path, algo, env):
     assert np.isfinite(summary["final_eval"]["return"])
     rows = read_rows(d / "metrics.csv")
     assert [int(r["step"]) for r in rows] == list(range(50, 301, 50))
+    assert [int(r["step"]) for r in read_rows(d / "eval.csv")] == [150, 300]
     learning = rows[-1]
     assert np.isfinite(float(learning["actor_loss"])) and np.isfinite(float(learning["reward_critic_loss"]))
+    # the cumulative violation count is the running sum of each window's ratio times its 50 transitions
+    windows = np.array([float(r["train_violation_ratio"]) for r in rows]) * 50
+    np.testing.assert_allclose(np.cumsum(windows), [float(r["cumulative_violations"]) for r in rows], atol=1e-9)
     cfg = yaml.safe_load((d / "config.yaml").read_text())
     assert cfg["algo"] == algo and cfg["multiplier"]["kind"] == ALGORITHMS[algo].kind  # 'auto' resolved
     if algo != "sac":
         for key in ("lam_probe_mean", "lam_probe_q90", "lam_eff_mean", "active_frac", "residual", "cost_critic_loss"):
             assert np.isfinite(float(learning[key])), key
         probe = np.load(d / "probe.npz")
-        assert probe["lam"].shape == (len(probe["steps"]), 32)
+        # λ on the 32 probe states at every log from the end of the warm-up (step 100) on: metrics.csv's probe
+        # columns are these very values, read back from probe.npz
+        assert probe["steps"].tolist() == list(range(100, 301, 50)) and probe["lam"].shape == (5, 32)
+        logged = {int(r["step"]): r for r in rows}
+        for step, lam in zip(probe["steps"], probe["lam"], strict=True):
+            assert float(logged[step]["lam_probe_mean"]) == pytest.approx(float(lam.mean(dtype=np.float32)), rel=1e-6)
+            assert float(logged[step]["lam_probe_max"]) == pytest.approx(float(lam.max()), rel=1e-6)
+            assert float(logged[step]["lam_probe_q50"]) == pytest.approx(float(np.quantile(lam, 0.5)), rel=1e-5)
+        assert rows[0]["lam_probe_mean"] == ""  # before the warm-up ends there is no probe set
         if env.endswith("DoubleIntegrator-v0"):
             assert 0.0 <= summary["calibration"]["lambda_auroc"] <= 1.0
         mc = summary["mc_calibration"]
+        # every state of the 3 final episodes is labelled or censored (too close to the end to know its label)
+        assert mc["states"] + mc["censored_states"] == round(3 * summary["final_eval"]["length"])
         assert mc["states"] > 0 and len(mc["lambda_reliability"]["violation_freq"]) <= 10
 
 
@@ -132,7 +146,10 @@ def test_any_gymnasium_env_reporting_cost(tmp_path):
     for env in ("_toy_envs:ToyCost-v0", "_toy_envs:ToySafetyGym-v0"):
         cfg = tiny_config(tmp_path / env.split(":")[1], "fac", env=env, steps=150)
         cfg.max_episode_steps = 20
-        assert statewise.train(cfg).summary["final_eval"]["cost"] > 0
+        final = statewise.train(cfg).summary["final_eval"]
+        # reward 1 and cost 0.5 on each of the 20 steps of every episode, whichever way the cost is reported
+        assert (final["return"], final["cost"], final["length"]) == (20.0, 10.0, 20.0)
+        assert final["step_violation_rate"] == 1.0 and final["episode_violation_prob"] == 1.0
 
 
 def test_env_without_time_limit_is_refused(tmp_path):
