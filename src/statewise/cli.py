@@ -13,6 +13,24 @@ import click
 from statewise.config import ALGORITHMS, VECTOR_MODES, Config, preset_table
 from statewise.errors import StatewiseError
 
+
+class FiniteFloat(click.ParamType):
+    """A float option that refuses NaN and infinities (click's FLOAT takes 'nan' and 'inf')."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"must be a finite number, got {value}", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
+
 ALGO_HELP = "Algorithm: " + ", ".join(ALGORITHMS) + "."
 PRESETS_HEADING = "Algorithms (--algo), presets of the multiplier keys (each sets those left at auto):"
 ENV_HELP = ("Environment id: statewise/DoubleIntegrator-v0, statewise/PointHazard-v0, "
@@ -212,7 +230,7 @@ def eval_cmd(run_dir, episodes, seed, as_json, video, video_episodes, video_dir)
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Directory for the PNGs [default: RUN_DIR/plots for one run; for several, a plots folder in "
                    "their nearest common directory, e.g. runs/plots].")
-@click.option("--cost-limit", type=float, default=0.0, show_default=True,
+@click.option("--cost-limit", type=FINITE, default=0.0, show_default=True,
               help="Episode-cost limit drawn on the cost panel (0: the state-wise constraint, no violation).")
 def plot(run_dirs, out, cost_limit) -> None:
     """Compare runs: learning curves (return, cost, multiplier) with one line per configuration (seeds of the same
@@ -221,8 +239,6 @@ def plot(run_dirs, out, cost_limit) -> None:
     from statewise.analysis.plots import default_plot_dir, plot_runs
     from statewise.run import runio
 
-    if not math.isfinite(cost_limit):
-        raise StatewiseError(f"--cost-limit must be a finite number, got {cost_limit}")
     dirs = [Path(d) for d in run_dirs]
     out_dir = Path(out) if out else default_plot_dir(dirs)
     paths = plot_runs(dirs, out_dir, cost_limit)
@@ -253,7 +269,7 @@ def plot(run_dirs, out, cost_limit) -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="YAML file of shared config keys.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Shared override (repeatable).")
-@click.option("--cost-limit", type=float, default=None,
+@click.option("--cost-limit", type=FINITE, default=None,
               help="Episode-cost level for counting threshold crossings in the report [default: 0].")
 @click.option("--populations/--no-populations", default=True, show_default=True,
               help="Train the seeds of each (env, variant) cell as one population (one process, one batched "
@@ -392,7 +408,7 @@ def config_cmd(as_yaml, algo) -> None:
 
 @cli.command("report")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--cost-limit", type=float, default=0.0, show_default=True,
+@click.option("--cost-limit", type=FINITE, default=0.0, show_default=True,
               help="Episode-cost level for counting threshold crossings.")
 def report_cmd(out, cost_limit) -> None:
     """Aggregate a benchmark grid directory (a bench --out folder: OUT/<env>/<label>-s<seed>) into OUT/report.md
