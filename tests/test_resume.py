@@ -235,3 +235,11 @@ def test_a_resume_state_that_does_not_fit_the_config_is_one_line(killed_run, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 1 and "does not fit its config.yaml" in err[0], err
     assert "network actor.net.layers.0.bias: [1, 1, 16] in the file, [1, 1, 32] for the config" in err[0], err
+    assert (killed_run / "resume.prev.pt").is_file()  # refused, nothing removed: the run can still be resumed
+    # the resume state of another task (the double integrator's, for a PointHazard config)
+    config.write_text(config.read_text().replace("- 32\n  - 16", "- 16\n  - 16", 1)
+                      .replace("statewise/DoubleIntegrator-v0", "statewise/PointHazard-v0"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--resume", str(killed_run), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "does not fit its config.yaml" in err[0], err
