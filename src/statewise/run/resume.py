@@ -49,8 +49,8 @@ import torch
 from statewise.errors import CheckpointError
 from statewise.run import runio
 
-RESUME_FORMAT = 3  # 3: weights-only data, signed environments (0.5.0); 2: the trainer's state objects (0.4.0);
-# 1: the loop's keys one by one (0.3.0)
+RESUME_FORMAT = 3  # 3: weights-only data, signed environments; 2: the trainer's state objects (pickled whole);
+# 1: the loop's keys one by one
 KEY_ENV = "STATEWISE_KEY_FILE"  # where the user's signing key lives (default: ~/.config/statewise/resume.key)
 FILES = (runio.RESUME_FILE, runio.RESUME_PREV_FILE)
 
