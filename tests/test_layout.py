@@ -7,7 +7,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 # bottom to top; a module's layer is the first entry its dotted name starts with
 LAYERS = [
-    ("statewise", "statewise.errors", "statewise.quiet", "statewise.config", "statewise.metrics"),
+    ("statewise", "statewise.errors", "statewise.quiet", "statewise.config", "statewise.metrics", "statewise.memory"),
     ("statewise.envs",),
     ("statewise.method",),
     ("statewise.run",),

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from torch import nn
 
 from statewise.config import Config, MultiplierConfig, SACConfig
 from statewise.errors import ConfigError
+from statewise.memory import available_memory, human_bytes, out_of_memory
 from statewise.method.buffer import ReplayBuffer
 from statewise.method.multipliers import jitter_states, make_multiplier
 from statewise.method.nets import Critic, TanhGaussianPolicy, member_randn
@@ -441,11 +441,11 @@ def networks_fit(obs_dim: int, act_dim: int, parts: Parts, members: int, check: 
     this machine has left, and an allocator's refusal inside becomes a ConfigError that says which setting asks for
     how much memory."""
     free = available_memory() if check else None
-    if free is not None and _rough_bytes(obs_dim, act_dim, parts, members) > free // 8:  # small networks: no count
+    if free is not None and _roughhuman_bytes(obs_dim, act_dim, parts, members) > free // 8:  # small networks: no count
         sizes = network_memory(obs_dim, act_dim, parts, members)
         if 2 * sum(sizes.values()) > free:  # the members are built one by one, then stacked
             raise ConfigError(_memory_message(sizes, obs_dim, act_dim, parts, members,
-                                              f"this machine has {_bytes(free)} of memory available"))
+                                              f"this machine has {human_bytes(free)} of memory available"))
     try:
         yield
     except (RuntimeError, MemoryError) as exc:
@@ -470,7 +470,7 @@ def network_memory(obs_dim: int, act_dim: int, parts: Parts, members: int) -> di
     return sizes
 
 
-def _rough_bytes(obs_dim: int, act_dim: int, parts: Parts, members: int) -> int:
+def _roughhuman_bytes(obs_dim: int, act_dim: int, parts: Parts, members: int) -> int:
     """A generous bound on :func:`network_memory` (float32; at most 9 copies of the backbone's MLP: actor, 4 critics,
     4 targets; 2 of the multiplier's), cheap enough for every construction."""
     def mlp(n_in: int, hidden: list[int], n_out: int) -> int:
@@ -482,53 +482,13 @@ def _rough_bytes(obs_dim: int, act_dim: int, parts: Parts, members: int) -> int:
     return 4 * members * (backbone + multiplier + 64)
 
 
-def available_memory() -> int | None:
-    """Bytes of memory a new allocation can still get: Linux's MemAvailable, within the cgroup's limit if the process
-    has one (a container); elsewhere the physical memory; None where neither is known."""
-    free = None
-    try:
-        with open("/proc/meminfo") as fh:
-            free = next((int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:")), None)
-    except (OSError, ValueError):
-        pass
-    if free is None:
-        try:
-            free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (AttributeError, OSError, ValueError):
-            return None
-    try:  # cgroup v2: memory.max ("max" when unlimited) less what the group already uses
-        limit = open("/sys/fs/cgroup/memory.max").read().strip()
-        if limit != "max":
-            free = min(free, int(limit) - int(open("/sys/fs/cgroup/memory.current").read()))
-    except (OSError, ValueError):
-        pass
-    return free
-
-
-def out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is an allocator's refusal (CPU or GPU), not some other error."""
-    if isinstance(exc, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and any(
-        words in text for words in ("can't allocate memory", "not enough memory", "out of memory"))
-
-
 def _memory_message(sizes: dict[str, int], obs_dim: int, act_dim: int, parts: Parts, members: int, why: str) -> str:
-    asks = f"sac.hidden={list(parts.sac.hidden)} asks for {_bytes(sizes['sac.hidden'])}"
+    asks = f"sac.hidden={list(parts.sac.hidden)} asks for {human_bytes(sizes['sac.hidden'])}"
     if parts.multiplier is not None and parts.multiplier.kind == "network":
-        asks += f" and multiplier.hidden={list(parts.multiplier.hidden)} for {_bytes(sizes['multiplier.hidden'])}"
+        asks += f" and multiplier.hidden={list(parts.multiplier.hidden)} for {human_bytes(sizes['multiplier.hidden'])}"
     return (f"the networks do not fit in memory: {asks} of parameters ({members} member(s), {obs_dim} observation and "
             f"{act_dim} action dimensions; twice that while they are built, more in training), but {why}; choose "
             "smaller hidden layers")
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024:
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def has_cpp_compiler() -> bool:
