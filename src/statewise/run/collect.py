@@ -166,17 +166,27 @@ class VectorCollector(Collector):
         # an error in an async worker is raised again here, and reported by statewise in one line (the trainer's):
         # gymnasium's echo of it is silenced
         self._calls = quiet.worker_errors if mode == "async" else contextlib.nullcontext
+        self._raised = False  # a call raised: the vector env may be mid-call, so close() must not wait on it
         self.num_envs = num_envs
         self.single_observation_space = self.venv.single_observation_space
         self.single_action_space = self.venv.single_action_space
 
+    @contextlib.contextmanager
+    def _call(self):
+        try:
+            with self._calls():
+                yield
+        except BaseException:
+            self._raised = True
+            raise
+
     def reset(self, seed: int) -> np.ndarray:
-        with self._calls():
+        with self._call():
             obs, _ = self.venv.reset(seed=seed)
         return obs
 
     def step(self, actions: np.ndarray) -> Transitions:
-        with self._calls():
+        with self._call():
             obs, reward, _, _, info = self.venv.step(actions)
         # gymnasium merges per-env info dicts into arrays (and a boolean mask "_key" per key); every env of ours
         # reports cost and the end flags on every step, final observations only where an episode ended
@@ -193,8 +203,8 @@ class VectorCollector(Collector):
                            h_next=np.asarray(info["constraint"], dtype=np.float64))
 
     def close(self) -> None:
-        with self._calls():
-            self.venv.close()
+        with self._calls():  # after an error, gymnasium 0.29 would wait on the failed call's closed pipe: terminate
+            self.venv.close(terminate=True) if self._raised else self.venv.close()
 
     def get_state(self) -> bytes | None:
         if isinstance(self.venv, gym.vector.AsyncVectorEnv):  # the environments live in worker processes
