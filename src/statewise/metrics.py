@@ -159,6 +159,18 @@ def violation_within(costs: np.ndarray, horizon: int) -> np.ndarray:
     return out
 
 
+def quantile_bins(position: np.ndarray, total: float, bins: int) -> np.ndarray:
+    """The quantile bin (0 .. bins-1, about equal counts) of each state from its rank position among ``total`` states
+    (0-based, at the middle of its rank: ties and weighted states sit at the middle of their run)."""
+    return np.minimum((np.asarray(position) * bins / total).astype(int), bins - 1)
+
+
+def reliability_bins(scores: np.ndarray, bins: int = 10) -> np.ndarray:
+    """The bin of each score in :func:`reliability`: by the score's average rank, so tied scores share a bin."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    return quantile_bins(average_ranks(scores) - 0.5, len(scores), bins)
+
+
 def reliability(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Empirical positive frequency per score-quantile bin (bins of about equal count, lowest scores first):
     returns (mean score per bin, positive frequency per bin). A calibrated risk score increases.
@@ -169,7 +181,7 @@ def reliability(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> tuple
     labels = np.asarray(labels, dtype=np.float64).ravel()
     if len(scores) == 0:
         return np.array([]), np.array([])
-    which = np.minimum(((average_ranks(scores) - 0.5) * bins / len(scores)).astype(int), bins - 1)
+    which = reliability_bins(scores, bins)
     groups = [np.flatnonzero(which == b) for b in range(bins)]
     groups = [g for g in groups if len(g)]
     return (np.array([scores[g].mean() for g in groups]), np.array([labels[g].mean() for g in groups]))

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from statewise.config import variant_order  # noqa: E402
 from statewise.errors import CheckpointError  # noqa: E402
 from statewise.method.multipliers import per_state  # noqa: E402
-from statewise.metrics import t_quantile_975  # noqa: E402
+from statewise.metrics import quantile_bins, t_quantile_975  # noqa: E402
 from statewise.run import runio  # noqa: E402
 
 HEATMAP_N = 101
@@ -366,7 +366,7 @@ def pooled_reliability(curves: list[dict[str, Any]], bins: int = RELIABILITY_BIN
     if total <= 0:
         return np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0)
     before = np.cumsum(weight) - weight
-    which = np.minimum(((before + weight / 2) * bins / total).astype(int), bins - 1)
+    which = quantile_bins(before + weight / 2, total, bins)
     used = np.unique(which)
     n_bin = np.array([weight[which == b].sum() for b in used])
     start = np.array([before[which == b].min() for b in used])

@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from statewise.errors import EnvError
-from statewise.metrics import auprc, auroc, average_ranks, reliability, violation_within
+from statewise.metrics import auprc, auroc, reliability, reliability_bins, violation_within
 
 
 def build_env(env_id: str, max_episode_steps: int = 0, **kwargs: Any) -> gym.Env:
@@ -242,8 +242,7 @@ def reliability_entry(score: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[
     mean_score, freq = reliability(score, y, bins)
     if len(score) == 0:
         return {"mean_score": [], "violation_freq": [], "states": []}
-    which = np.minimum(((average_ranks(score) - 0.5) * bins / len(score)).astype(int), bins - 1)  # as reliability
-    count = np.bincount(which, minlength=bins)
+    count = np.bincount(reliability_bins(score, bins), minlength=bins)
     return {"mean_score": mean_score.tolist(), "violation_freq": freq.tolist(),
             "states": [int(c) for c in count if c > 0]}
 
