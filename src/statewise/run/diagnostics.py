@@ -163,23 +163,25 @@ class LambdaPlane(Observer):
 
 class ValueBias(Observer):
     """The critics against Monte-Carlo truth at every evaluation after the warm-up (value_bias.csv; the last row
-    also in summary.json), :class:`statewise.run.value_bias.ValueBiasProbe` per member."""
+    also in summary.json), every living member at once by one :class:`statewise.run.value_bias.ValueBiasProbe`."""
 
     name = "value_bias"
     csv_files = {"value_bias": runio.VALUE_BIAS_CSV}
 
-    def __init__(self, probes: list[ValueBiasProbe], start_steps: int):
-        self.probes, self.start_steps = probes, start_steps
-        self.last: list[dict[str, float]] = [{} for _ in probes]
+    def __init__(self, probe: ValueBiasProbe, members: int, start_steps: int):
+        self.probe, self.start_steps = probe, start_steps
+        self.last: list[dict[str, float]] = [{} for _ in range(members)]
 
     def on_eval(self, trainer: Trainer, t: int) -> None:
         if t <= self.start_steps:
             return
+        buffer = trainer.buffer
+        alive = [m.alive for m in trainer.members]
+        rows = self.probe.measure(trainer.agent, buffer.obs[:, :len(buffer)], t, alive)
         for k, m in enumerate(trainer.members):
-            if m.alive:
-                buffer = trainer.buffer
-                self.last[k] = self.probes[k].measure(trainer.agent.member(k), buffer.obs[k, :len(buffer)], t)
-                m.logger.log("value_bias", t, self.last[k])
+            if alive[k]:
+                self.last[k] = rows[k]
+                m.logger.log("value_bias", t, rows[k])
 
     def finish(self, trainer: Trainer, k: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return {}, ({"value_bias": self.last[k]} if self.last[k] else {})
@@ -250,6 +252,6 @@ def make_observers(trainer: Trainer) -> list[Observer]:
         if hasattr(task, "plane"):
             observers.append(LambdaPlane(task, agent.members, trainer.device))
     if cfg.value_bias:
-        probes = [ValueBiasProbe(trainer.open_env(m.cfg), m.cfg.seed) for m in trainer.members]
-        observers.append(ValueBias(probes, cfg.sac.start_steps))
+        probe = ValueBiasProbe(trainer.open_env(cfg), [m.cfg.seed for m in trainer.members])
+        observers.append(ValueBias(probe, agent.members, cfg.sac.start_steps))
     return observers

@@ -54,7 +54,6 @@ def feasible_states(env: Any, n: int, seed: int = FEASIBLE_STATES_SEED) -> np.nd
     return np.stack(states)
 
 
-@torch.no_grad()
 def monte_carlo_values(sac: Any, task: Any, states: np.ndarray, rollouts: int, horizon: int,
                        generator: torch.Generator) -> dict[str, np.ndarray]:
     """Critic estimates and Monte-Carlo truth at ``states`` (N, obs_dim), each averaged over ``rollouts`` rollouts,
@@ -62,45 +61,75 @@ def monte_carlo_values(sac: Any, task: Any, states: np.ndarray, rollouts: int, h
 
     Returns per-state arrays: ``q`` / ``q_mc`` (soft reward value, scaled by ``sac.reward_scale``), and for a
     constrained agent ``qc`` / ``qc_mc`` (cost value) and ``lam`` (λ(s))."""
+    if sac.members != 1:
+        raise ValueError("monte_carlo_values measures one agent; pass population.member(k), or use "
+                         "monte_carlo_values_members")
+    return monte_carlo_values_members(sac, task, np.asarray(states)[None], rollouts, horizon, [generator])[0]
+
+
+@torch.no_grad()
+def monte_carlo_values_members(sac: Any, task: Any, states: np.ndarray, rollouts: int, horizon: int,
+                               generators: list[torch.Generator | None]) -> list[dict[str, np.ndarray] | None]:
+    """:func:`monte_carlo_values` for every member of a population at once: ``states`` (S, N, obs_dim), member k's
+    rollouts drawing their action noise from ``generators[k]`` (None: member k is not measured, e.g. it diverged).
+    One batched policy call and one call of the task's dynamics per step serve all members. Member k's numbers are
+    exactly those of measuring it alone: it draws noise only while its own rollouts run, as it would alone."""
     device = next(sac.parameters()).device
     gamma, reward_scale = sac.hp.gamma, sac.hp.reward_scale
-    if sac.members != 1:
-        raise ValueError("monte_carlo_values measures one agent; pass population.member(k)")
-    alpha = float(sac.log_alpha.exp())
-    obs0 = torch.as_tensor(np.asarray(states, dtype=np.float32), device=device).unsqueeze(0)
+    members, n = len(generators), states.shape[1]
+    measured = np.array([g is not None for g in generators])
+    alpha = np.array([float(sac.log_alpha[k].exp()) for k in range(members)])[:, None]  # each as alone
+    obs0 = torch.as_tensor(np.asarray(states, dtype=np.float32), device=device)
     act0 = sac.actor.mode(obs0)
-    values = sac.critic(obs0, act0)[0]
-    out: dict[str, np.ndarray] = {"q": values[:2].min(dim=0).values.cpu().numpy()}
+    values = sac.critic(obs0, act0)
+    out: list[dict[str, np.ndarray]] = [{"q": values[k, :2].min(dim=0).values.cpu().numpy()} for k in range(members)]
     if sac.constrained:
-        out["qc"] = sac.signal.aggregate(values[None, 2:])[0].cpu().numpy()
-        out["lam"] = sac.lam(obs0)[0].cpu().numpy()
+        qc, lam = sac.signal.aggregate(values[:, 2:]).cpu().numpy(), sac.lam(obs0).cpu().numpy()
+        for k in range(members):
+            out[k].update(qc=qc[k], lam=lam[k])
 
-    state = np.repeat(np.asarray(states, dtype=np.float64), rollouts, axis=0)
-    act = np.repeat(act0[0].cpu().numpy(), rollouts, axis=0)
-    ret = np.zeros(len(state))
-    alive = np.ones(len(state), dtype=bool)
+    state = np.repeat(np.asarray(states, dtype=np.float64).reshape(members * n, -1), rollouts, axis=0)
+    act = np.repeat(act0.reshape(members * n, -1).cpu().numpy(), rollouts, axis=0)
+    ret = np.zeros((members, n * rollouts))
+    alive = np.ones((members, n * rollouts), dtype=bool)
+    running = measured.copy()  # members whose rollouts still run (alone, each would have stopped at its own end)
+    lengths = np.zeros(members, dtype=int)  # steps each member's rollouts ran
     signal_steps, ends = [], []  # the constraint signal's per-step values, for its backward recursion
     h = _constraint(task, state) if sac.constrained and sac.signal.needs_constraint else None
     for t in range(horizon):
         if t > 0:
-            eps = torch.randn((1, len(state), sac.act_dim), generator=generator, device=device)
-            a, logp = sac.actor.sample(torch.as_tensor(state, dtype=torch.float32, device=device)[None], eps)
-            act = a[0].cpu().numpy()
-            ret -= alive * gamma**t * alpha * logp[0].cpu().numpy()
-        state, r, c, terminated = task.transition(state, act)
-        ret += alive * gamma**t * reward_scale * r
+            eps = torch.stack([torch.randn((n * rollouts, sac.act_dim), generator=g, device=device) if run
+                               else torch.zeros((n * rollouts, sac.act_dim), device=device)
+                               for g, run in zip(generators, running, strict=True)])
+            a, logp = sac.actor.sample(torch.as_tensor(state, dtype=torch.float32, device=device)
+                                       .reshape(members, n * rollouts, -1), eps)
+            act = a.reshape(members * n * rollouts, -1).cpu().numpy()
+            ret[running] -= (alive * gamma**t * alpha * logp.cpu().numpy())[running]
+        with np.errstate(all="ignore"):  # a diverged member's states may be non-finite; it is not measured
+            state, r, c, terminated = task.transition(state, act)
+        ret[running] += (alive * gamma**t * reward_scale * r.reshape(members, -1))[running]
         if sac.constrained:
             h_next = _constraint(task, state) if h is not None else None
-            signal_steps.append(sac.signal.transition_value(c, h, h_next))
-            ends.append(terminated.copy())
+            signal_steps.append(sac.signal.transition_value(c, h, h_next).reshape(members, -1))
+            ends.append(terminated.reshape(members, -1).copy())
             h = h_next
-        alive &= ~terminated
-        if not alive.any():
+        lengths[running] += 1
+        alive &= ~terminated.reshape(members, -1)
+        running &= alive.any(axis=1)
+        if not running.any():
             break
-    out["q_mc"] = ret.reshape(-1, rollouts).mean(axis=1)
-    if sac.constrained:
-        out["qc_mc"] = rollout_values(sac.signal, np.stack(signal_steps), np.stack(ends)).reshape(-1, rollouts).mean(1)
-    return out
+    results: list[dict[str, np.ndarray] | None] = []
+    for k in range(members):
+        if not measured[k]:
+            results.append(None)
+            continue
+        out[k]["q_mc"] = ret[k].reshape(-1, rollouts).mean(axis=1)
+        if sac.constrained:
+            steps_k = np.stack([x[k] for x in signal_steps[:lengths[k]]])
+            ends_k = np.stack([e[k] for e in ends[:lengths[k]]])
+            out[k]["qc_mc"] = rollout_values(sac.signal, steps_k, ends_k).reshape(-1, rollouts).mean(1)
+        results.append(out[k])
+    return results
 
 
 def _constraint(task: Any, state: np.ndarray) -> np.ndarray:
@@ -126,27 +155,35 @@ def summarize(values: dict[str, np.ndarray], threshold: float | None, prefix: st
 
 
 class ValueBiasProbe:
-    """Measures value bias during training on (a) states drawn from the replay buffer and (b) a fixed set of exactly
-    feasible states; one row per call for ``value_bias.csv``."""
+    """Measures value bias during training on (a) states drawn from each member's replay buffer and (b) a fixed set of
+    exactly feasible states (the same for every member and run); one row per member and call for
+    ``value_bias.csv``. All members are measured at once (:func:`monte_carlo_values_members`); a member's row is the
+    same as when it trains alone."""
 
-    def __init__(self, env: Any, seed: int, states: int = 256, rollouts: int = 8, horizon: int = 500):
+    def __init__(self, env: Any, seeds: list[int], states: int = 256, rollouts: int = 8, horizon: int = 500):
         self.task = env.unwrapped
         if not supports_value_bias(self.task):
             raise EnvError("value_bias needs a task with exact feasibility and batched dynamics "
                            "(task.feasible and task.transition, e.g. statewise/DoubleIntegrator-v0)")
         self.n, self.rollouts, self.horizon = states, rollouts, horizon
         self.feasible = feasible_states(env, states)
-        self.seed = seed
+        self.seeds = list(seeds)
 
-    def measure(self, sac: Any, replay_obs: torch.Tensor, step: int) -> dict[str, float]:
-        """``sac``: one agent (population of one); ``replay_obs``: its replay buffer's stored observations."""
+    def measure(self, sac: Any, replay_obs: torch.Tensor, step: int, members: list[bool]) -> list[dict[str, float]]:
+        """``sac``: the population; ``replay_obs`` (S, L, obs): the members' stored observations; ``members``: which
+        to measure. Returns a row per member (empty for those not measured)."""
         device = next(sac.parameters()).device
-        gen = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + step)
-        idx = torch.randint(0, len(replay_obs), (self.n,), generator=gen, device=device)
-        replay = replay_obs[idx].cpu().numpy().astype(np.float64)
+        gens = [torch.Generator(device=device).manual_seed(seed * 1_000_003 + step) if on else None
+                for seed, on in zip(self.seeds, members, strict=True)]
+        replay = np.stack([replay_obs[k, torch.randint(0, replay_obs.shape[1], (self.n,), generator=g, device=device)]
+                           .cpu().numpy().astype(np.float64) if g is not None else
+                           np.zeros((self.n, replay_obs.shape[2])) for k, g in enumerate(gens)])
         threshold = sac.signal.threshold if sac.constrained else None
-        row: dict[str, float] = {}
-        for name, states in (("replay", replay), ("feasible", self.feasible)):
-            values = monte_carlo_values(sac, self.task, states, self.rollouts, self.horizon, gen)
-            row.update(summarize(values, threshold, f"{name}_"))
-        return row
+        rows: list[dict[str, float]] = [{} for _ in gens]
+        feasible = np.broadcast_to(self.feasible, (len(gens), *self.feasible.shape))
+        for name, states in (("replay", replay), ("feasible", feasible)):
+            values = monte_carlo_values_members(sac, self.task, states, self.rollouts, self.horizon, gens)
+            for row, v in zip(rows, values, strict=True):
+                if v is not None:
+                    row.update(summarize(v, threshold, f"{name}_"))
+        return rows
