@@ -6,7 +6,8 @@
   * λ AUROC against the exact infeasible set on the task's plane (double integrator: everywhere; PointHazard: the
     robot at rest, where the infeasible set is exactly the hazards), and the same for the critic's value F(s, π(s));
   * the share of states with ≥ 1 m of slack on that plane where λ ≤ 1;
-  * λ's stability: sign changes per 100 logs (the old oscillation proxy) and temporal std over the last 20% of training (probe states);
+  * λ's stability: sign changes per 100 logs (the old oscillation proxy) and temporal std over the last 20% of
+    training (probe states);
   * if ``statewise calibrate`` ran on the runs: the risk monitor's held-out ECE and AUROC (violation within H steps);
   * with ``--infeasible-starts N`` (tasks that say at reset whether a start is feasible): how the final deterministic
     policy violates from the inherently infeasible ones among N starts (reset seeds 5·10^6 + i, the same for every

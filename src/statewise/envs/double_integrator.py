@@ -191,6 +191,17 @@ class DoubleIntegratorEnv(gym.Env):
         terminated = abs_x > 2.0 * self.x_max
         return np.stack([x_next, v_next], axis=-1), reward, cost, terminated
 
+    # state as an array: what statewise.envs.lockstep reads and writes to step many copies at once
+    def get_state(self) -> np.ndarray:
+        return np.array([self._x, self._v])
+
+    def set_state(self, state: np.ndarray) -> None:
+        self._x, self._v = float(state[0]), float(state[1])
+
+    def observe(self, states: np.ndarray) -> np.ndarray:
+        """Observations of float64 states (N, 2): the states as float32, as :meth:`step` returns them."""
+        return np.asarray(states, dtype=np.float32)
+
     def slack(self, obs: np.ndarray) -> np.ndarray:
         """Metres to spare under optimal braking, ``x_max - max(|x|, |braking_peak|)``; (..., 2) -> (...).
         Positive inside the feasible set, negative outside it (for λ(s) calibration on slack states)."""

@@ -138,6 +138,45 @@ class PointHazardEnv(gym.Env):
             [px, py, self._wx, self._wy, self.goal[0] - px, self.goal[1] - py], dtype=np.float32
         )
 
+    # state as an array: what statewise.envs.lockstep reads and writes to step many copies at once
+    def get_state(self) -> np.ndarray:
+        return np.array([self._px, self._py, self._wx, self._wy])
+
+    def set_state(self, state: np.ndarray) -> None:
+        self._px, self._py, self._wx, self._wy = (float(v) for v in state)
+
+    def observe(self, states: np.ndarray) -> np.ndarray:
+        """Observations ``[p, w, goal - p]`` of float64 states (N, 4), as :meth:`step` returns them."""
+        s = np.asarray(states, dtype=np.float64)
+        return np.stack([s[:, 0], s[:, 1], s[:, 2], s[:, 3], self.goal[0] - s[:, 0], self.goal[1] - s[:, 1]],
+                        axis=-1).astype(np.float32)
+
+    def transition(self, state: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The dynamics of :meth:`step` for a batch, without an episode: states (N, 4) float64 and actions (N, 2) ->
+        (next states, reward, cost, terminated). The same floating-point operations as :meth:`step` (which keeps a
+        scalar path, faster for one state), so the results are identical (tests/test_envs.py)."""
+        state = np.asarray(state, dtype=np.float64)
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        dt, lim, s = self.dt, self.arena, self.max_speed
+        px, py, wx, wy = state[:, 0], state[:, 1], state[:, 2], state[:, 3]
+        old_distance = self._goal_distances(px, py)
+        wx = np.minimum(np.maximum(self.damping * wx + dt * self.accel * a[:, 0], -s), s)
+        wy = np.minimum(np.maximum(self.damping * wy + dt * self.accel * a[:, 1], -s), s)
+        px, py = px + dt * wx, py + dt * wy
+        hit_x, hit_y = (px > lim) | (px < -lim), (py > lim) | (py < -lim)
+        px, wx = np.where(hit_x, np.copysign(lim, px), px), np.where(hit_x, 0.0, wx)
+        py, wy = np.where(hit_y, np.copysign(lim, py), py), np.where(hit_y, 0.0, wy)
+        new_distance = self._goal_distances(px, py)
+        reached = new_distance <= self.goal_radius
+        reward = old_distance - new_distance + np.where(reached, 1.0, 0.0)
+        nxt = np.stack([px, py, wx, wy], axis=-1)
+        cost = (self.constraint(nxt) > 0.0).astype(np.float64)
+        return nxt, reward, cost, reached
+
+    def _goal_distances(self, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        dx, dy = self.goal[0] - px, self.goal[1] - py
+        return np.sqrt(dx * dx + dy * dy)
+
     def _goal_distance(self, px: float, py: float) -> float:
         dx, dy = self.goal[0] - px, self.goal[1] - py
         return math.sqrt(dx * dx + dy * dy)

@@ -33,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 
 from statewise import quiet
+from statewise.envs.lockstep import Lockstep
 
 _END = "statewise_episode_end"  # info keys written by SelfReset
 _TERMINATED = "statewise_terminated"
@@ -218,6 +219,43 @@ class VectorCollector(Collector):
     def set_state(self, state: bytes) -> None:
         self.venv.close()
         self.venv, self.single_observation_space, self.single_action_space = pickle.loads(state)
+
+
+class LockstepCollectors:
+    """The single-environment collectors of a population's members, stepped as one array operation where their
+    environments allow it (built-in tasks, :class:`statewise.envs.lockstep.Lockstep`); each member's transitions are
+    exactly those of its own collector's ``step``. :meth:`of` gives None where they do not qualify."""
+
+    def __init__(self, collectors: list[SingleCollector], lockstep: Lockstep):
+        self.collectors, self.lockstep = collectors, lockstep
+
+    @classmethod
+    def of(cls, collectors: list[Collector]) -> LockstepCollectors | None:
+        if not collectors or not all(isinstance(c, SingleCollector) for c in collectors):
+            return None
+        lockstep = Lockstep.of([c.env.env for c in collectors])
+        return None if lockstep is None else cls(collectors, lockstep)
+
+    def step(self, actions: np.ndarray, which: list[int]) -> list[Transitions] | None:
+        """Transitions of members ``which`` for their actions (len(which), 1, act); None until every environment
+        is past its wrappers' first calls (step the collectors one by one until then)."""
+        if not self.lockstep.ready():
+            return None
+        st = self.lockstep.step(actions[:, 0], which)
+        out = []
+        for i, k in enumerate(which):
+            env = self.collectors[k].env  # the SelfReset wrapper: its protocol, as in SelfReset.step
+            h_before, h_next = env._h, float(st.constraint[i])
+            end, obs = bool(st.terminated[i] or st.truncated[i]), st.obs[i]
+            env._h, next_obs = h_next, obs
+            if end:
+                obs, reset_info = env.env.reset()
+                env._h = info_constraint(reset_info)
+            out.append(Transitions(
+                next_obs=np.asarray(next_obs)[None], reward=st.reward[i:i + 1], cost=st.cost[i:i + 1],
+                terminated=st.terminated[i:i + 1], done=np.array([end]), obs=np.asarray(obs)[None],
+                h=np.array([h_before]), h_next=np.array([h_next])))
+        return out
 
 
 def _rebuilt_by_pickle(env: gym.Env) -> bool:

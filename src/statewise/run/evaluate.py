@@ -11,6 +11,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from statewise.envs.lockstep import Lockstep
 from statewise.errors import EnvError
 from statewise.metrics import auprc, auroc, reliability, reliability_bins, violation_within
 
@@ -127,18 +128,26 @@ def rollout_members(envs: Sequence[gym.Env], policy: Callable[[np.ndarray], np.n
         obs[k] = np.asarray(o, dtype=np.float32)
         current[k] = Episode(feasible_start=info.get("feasible"))
 
+    lockstep = Lockstep.of(envs)  # built-in tasks: every environment's step as one array operation
     active = [k for k in range(n) if len(seeds[k])]
     for k in active:
         start(k)
     while active:
         actions = policy(np.stack(obs))
+        stepped = (lockstep.step(actions[active], active) if lockstep is not None and lockstep.ready()
+                   else None)
         still = []
-        for k in active:
+        for i, k in enumerate(active):
             ep = current[k]
             if record:
                 ep.states.append(obs[k])
-            o, rew, terminated, truncated, info = envs[k].step(actions[k])
-            cost = float(info["cost"])
+            if stepped is None:
+                o, rew, terminated, truncated, info = envs[k].step(actions[k])
+                cost = float(info["cost"])
+            else:
+                o, rew, terminated, truncated = (stepped.obs[i], stepped.reward[i], stepped.terminated[i],
+                                                 stepped.truncated[i])
+                cost = float(stepped.cost[i])
             ep.ret += float(rew)
             ep.cost += cost
             ep.violating_steps += cost > 0.0

@@ -38,7 +38,7 @@ from statewise.method.buffer import ReplayBuffer
 from statewise.method.sac import SAC, planned_updates, stream_seed
 from statewise.run import resume as resume_io
 from statewise.run import runio
-from statewise.run.collect import Collector, Transitions, make_collector
+from statewise.run.collect import Collector, LockstepCollectors, Transitions, make_collector
 from statewise.run.diagnostics import Observer, make_observers
 from statewise.run.evaluate import (
     build_env,
@@ -186,6 +186,7 @@ class Trainer:
         self.observers: list[Observer] = []
         self.failed: list[int] = []  # members that diverged (their slices keep computing; nothing of theirs is used)
         self.obs: np.ndarray | None = None  # (S, N, obs): what each member's environments act on next
+        self.lockstep: LockstepCollectors | None = None  # the members' environments stepped at once, where possible
         self.start_time = self.last_log_time = self.last_resume_time = time.perf_counter()
 
     def __enter__(self) -> Trainer:
@@ -226,6 +227,8 @@ class Trainer:
             self._start_new_runs()
         else:
             self.restore(self.resumed)
+        # after restore, which may replace the environments
+        self.lockstep = LockstepCollectors.of([m.collector for m in self.members])
         return self
 
     def _start_new_runs(self) -> None:
@@ -386,15 +389,18 @@ class Trainer:
         return self.act(self.obs, deterministic=False)
 
     def collect(self, act: np.ndarray, t: int) -> list[Transitions]:
-        """Step every living member's environments; a member whose action or environment output is not finite
-        fails here, and gets a placeholder step."""
+        """Step every living member's environments (all at once where they allow it, :meth:`_lockstep_steps`); a
+        member whose action or environment output is not finite fails here, and gets a placeholder step."""
+        for k, m in enumerate(self.members):
+            if m.alive and not np.isfinite(act[k]).all():
+                self.fail(k, t, "action from the policy")
+        living = [k for k, m in enumerate(self.members) if m.alive]
+        together = self._lockstep_steps(act, living)
         steps = []
         for k, m in enumerate(self.members):
             st = None
-            if m.alive and not np.isfinite(act[k]).all():
-                self.fail(k, t, "action from the policy")
             if m.alive:
-                st = self._step_envs(k, act[k], t)
+                st = self._checked(k, together[k] if together else self._step_envs(k, act[k], t), t)
             if not m.alive:  # a placeholder step: the diverged member's environment is not stepped again
                 zeros = np.zeros(self.cfg.num_envs)
                 st = Transitions(next_obs=np.zeros_like(self.obs[k]), reward=zeros, cost=zeros, terminated=zeros > 0,
@@ -402,14 +408,25 @@ class Trainer:
             steps.append(st)
         return steps
 
+    def _lockstep_steps(self, act: np.ndarray, living: list[int]) -> dict[int, Transitions] | None:
+        """The living members' steps as one array operation (built-in tasks, one environment each), or None."""
+        if self.lockstep is None or not living:
+            return None
+        steps = self.lockstep.step(act[living], living)
+        return None if steps is None else dict(zip(living, steps, strict=True))
+
     def _step_envs(self, k: int, act: np.ndarray, t: int) -> Transitions | None:
         try:
-            st = self.members[k].collector.step(act)
+            return self.members[k].collector.step(act)
         except EnvStepError as exc:  # the environment raised: a bug in it, whose traceback the user needs
             self.fail(k, t, "environment step", exc)
             return None
         except EnvError as exc:  # e.g. a non-finite cost in the middle of a run
             self.fail(k, t, f"environment output ({exc})")
+            return None
+
+    def _checked(self, k: int, st: Transitions | None, t: int) -> Transitions | None:
+        if st is None:
             return None
         if not np.isfinite(st.next_obs).all() or not np.isfinite(st.obs).all():
             self.fail(k, t, "observation from the environment")
