@@ -44,9 +44,10 @@ class _Copy:
 
 def _past_first_calls(w: gym.Wrapper) -> bool:
     if isinstance(w, gym.wrappers.PassiveEnvChecker):
-        return bool(getattr(w, "checked_step", False)) and bool(getattr(w, "checked_data_reuse", True))
+        # (own attributes only: gymnasium 0.29 has no checked_data_reuse, and forwards the lookup with a warning)
+        return bool(vars(w).get("checked_step", False)) and bool(vars(w).get("checked_data_reuse", True))
     if isinstance(w, gym.wrappers.OrderEnforcing):
-        return bool(getattr(w, "_has_reset", False))
+        return bool(vars(w).get("_has_reset", False))
     return True
 
 
