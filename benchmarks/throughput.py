@@ -4,11 +4,14 @@
    updates per second, FLOPs per update (torch's FlopCounterMode), % of the measured GEMM rate, compile time;
 2. populations S = 1, 2, 4, 8, 16 of SAC-ALaM on the double integrator ([64, 64]): aggregate updates/s (eager and
    compiled) and aggregate env steps/s of real training runs (collection, updates, logging, evaluation);
-3. the double-integrator grid (7 variants x 5 seeds, shortened to ``--grid-steps``): wall time of populations vs
+3. whole processes: ``statewise train`` of one seed against ``statewise train --seeds 0-7`` on the double
+   integrator (its config, the value-bias check on, ``--whole-steps`` steps), wall time from start to exit, so
+   start-up, warm-up, evaluation, the Monte-Carlo checks, checkpoints and plots all count;
+4. the double-integrator grid (7 variants x 5 seeds, shortened to ``--grid-steps``): wall time of populations vs
    one process per run (``statewise bench --no-populations``), both with 2 workers.
 
     python benchmarks/throughput.py                 # everything (about 30 minutes on 2 cores)
-    python benchmarks/throughput.py --quick         # shorter timings, no grid
+    python benchmarks/throughput.py --quick         # shorter timings, no whole processes, no grid
     python benchmarks/throughput.py --device cuda   # on a GPU machine
     python benchmarks/throughput.py --smoke         # seconds: checks that it runs (tests/test_benchmarks.py)
 """
@@ -125,6 +128,17 @@ def training_rate(algo: str, steps: int, device: torch.device, hidden: list[int]
         return members * float(np.mean(learning["env_steps_per_s"]))
 
 
+def whole_process_time(steps: int, seeds: str) -> float:
+    """Wall seconds of ``statewise train`` (a new process) on the double integrator with the grid's settings."""
+    config = Path(__file__).parents[1] / "configs" / "double_integrator.yaml"
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "statewise.cli", "train", "--config", str(config), "--steps", str(steps),
+               "--seeds", seeds, "--set", "value_bias=true", "--run-dir", str(Path(tmp) / "run")]
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+
 def grid_wall_time(steps: int, populations: bool, workers: int) -> float:
     """Wall seconds of ``statewise bench`` on the double-integrator grid (7 variants x 5 seeds) at ``steps``."""
     grid = Path(__file__).parent / "grids" / "double_integrator.yaml"
@@ -144,7 +158,10 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(label for label, *_ in SIZES), help="network sizes to measure")
     parser.add_argument("--populations", default="1,2,4,8,16", help="population sizes S")
     parser.add_argument("--train-steps", type=int, default=4_000)
+    parser.add_argument("--whole-steps", type=int, default=6_000, help="steps per run of the whole-process comparison")
+    parser.add_argument("--whole-members", type=int, default=8, help="population size of the whole-process comparison")
     parser.add_argument("--grid-steps", type=int, default=6_000, help="steps per run of the grid comparison")
+    parser.add_argument("--skip-updates", action="store_true", help="skip section 1 (the single-run update table)")
     parser.add_argument("--no-compile", action="store_true", help="eager only")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--smoke", action="store_true",
@@ -171,7 +188,7 @@ def main() -> None:
     print(f"{'algo':9s} {'size':8s} {'MFLOP/upd':>9s} {'eager/s':>8s} {'% GEMM':>6s} {'compiled/s':>10s} "
           f"{'% GEMM':>6s} {'speed-up':>8s} {'compile s':>9s}")
     results = []
-    for label, hidden, batch, obs_dim, act_dim in sizes:
+    for label, hidden, batch, obs_dim, act_dim in ([] if args.skip_updates else sizes):
         for algo in args.algos.split(","):
             agent, buf = make_agent(algo, hidden, batch, obs_dim, act_dim, device)
             flops = flops_per_update(agent, buf)
@@ -205,9 +222,18 @@ def main() -> None:
             f"S={r['members']} {r['env_steps_per_s_eager'] / base:.1f}x eager, "
             f"{r['env_steps_per_s_compiled'] / base:.1f}x compiled" for r in population_rows))
 
-    grid = {}
+    whole, grid = {}, {}
+    if not args.quick:
+        steps, members = (300, 2) if args.smoke else (args.whole_steps, args.whole_members)
+        print(f"\n3. whole processes: statewise train on the double integrator, {steps} steps per run")
+        one = whole_process_time(steps, "0")
+        print(f"one run:                 {one:6.0f} s   {steps / one:6.0f} env steps/s", flush=True)
+        pop = whole_process_time(steps, f"0-{members - 1}")
+        print(f"a population of {members:2d}:    {pop:6.0f} s   {members * steps / pop:6.0f} env steps/s   "
+              f"({members * one / pop:.1f}x one run's throughput)", flush=True)
+        whole = dict(steps=steps, members=members, one_run_s=one, population_s=pop, ratio=members * one / pop)
     if not (args.quick or args.smoke):
-        print(f"\n3. double-integrator grid (7 variants x 5 seeds, {args.grid_steps} steps per run, 2 workers)")
+        print(f"\n4. double-integrator grid (7 variants x 5 seeds, {args.grid_steps} steps per run, 2 workers)")
         pool = grid_wall_time(args.grid_steps, populations=False, workers=2)
         print(f"one process per run (--no-populations): {pool:6.0f} s", flush=True)
         pop = grid_wall_time(args.grid_steps, populations=True, workers=2)
@@ -215,7 +241,8 @@ def main() -> None:
         grid = dict(steps=args.grid_steps, process_pool_s=pool, populations_s=pop)
     if args.json:
         args.json.write_text(json.dumps({"gemm_gflops": peak, "updates": results, "populations": population_rows,
-                                         "grid": grid, "device": str(device), "threads": torch.get_num_threads()},
+                                         "whole_process": whole, "grid": grid, "device": str(device),
+                                         "threads": torch.get_num_threads()},
                                         indent=2))
 
 

@@ -74,6 +74,9 @@ def test_throughput_smoke(tmp_path):
     for row in result["populations"]:
         assert row["updates_per_s_eager"] > 0 and row["env_steps_per_s_eager"] > 0
         assert math.isnan(row["updates_per_s_compiled"]) and math.isnan(row["env_steps_per_s_compiled"])
+    whole = result["whole_process"]  # two real `statewise train` processes, one seed and a population of two
+    assert whole["members"] == 2 and whole["one_run_s"] > 0 and whole["population_s"] > 0
+    assert whole["ratio"] == pytest.approx(2 * whole["one_run_s"] / whole["population_s"])
 
 
 def test_checkpoint_cost_smoke():
