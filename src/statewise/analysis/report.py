@@ -102,6 +102,9 @@ def lambda_stability(run_dir: Path, probe: Any) -> dict[str, float]:
     out["λ oscillation amplitude, late half (median state)"] = late["median"]
     out["λ oscillation amplitude, late half (90th pct. state)"] = late["q90"]
     out["λ high-frequency share (> 0.1 per log)"] = high_frequency_share(lam)
+    # sparsity of the final map: a per-state multiplier should be ~0 on most states and high on the risky few
+    out["λ median on probe states (end)"] = float(np.median(lam[-1]))
+    out["share of probe states with λ > 1 (end)"] = float(np.mean(lam[-1] > 1.0))
     _, corr = delta_correlation_by_distance(lam, probe["obs"], bins=DISTANCE_BINS)
     for name, i in (("nearest", 0), ("middle", DISTANCE_BINS // 2), ("farthest", DISTANCE_BINS - 1)):
         out[f"Δλ correlation by distance: {name} sixth of pairs"] = float(corr[i])
@@ -150,10 +153,10 @@ HEADLINE_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "tr
                     "violation prob from feasible starts (final)", "feasible-start safety flips (evals)",
                     "eval cost std (last 20%)", "λ temporal std (last 20%)",
                     "λ oscillation amplitude (median state)", "Δλ correlation by distance: nearest sixth of pairs",
-                    "longest violation run (training steps)",
-                    "lambda auroc", "cost value auroc", "max λ on states with ≥ 1 m slack",
+                    "Δλ correlation by distance: farthest sixth of pairs", "longest violation run (training steps)",
+                    "λ median on probe states (end)", "share of probe states with λ > 1 (end)", "lambda auroc", "cost value auroc", "max λ on states with ≥ 1 m slack",
                     "95th pct. λ on states with ≥ 1 m slack",
-                    "Q^c − Monte-Carlo, median, feasible states (final)", "wall time [s]")
+                    "Q^c − Monte-Carlo, median, feasible states (final)", "wall time [s]", "env steps/s")
 ABLATION_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
                     "violation prob from feasible starts (final)", "λ temporal std (last 20%)",
                     "λ oscillation amplitude (median state)", "longest violation run (training steps)",
