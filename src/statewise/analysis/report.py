@@ -105,15 +105,18 @@ def lambda_stability(run_dir: Path, probe: Any) -> dict[str, float]:
     # sparsity of the final map: a per-state multiplier should be ~0 on most states and high on the risky few
     out["λ median on probe states (end)"] = float(np.median(lam[-1]))
     out["share of probe states with λ > 1 (end)"] = float(np.mean(lam[-1] > 1.0))
-    _, corr = delta_correlation_by_distance(lam, probe["obs"], bins=DISTANCE_BINS)
-    for name, i in (("nearest", 0), ("middle", DISTANCE_BINS // 2), ("farthest", DISTANCE_BINS - 1)):
-        out[f"Δλ correlation by distance: {name} sixth of pairs"] = float(corr[i])
+    spatial = not np.all(lam == lam[:, :1])  # a scalar λ is the same on every state: its correlations are 1 trivially
+    if spatial:
+        _, corr = delta_correlation_by_distance(lam, probe["obs"], bins=DISTANCE_BINS)
+        for name, i in (("nearest", 0), ("middle", DISTANCE_BINS // 2), ("farthest", DISTANCE_BINS - 1)):
+            out[f"Δλ correlation by distance: {name} sixth of pairs"] = float(corr[i])
     out["λ total variation (probe mean)"] = total_variation(lam.mean(axis=1))
     out["λ temporal std (last 20%)"] = temporal_std(lam)
     out["λ sign changes per 100 logs (old oscillation proxy)"] = oscillation_count(lam)
-    near, far = neighbour_correlation(lam, probe["obs"])
-    out["Δλ correlation: nearest neighbours"] = near
-    out["Δλ correlation: random pairs"] = far
+    if spatial:
+        near, far = neighbour_correlation(lam, probe["obs"])
+        out["Δλ correlation: nearest neighbours"] = near
+        out["Δλ correlation: random pairs"] = far
     out.update(_swing_then_violations(run_dir, probe))
     out.update(_perturbation(cfg, probe))
     return out
@@ -154,7 +157,8 @@ HEADLINE_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "tr
                     "eval cost std (last 20%)", "λ temporal std (last 20%)",
                     "λ oscillation amplitude (median state)", "Δλ correlation by distance: nearest sixth of pairs",
                     "Δλ correlation by distance: farthest sixth of pairs", "longest violation run (training steps)",
-                    "λ median on probe states (end)", "share of probe states with λ > 1 (end)", "lambda auroc", "cost value auroc", "max λ on states with ≥ 1 m slack",
+                    "λ median on probe states (end)", "share of probe states with λ > 1 (end)", "lambda auroc",
+                    "cost value auroc", "max λ on states with ≥ 1 m slack",
                     "95th pct. λ on states with ≥ 1 m slack",
                     "Q^c − Monte-Carlo, median, feasible states (final)", "wall time [s]", "env steps/s")
 ABLATION_METRICS = ("return (last 10% of evals)", "episode cost (last 10%)", "training violation ratio",
@@ -354,7 +358,8 @@ def _overview(env_dir: Path, runs: list[Path], variants: _Variants) -> list[str]
              + "; mean ± 95% CI (Student's t, t·std/√n) over seeds (n per variant: "
              + ", ".join(f"{a} {len(by_label[a])}" for a in labels) + "). Non-finite: undefined for that "
              "run (an AUROC when the final policy never violated has no positive states) or diverged; not "
-             "measured: the run predates the metric or its task lacks what it needs.", ""]
+             "measured: the run predates the metric, its task lacks what it needs, or (spatial λ measures) its λ is "
+             "one scalar.", ""]
     if variants.failed:
         lines += [f"**{len(variants.failed)} of {len(runs)} runs failed** (diverged; counted as non-finite in every "
                   "metric, never as safe):", ""]
