@@ -13,6 +13,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -149,16 +150,18 @@ def learning_curves(run_dirs: list[Path], out: Path, cost_limit: float = 0.0,
     if len(envs) != 1:
         raise ValueError(f"learning_curves draws one environment, got {', '.join(envs)}")
     panels = [("eval", "return", "evaluation return"), ("eval", "cost", "evaluation episode cost"),
-              ("train", "lam_probe_mean", "mean λ(s) on probe states")]
+              ("train", "lam_probe_mean", "λ(s) on probe states: mean (solid), median (dashed)")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, config in enumerate(configs):
+        color = colors[i % len(colors)]
         for ax, (stream, key, title) in zip(axes, panels, strict=True):
             tables = [read_csv(d / (runio.EVAL_CSV if stream == "eval" else runio.TRAIN_CSV)) for d in config.runs]
             series = [(t["step"], t[key]) for t in tables if key in t and len(t[key])]
             if series:
-                _band(ax, series, config.label, colors[i % len(colors)])
+                _band(ax, series, config.label, color)
             ax.set_title(title)
+        _median_line(axes[2], config.runs, color)
     axes[1].axhline(cost_limit, color="black", ls="--", lw=1.0,
                     label="cost limit" + (" (state-wise: no violation)" if cost_limit == 0 else ""))
     for ax in axes:
@@ -169,6 +172,22 @@ def learning_curves(run_dirs: list[Path], out: Path, cost_limit: float = 0.0,
     axes[1].legend(handles=[axes[1].get_lines()[-1]], fontsize=8)
     fig.suptitle(envs[0])
     return save_figure(fig, out / name)
+
+
+def _median_line(ax: plt.Axes, runs: list[Path], color: str) -> None:
+    """The median of λ over the probe states (seeds averaged), dashed: where a few risky states carry a high λ, the
+    mean follows them and the median shows the rest of the map."""
+    tables = [read_csv(d / runio.TRAIN_CSV) for d in runs]
+    series = [(t["step"], t["lam_probe_q50"]) for t in tables if "lam_probe_q50" in t and len(t["lam_probe_q50"])]
+    if not series:
+        return
+    steps = np.unique(np.concatenate([s for s, _ in series]))
+    data = np.full((len(series), len(steps)), np.nan)
+    for row, (s, v) in zip(data, series, strict=True):
+        row[np.searchsorted(steps, s)] = v
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ax.plot(steps, np.nanmean(data, axis=0), color=color, lw=1.2, ls="--")
 
 
 def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap.png") -> Path | None:
@@ -193,7 +212,8 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
     env, task, plane = opened
     xs, ys, obs = plane.grid(HEATMAP_N)
     maps = [np.asarray(agent.multiplier(obs)).reshape(HEATMAP_N, HEATMAP_N) for _, agent in panels]
-    vmax = max(float(np.max(m)) for m in maps) or 1.0  # one scale: equal colours are equal λ in every panel
+    # one scale: equal colours are equal λ in every panel; logarithmic above 1, where a wound-up λ flattens the rest
+    norm = mcolors.SymLogNorm(linthresh=1.0, vmin=0.0, vmax=max(1.0, max(float(np.max(m)) for m in maps)))
     cols = min(3, len(panels))
     rows = int(np.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False, layout="constrained")
@@ -201,14 +221,14 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
     feas = task.feasible(obs).reshape(HEATMAP_N, HEATMAP_N).astype(float) if hasattr(task, "feasible") else None
     for ax, (label, agent), lam in zip(axes.flat, panels, maps, strict=False):  # spare panels stay empty
         im = ax.imshow(lam, origin="lower", extent=(*plane.xlim, *plane.ylim), aspect="auto", cmap="magma",
-                       vmin=0.0, vmax=vmax)
+                       norm=norm)
         ax.contour(xs, ys, h, levels=[0.0], colors="cyan", linestyles="--", linewidths=1.0)
         if feas is not None:
             ax.contour(xs, ys, feas, levels=[0.5], colors="lime", linewidths=1.5)
         ax.set_title(f"{label} s{agent.config.seed}, step {agent.step}", fontsize=10)
         ax.set_xlabel(plane.xlabel)
         ax.set_ylabel(plane.ylabel)
-    fig.colorbar(im, ax=axes.ravel().tolist(), label="λ(s) (one scale for all panels)")
+    fig.colorbar(im, ax=axes.ravel().tolist(), label="λ(s) (one scale for all panels; logarithmic above 1)")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     note = "green: exact feasible boundary, " if feas is not None else ""
@@ -316,20 +336,27 @@ def lambda_over_training(run_dirs: list[Path], out: Path, columns: int = 4) -> P
     env.close()
     fig, axes = plt.subplots(len(first), columns, figsize=(3.6 * columns, 3.0 * len(first)), squeeze=False,
                              layout="constrained")
-    for row, (algo, (seed, d)) in zip(axes, first.items(), strict=True):
+    snapshots = {}
+    for algo, (_, d) in first.items():
         probe = runio.read_npz(d / runio.PROBE_FILE)
         steps, grids = probe["grid_steps"], probe["grid_lam"]
         picks = np.unique(np.linspace(0, len(steps) - 1, columns).round().astype(int))
-        vmax = float(grids[picks].max())
-        for ax, k in zip(row, picks, strict=False):  # fewer snapshots than columns
-            im = ax.imshow(grids[k].reshape(LAMBDA_GRID_N, LAMBDA_GRID_N), origin="lower", aspect="auto",
-                           extent=(*plane.xlim, *plane.ylim), cmap="magma", vmin=0.0, vmax=vmax)
+        snapshots[algo] = [(int(steps[k]), grids[k]) for k in picks]
+    # one colour scale for every panel, so rows compare; logarithmic above 1, where a wound-up λ would flatten the rest
+    vmax = max(1.0, max(float(g.max()) for shots in snapshots.values() for _, g in shots))
+    norm = mcolors.SymLogNorm(linthresh=1.0, vmin=0.0, vmax=vmax)
+    for row, (algo, (seed, _)) in zip(axes, first.items(), strict=True):
+        for ax, (step, grid) in zip(row, snapshots[algo], strict=False):  # fewer snapshots than columns
+            im = ax.imshow(grid.reshape(LAMBDA_GRID_N, LAMBDA_GRID_N), origin="lower", aspect="auto",
+                           extent=(*plane.xlim, *plane.ylim), cmap="magma", norm=norm)
             if feas is not None:
                 ax.contour(xs, ys, feas.astype(float), levels=[0.5], colors="lime", linewidths=1.0)
-            ax.set_title(f"{algo} s{seed}, step {int(steps[k])}", fontsize=9)
-        fig.colorbar(im, ax=list(row), label="λ(s)")
-        for ax in row[len(picks):]:
+            ax.set_title(f"{algo} s{seed}, step {step}", fontsize=9)
+            ax.set_xlabel(plane.xlabel, fontsize=8)
+            ax.set_ylabel(plane.ylabel, fontsize=8)
+        for ax in row[len(snapshots[algo]):]:
             ax.axis("off")
+    fig.colorbar(im, ax=axes.ravel().tolist(), label="λ(s) (one scale for all panels; logarithmic above 1)")
     fig.suptitle(f"λ(s) over training on {env_id}" + (" (green: exact feasible boundary)" if feas is not None else ""))
     return save_figure(fig, out / "lambda_over_training.png")
 
