@@ -4,7 +4,8 @@ gives, and the training and evaluation paths use it."""
 import numpy as np
 import pytest
 
-from conftest import TASKS
+from conftest import TASKS, tiny_config
+from statewise.api import population_configs, train_population
 from statewise.envs import make_env
 from statewise.envs.lockstep import Lockstep
 from statewise.envs.perturb import perturbed
@@ -99,3 +100,22 @@ def test_evaluation_episodes_are_the_same_stepped_together(env_id, monkeypatch):
             [(e.ret, e.cost, e.length, e.truncated, e.costs) for e in b]
         assert all(np.array_equal(x, y) for e, f in zip(a, b, strict=True) for x, y in zip(e.states, f.states,
                                                                                              strict=True))
+
+
+@pytest.mark.parametrize("env_id", TASKS)
+def test_a_population_trains_the_same_with_and_without_the_lockstep(env_id, tmp_path, monkeypatch):
+    """Two members trained with their environments in lockstep (training and evaluation) write the same eval.csv,
+    probe.npz and metrics as when every environment steps on its own."""
+    import statewise.run.evaluate as evaluate
+    import statewise.run.trainer as trainer
+
+    cfg = tiny_config(tmp_path, "sac-alam", env_id)
+    together = train_population(population_configs(cfg, [0, 1], tmp_path / "lockstep"), plots=False)
+    monkeypatch.setattr(trainer.LockstepCollectors, "of", classmethod(lambda cls, collectors: None))
+    monkeypatch.setattr(evaluate.Lockstep, "of", classmethod(lambda cls, envs: None))
+    apart = train_population(population_configs(cfg, [0, 1], tmp_path / "apart"), plots=False)
+    for a, b in zip(together, apart, strict=True):
+        for name in ("eval.csv", "probe.npz"):
+            assert (a.run_dir / name).read_bytes() == (b.run_dir / name).read_bytes(), name
+        assert a.summary["final_eval"] == b.summary["final_eval"]
+        assert a.summary["train_violation_ratio"] == b.summary["train_violation_ratio"]

@@ -426,6 +426,7 @@ class Trainer:
             return None
 
     def _checked(self, k: int, st: Transitions | None, t: int) -> Transitions | None:
+        """Member k's step, or None where it failed: non-finite observations, rewards or h fail the member."""
         if st is None:
             return None
         if not np.isfinite(st.next_obs).all() or not np.isfinite(st.obs).all():
