@@ -75,7 +75,6 @@ def monte_carlo_values_members(sac: Any, task: Any, states: np.ndarray, rollouts
     One batched policy call and one call of the task's dynamics per step serve all members. Member k's numbers are
     exactly those of measuring it alone: it draws noise only while its own rollouts run, as it would alone."""
     device = next(sac.parameters()).device
-    gamma, reward_scale = sac.hp.gamma, sac.hp.reward_scale
     members, n = len(generators), states.shape[1]
     measured = np.array([g is not None for g in generators])
     alpha = np.array([float(sac.log_alpha[k].exp()) for k in range(members)])[:, None]  # each as alone
@@ -90,20 +89,43 @@ def monte_carlo_values_members(sac: Any, task: Any, states: np.ndarray, rollouts
 
     state = np.repeat(np.asarray(states, dtype=np.float64).reshape(members * n, -1), rollouts, axis=0)
     act = np.repeat(act0.reshape(members * n, -1).cpu().numpy(), rollouts, axis=0)
-    ret = np.zeros((members, n * rollouts))
-    alive = np.ones((members, n * rollouts), dtype=bool)
-    running = measured.copy()  # members whose rollouts still run (alone, each would have stopped at its own end)
-    lengths = np.zeros(members, dtype=int)  # steps each member's rollouts ran
+    ret, signal_steps, ends, lengths = _rollouts(sac, task, state, act, alpha, horizon, generators)
+    results: list[dict[str, np.ndarray] | None] = []
+    for k in range(members):
+        if not measured[k]:
+            results.append(None)
+            continue
+        out[k]["q_mc"] = ret[k].reshape(-1, rollouts).mean(axis=1)
+        if sac.constrained:
+            steps_k = np.stack([x[k] for x in signal_steps[:lengths[k]]])
+            ends_k = np.stack([e[k] for e in ends[:lengths[k]]])
+            out[k]["qc_mc"] = rollout_values(sac.signal, steps_k, ends_k).reshape(-1, rollouts).mean(1)
+        results.append(out[k])
+    return results
+
+
+def _rollouts(sac: Any, task: Any, state: np.ndarray, act: np.ndarray, alpha: np.ndarray, horizon: int,
+              generators: list[torch.Generator | None]) -> tuple[np.ndarray, list, list, np.ndarray]:
+    """The batched rollouts of :func:`monte_carlo_values_members` from (S·N·rollouts) start states and first actions:
+    (discounted soft returns (S, N·rollouts), the signal's per-step values and terminations, steps each member ran)."""
+    device = next(sac.parameters()).device
+    gamma, reward_scale = sac.hp.gamma, sac.hp.reward_scale
+    members = len(generators)
+    rows = len(state) // members
+    ret = np.zeros((members, rows))
+    alive = np.ones((members, rows), dtype=bool)
+    running = np.array([g is not None for g in generators])  # alone, each member would stop at its own end
+    lengths = np.zeros(members, dtype=int)
     signal_steps, ends = [], []  # the constraint signal's per-step values, for its backward recursion
     h = _constraint(task, state) if sac.constrained and sac.signal.needs_constraint else None
     for t in range(horizon):
         if t > 0:
-            eps = torch.stack([torch.randn((n * rollouts, sac.act_dim), generator=g, device=device) if run
-                               else torch.zeros((n * rollouts, sac.act_dim), device=device)
+            eps = torch.stack([torch.randn((rows, sac.act_dim), generator=g, device=device) if run
+                               else torch.zeros((rows, sac.act_dim), device=device)
                                for g, run in zip(generators, running, strict=True)])
             a, logp = sac.actor.sample(torch.as_tensor(state, dtype=torch.float32, device=device)
-                                       .reshape(members, n * rollouts, -1), eps)
-            act = a.reshape(members * n * rollouts, -1).cpu().numpy()
+                                       .reshape(members, rows, -1), eps)
+            act = a.reshape(members * rows, -1).cpu().numpy()
             ret[running] -= (alive * gamma**t * alpha * logp.cpu().numpy())[running]
         with np.errstate(all="ignore"):  # a diverged member's states may be non-finite; it is not measured
             state, r, c, terminated = task.transition(state, act)
@@ -118,18 +140,7 @@ def monte_carlo_values_members(sac: Any, task: Any, states: np.ndarray, rollouts
         running &= alive.any(axis=1)
         if not running.any():
             break
-    results: list[dict[str, np.ndarray] | None] = []
-    for k in range(members):
-        if not measured[k]:
-            results.append(None)
-            continue
-        out[k]["q_mc"] = ret[k].reshape(-1, rollouts).mean(axis=1)
-        if sac.constrained:
-            steps_k = np.stack([x[k] for x in signal_steps[:lengths[k]]])
-            ends_k = np.stack([e[k] for e in ends[:lengths[k]]])
-            out[k]["qc_mc"] = rollout_values(sac.signal, steps_k, ends_k).reshape(-1, rollouts).mean(1)
-        results.append(out[k])
-    return results
+    return ret, signal_steps, ends, lengths
 
 
 def _constraint(task: Any, state: np.ndarray) -> np.ndarray:
