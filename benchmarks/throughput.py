@@ -1,4 +1,4 @@
-"""Training throughput against this machine's matrix-multiply rate: one command, every ratio the README quotes.
+"""Training throughput against this machine's matrix-multiply rate: one command, every ratio of docs/results/speed.md.
 
 1. single-run update at [64, 64] and [256, 256] for every algorithm, eager and compiled (``torch.compile``): gradient
    updates per second, FLOPs per update (torch's FlopCounterMode), % of the measured GEMM rate, compile time;

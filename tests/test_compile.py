@@ -73,7 +73,7 @@ def test_compiled_update_matches_eager():
 def test_compiled_member_does_not_depend_on_its_neighbours():
     """Compiled, seed 7's parameters and optimiser moments are bit-identical in a population of two and of three
     (the double integrator's shapes, two multiplier rounds). A compiled population of one is another graph whose
-    vectorised kernels may round differently, so it is not part of this promise (README, "Many seeds")."""
+    vectorised kernels may round differently, so it is not part of this promise (docs/concepts.md, "Populations")."""
     cfg = Config(algo="sac-alam")
     cfg.sac.hidden = cfg.multiplier.hidden = [32, 32]
     cfg.sac.batch_size = 64

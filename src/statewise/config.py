@@ -523,6 +523,27 @@ def reference() -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def reference_markdown() -> str:
+    """:func:`reference` as Markdown: one table per config section (top level, ``sac``, ``constraint``, …), the
+    configuration reference of the documentation site (docs/_hooks.py inserts it, so it is built from the code)."""
+    sections: dict[str, list[tuple[str, str, str, str]]] = {}
+    for row in reference():
+        sections.setdefault(row[0].split(".")[0] if "." in row[0] else "", []).append(row)
+    parts = []
+    for section, rows in sections.items():
+        parts.append(f"### `{section}`" if section else "### Top level")
+        parts.append("| key | type | default | meaning |\n|---|---|---|---|")
+        parts.extend(f"| `{key}` | {_cell(kind)} | `{default}` | {_cell(meaning)} |"
+                     for key, kind, default, meaning in rows)
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _cell(text: str) -> str:
+    """Text for one Markdown table cell: a literal ``|`` would end the cell (``bool | str`` reads ``bool or str``)."""
+    return text.replace(" | ", " or ").replace("|", "\\|")
+
+
 def _field_comments(source: str) -> dict[str, str]:
     import re
 

@@ -1,0 +1,25 @@
+"""mkdocs hooks: pages of the documentation site that are generated from the code at build time.
+
+A page asks for a generated part with a marker comment on a line of its own:
+
+* ``<!-- statewise:config-reference -->``: every config key, type, default and meaning (``statewise config``'s source);
+* ``<!-- statewise:algorithms -->``: the algorithm presets (``statewise.config.preset_table()``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from statewise.config import preset_table, reference_markdown
+
+_PARTS = {
+    "<!-- statewise:config-reference -->": reference_markdown,
+    "<!-- statewise:algorithms -->": preset_table,
+}
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    for marker, make in _PARTS.items():
+        if marker in markdown:
+            markdown = markdown.replace(marker, make())
+    return markdown
