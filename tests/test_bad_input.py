@@ -36,6 +36,15 @@ CASES = [
     (f"{SET} multiplier.fit_space=cubic", "fit_space"),
     (f"{SET} constraint.threshold=1000", "threshold"),
     (f"{SET} constraint.twin_target=min", "twin_target"),
+    # several constraints (constraint.costs): a threshold list of another length, repeated or empty names, a signal of
+    # h(s), a cost the environment does not report (checked at its first step, before anything is written)
+    (f"{SET} constraint.costs=[wall,speed] --set constraint.threshold=[0.1]", "one threshold per cost"),
+    (f"{SET} constraint.costs=[wall,wall]", "distinct non-empty names"),
+    (f"{SET} constraint.costs=['']", "distinct non-empty names"),
+    (f"{SET} constraint.costs=[wall] --set constraint.signal=hjr", "use cvf or cdf"),
+    (f"{SET} constraint.costs=[wall,speed] --set constraint.threshold=[0.1,.nan]", "finite"),
+    (f"{SET} constraint.costs=[wall,sped] --env statewise/DoubleIntegratorSpeedLimit-v0", "no cost 'sped'"),
+    (f"{SET} constraint.costs=[wall]", "no cost 'wall'"),
     (f"{SET} multiplier.lam_init=500", "lam_init"),
     (f"{SET} label=a/b", "label"),
     (f"{SET} device=tpu", "device"),

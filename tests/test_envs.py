@@ -16,7 +16,7 @@ from statewise.envs.double_integrator import DoubleIntegratorEnv
 from statewise.envs.point_hazard import PointHazardEnv
 from statewise.errors import EnvError
 
-DI_ID, PH_ID = BUILTIN_ENVS
+DI_ID, PH_ID = BUILTIN_ENVS[:2]
 X_MAX, DT, U_MAX = 5.0, 0.1, 1.0
 TOL = DoubleIntegratorEnv.FEASIBLE_TOL
 

@@ -64,7 +64,7 @@ def _network_multiplier(update: str, **kw) -> NetworkMultiplier:
                            rho=kw.pop("rho", 1.0), rho_lambda=kw.pop("rho_lambda", 1.0), lr=kw.pop("lr", 3e-4),
                            hidden=[16, 16], **kw)
     torch.manual_seed(0)
-    return NetworkMultiplier(1, 3, cfg)  # a population of one: obs (1, B, 3), g (1, B)
+    return NetworkMultiplier(1, 3, cfg)  # a population of one, one constraint: obs (1, B, 3), g (1, 1, B)
 
 
 def _set_prev_output(m: NetworkMultiplier, value: float) -> None:
@@ -81,12 +81,12 @@ def test_dual_target_cases():
     m = _network_multiplier("regression", rho_lambda=2.0, lam_max=10.0)
     obs = torch.randn(1, 4, 3)
     _set_prev_output(m, 0.0)  # λ_prev ≈ 0
-    target = m.dual_target(obs, torch.tensor([[-1.0, -0.01, 0.0, 0.5]]))
-    torch.testing.assert_close(target, torch.tensor([[0.0, 0.0, 0.0, 1.0]]), atol=1e-6, rtol=0)
+    target = m.dual_target(obs, torch.tensor([[[-1.0, -0.01, 0.0, 0.5]]]))
+    torch.testing.assert_close(target, torch.tensor([[[0.0, 0.0, 0.0, 1.0]]]), atol=1e-6, rtol=0)
     _set_prev_output(m, 3.0)
-    target = m.dual_target(obs, torch.tensor([[0.0, 1.0, -1.0, 100.0]]))
+    target = m.dual_target(obs, torch.tensor([[[0.0, 1.0, -1.0, 100.0]]]))
     # g = 0 keeps λ; g > 0 adds ρ_λ g; g < 0 subtracts; capped at λ_max
-    torch.testing.assert_close(target, torch.tensor([[3.0, 5.0, 1.0, 10.0]]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(target, torch.tensor([[[3.0, 5.0, 1.0, 10.0]]]), atol=1e-5, rtol=0)
 
 
 def test_dual_target_fixed_point_is_complementary_slackness():
@@ -97,7 +97,7 @@ def test_dual_target_fixed_point_is_complementary_slackness():
     m.net.load_state_dict(m.prev.state_dict())
     for g, at_rest in ((0.0, True), (0.3, False), (-0.3, False)):
         lam = m.net(obs)
-        loss = ((lam - m.dual_target(obs, torch.full((1, 3), g))) ** 2).mean()
+        loss = ((lam - m.dual_target(obs, torch.full((1, 1, 3), g))) ** 2).mean()
         grads = torch.autograd.grad(loss, list(m.net.parameters()))
         norm = sum(gr.abs().sum() for gr in grads)
         assert (norm < 1e-5) == at_rest, (g, norm)
@@ -109,7 +109,7 @@ def test_log_space_fit_loss_and_gradient_by_hand():
     from statewise.method.nets import softplus_inverse
 
     obs = torch.randn(1, 4, 3)
-    g = torch.tensor([[-1.0, 0.0, 2.0, 200.0]])  # targets 2, 3, 5 and the cap 10
+    g = torch.tensor([[[-1.0, 0.0, 2.0, 200.0]]])  # targets 2, 3, 5 and the cap 10
     lam0 = 1.5
     grads = {}
     for space in ("linear", "log"):
@@ -194,7 +194,7 @@ def test_dual_ascent_anti_windup_stops_pushing_only_above_the_cap():
 def test_regression_target_lag_uses_polyak_average():
     m = _network_multiplier("regression", target_tau=0.25)
     prev0 = [p.clone() for p in m.prev.parameters()]
-    m.update(torch.randn(1, 16, 3), torch.ones(1, 16))
+    m.update(torch.randn(1, 16, 3), torch.ones(1, 1, 16))
     m.end_round()
     for p_prev, p0, p in zip(m.prev.parameters(), prev0, m.net.parameters(), strict=True):
         torch.testing.assert_close(p_prev, 0.75 * p0 + 0.25 * p.detach())
@@ -202,14 +202,14 @@ def test_regression_target_lag_uses_polyak_average():
 
 def test_scalar_dual_ascent_projected():
     m = ScalarMultiplier(1, 3, MultiplierConfig(kind="scalar", lam_init=0.01, lr=0.1, lam_max=1.0, steps=1))
-    m.update(torch.zeros(1, 4, 2), torch.tensor([[-1.0, -2.0, -1.0, -2.0]]))  # ḡ < 0 pushes λ below 0
-    assert m.value(torch.zeros(1, 2, 2)).tolist() == [[0.0, 0.0]]
+    m.update(torch.zeros(1, 4, 2), torch.tensor([[[-1.0, -2.0, -1.0, -2.0]]]))  # ḡ < 0 pushes λ below 0
+    assert m.value(torch.zeros(1, 2, 2)).tolist() == [[[0.0, 0.0]]]
     for _ in range(30):
-        m.update(torch.zeros(1, 4, 2), torch.ones(1, 4))
+        m.update(torch.zeros(1, 4, 2), torch.ones(1, 1, 4))
     assert m.value(torch.zeros(1, 1, 2)).item() == pytest.approx(1.0)  # capped at λ_max
     # Adam's first step moves λ by lr in the sign of ḡ
     m2 = ScalarMultiplier(1, 3, MultiplierConfig(kind="scalar", lam_init=0.5, lr=0.1, lam_max=10.0, steps=1))
-    m2.update(torch.zeros(1, 4, 2), torch.full((1, 4), 3.0))
+    m2.update(torch.zeros(1, 4, 2), torch.full((1, 1, 4), 3.0))
     assert m2.lam.item() == pytest.approx(0.6, abs=1e-6)
 
 
@@ -230,17 +230,17 @@ def test_pid_multiplier_matches_hand_computation():
         old = hist[-2] if len(hist) >= 2 else d
         hist.append(d)
         expected.append(min(5.0, max(0.0, p + integral + 2.0 * max(0.0, d - old))))
-        m.update(torch.zeros(1, 4, 3), torch.full((1, 4), g))
+        m.update(torch.zeros(1, 4, 3), torch.full((1, 1, 4), g))
         values.append(m.value(torch.zeros(1, 2, 3)))
-        assert values[-1][0].tolist() == pytest.approx([expected[-1]] * 2, abs=1e-6)
+        assert values[-1][0, 0].tolist() == pytest.approx([expected[-1]] * 2, abs=1e-6)
     # values handed out earlier are snapshots, not views of the λ that update() changes in place
-    assert [v[0, 0].item() for v in values] == pytest.approx(expected, abs=1e-6)
+    assert [v[0, 0, 0].item() for v in values] == pytest.approx(expected, abs=1e-6)
     assert expected[3] == 5.0 and expected[-1] == 0.0  # both projections were exercised
     # its whole state is in the state dict (checkpointed with the agent)
     clone = PIDMultiplier(1, 3, cfg)
     clone.load_state_dict(m.state_dict())
-    m.update(torch.zeros(1, 1, 3), torch.ones(1, 1))
-    clone.update(torch.zeros(1, 1, 3), torch.ones(1, 1))
+    m.update(torch.zeros(1, 1, 3), torch.ones(1, 1, 1))
+    clone.update(torch.zeros(1, 1, 3), torch.ones(1, 1, 1))
     assert clone.lam.item() == pytest.approx(m.lam.item())
 
 
@@ -249,10 +249,11 @@ def test_twin_cost_aggregation():
     twins = torch.tensor([[[1.0, 4.0], [3.0, 2.0]], [[0.0, 1.0], [2.0, -1.0]]])  # (S=2 members, 2 twins, B=2)
     pessimistic = CostValue(ConstraintConfig(twin_aggregate="max", twin_target="max"))
     torch.testing.assert_close(pessimistic.aggregate(twins), torch.tensor([[3.0, 4.0], [2.0, 1.0]]))
-    torch.testing.assert_close(pessimistic.target_value(twins), torch.tensor([[3.0, 4.0], [2.0, 1.0]]))
+    # inside the Bellman target, per constraint: (S, M = 1, B)
+    torch.testing.assert_close(pessimistic.target_value(twins), torch.tensor([[[3.0, 4.0]], [[2.0, 1.0]]]))
     split = CostValue(ConstraintConfig(twin_aggregate="max", twin_target="mean"))  # the risk estimate stays max
     torch.testing.assert_close(split.aggregate(twins), torch.tensor([[3.0, 4.0], [2.0, 1.0]]))
-    torch.testing.assert_close(split.target_value(twins), torch.tensor([[2.0, 3.0], [1.0, 0.0]]))
+    torch.testing.assert_close(split.target_value(twins), torch.tensor([[[2.0, 3.0]], [[1.0, 0.0]]]))
     mean = CostValue(ConstraintConfig(twin_aggregate="mean")).aggregate(twins)
     torch.testing.assert_close(mean, torch.tensor([[2.0, 3.0], [1.0, 0.0]]))
 
@@ -285,7 +286,7 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
 
 def test_ensemble_critic_members_are_independent_mlps():
     torch.manual_seed(0)
-    critic = Critic(2, 3, 2, [8, 8], constrained=True)  # 2 members x 4 critics
+    critic = Critic(2, 3, 2, [8, 8], constraints=1)  # 2 members x 4 critics
     obs, act = torch.randn(2, 6, 3), torch.randn(2, 6, 2)
     out = critic(obs, act)
     assert out.shape == (2, 4, 6)
@@ -303,7 +304,7 @@ def test_ensemble_critic_members_are_independent_mlps():
 def test_multiplier_net_initial_value():
     net = MultiplierNet(3, 4, [16], lam_init=0.05)
     lam = net(torch.randn(3, 100, 4))
-    assert lam.shape == (3, 100)
+    assert lam.shape == (3, 1, 100)  # (members, constraints, states)
     assert torch.all((lam - 0.05).abs() < 0.01)
 
 
@@ -501,11 +502,11 @@ def test_multiplier_residual_action(residual_action):
     eps = torch.randn(1, 8, agent.act_dim, generator=torch.Generator().manual_seed(3))
     agent._multiplier_step(obs, eps)
     act = agent.actor.mode(obs) if residual_action == "mean" else agent.actor.sample(obs, eps)[0]
-    qc = agent.critic(obs, act)[:, 2:].mean(1)  # mean of the twins (constraint.twin_aggregate default)
-    expected = qc - agent.signal.threshold
+    qc = agent.critic(obs, act)[:, 2:].mean(1, keepdim=True)  # mean of the twins (constraint.twin_aggregate default)
+    expected = qc - agent.signal.threshold  # (S, M = 1, B)
     torch.testing.assert_close(seen["g"], expected)
     other = agent.actor.sample(obs, eps)[0] if residual_action == "mean" else agent.actor.mode(obs)
-    assert not torch.allclose(agent.critic(obs, other)[:, 2:].mean(1) - agent.signal.threshold, expected)
+    assert not torch.allclose(agent.critic(obs, other)[:, 2:].mean(1, keepdim=True) - agent.signal.threshold, expected)
 
 
 def test_state_noise_jitters_each_members_round_by_its_own_spread():

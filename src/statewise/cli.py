@@ -204,7 +204,7 @@ def eval_cmd(run_dir, episodes, seed, as_json, video, video_episodes, video_dir)
     if video:
         videos.use_headless_gl()  # before anything imports MuJoCo
     from statewise.analysis.agent import load
-    from statewise.run.evaluate import build_env, calibration, run_episodes
+    from statewise.run.evaluate import calibration, run_episodes, task_env
 
     agent = load(run_dir)
     if video:
@@ -212,8 +212,8 @@ def eval_cmd(run_dir, episodes, seed, as_json, video, video_episodes, video_dir)
         for path in videos.record(agent.config.env, agent.config.max_episode_steps, agent.act, out,
                                   video_episodes, seed):
             click.echo(f"video: {path}", err=as_json)
-    env = build_env(agent.config.env, agent.config.max_episode_steps)
-    result = run_episodes(env, lambda o: agent.act(o), range(seed, seed + episodes))
+    env = task_env(agent.config)
+    result = run_episodes(env, lambda o: agent.act(o), range(seed, seed + episodes), agent.config.constraint.costs)
     calib = calibration(env, agent.multiplier, agent.cost_value) if agent.config.constrained else {}
     if as_json:
         from statewise.run.runio import strict

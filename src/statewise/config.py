@@ -144,8 +144,14 @@ class ConstraintConfig:
 
     # constraint signal F: cvf (cost value) | cdf (constraint decay) | hjr (reachability) | cbf (barrier residual)
     signal: str = "cvf"
-    # d: the constraint is F(s, π(s)) ≤ d in every state; auto = 0.1 for cvf and cdf, 0 for hjr and cbf
-    threshold: float | str = "auto"
+    # Several state-wise constraints at once: the names of the per-step costs, each its own constraint with its own
+    # cost critics, threshold and multiplier (docs/algorithm.md §2c). A name is a key of the environment's
+    # info["costs"] mapping or, without one, of info itself (Safety-Gymnasium's cost_hazards, cost_vases_contact).
+    # Empty: one constraint on info["cost"].
+    costs: list[str] = field(default_factory=list)
+    # d: the constraint is F(s, π(s)) ≤ d in every state; auto = 0.1 for cvf and cdf, 0 for hjr and cbf; with
+    # several costs, one number for all or a list with one per cost
+    threshold: float | str | list[float] = "auto"
     gamma_c: float = 0.99  # discount γ_c of the signal (cvf, cdf, hjr)
     cbf_k: float | str = "auto"  # cbf only: the barrier condition is h(s') − (1 − k) h(s) ≤ d; auto = 1 − γ_c (RCRL)
     binary_cost: bool = True  # cvf: train on c = 1[c_env > 0] (cdf always does)
@@ -180,15 +186,38 @@ class ConstraintConfig:
                 raise ConfigError(f"constraint.{name} must be a number or 'auto', got '{getattr(self, name)}'")
         if not 0.0 < self.cbf_k <= 1.0:
             raise ConfigError(f"constraint.cbf_k must be in (0, 1], got {self.cbf_k}")
-        if self.signal == "cvf" and not 0.0 < self.threshold < 1.0 / (1.0 - self.gamma_c):
-            raise ConfigError(
-                f"constraint.threshold must be in (0, 1/(1-gamma_c)) = (0, {1.0 / (1.0 - self.gamma_c):g}) "
-                f"for the cost value signal, got {self.threshold}")
-        if self.signal == "cdf" and not 0.0 < self.threshold < 1.0:
-            raise ConfigError(f"constraint.threshold must be in (0, 1) for the constraint decay signal (cdf), "
-                              f"got {self.threshold}")
+        self._check_costs()
+        for d in self.thresholds:
+            self._check_threshold(d)
         if self.signal == "cdf" and not self.binary_cost:
             raise ConfigError("constraint.signal cdf needs binary costs (constraint.binary_cost=true)")
+
+    @property
+    def thresholds(self) -> list[float]:
+        """d_k of each constraint (one entry without ``costs``); call on a resolved section."""
+        count = max(len(self.costs), 1)
+        return [float(d) for d in self.threshold] if isinstance(self.threshold, list) else [self.threshold] * count
+
+    def _check_costs(self) -> None:
+        """Named costs: distinct non-empty names, a threshold list of the same length, a signal of the cost."""
+        if any(not isinstance(n, str) or not n.strip() for n in self.costs) or len(set(self.costs)) != len(
+                self.costs):
+            raise ConfigError(f"constraint.costs must be distinct non-empty names, got {self.costs}")
+        if isinstance(self.threshold, list) and len(self.threshold) != max(len(self.costs), 1):
+            raise ConfigError(f"constraint.threshold lists {len(self.threshold)} values but constraint.costs names "
+                              f"{len(self.costs)} cost(s); give one threshold per cost, or one number for all")
+        if self.costs and self.signal in ("hjr", "cbf"):
+            raise ConfigError(f"constraint.signal {self.signal} reads one signed constraint h(s) from the "
+                              "environment; with several constraint.costs use cvf or cdf")
+
+    def _check_threshold(self, d: float) -> None:
+        if self.signal == "cvf" and not 0.0 < d < 1.0 / (1.0 - self.gamma_c):
+            raise ConfigError(
+                f"constraint.threshold must be in (0, 1/(1-gamma_c)) = (0, {1.0 / (1.0 - self.gamma_c):g}) "
+                f"for the cost value signal, got {d}")
+        if self.signal == "cdf" and not 0.0 < d < 1.0:
+            raise ConfigError(f"constraint.threshold must be in (0, 1) for the constraint decay signal (cdf), "
+                              f"got {d}")
 
 
 @dataclass
@@ -449,6 +478,8 @@ class Config:
         _check_numbers(self)
         self.multiplier.check(self.algo)
         self.constraint.check()
+        if self.constraint.costs and self.value_bias:
+            raise ConfigError("value_bias checks one cost critic; it is not available with several constraint.costs")
         self.sac.check()
         self.perturbation.check()
         if self.sac.buffer_size < max(self.sac.start_steps, self.num_envs):
@@ -640,6 +671,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return value
         if origin is list and isinstance(value, (list, tuple)):
             item = getattr(opt, "__args__", (int,))[0]
+            if item is str and all(isinstance(v, str) for v in value):
+                return list(value)
             numbers = (int, float) if item is float else (int,)
             if all(isinstance(v, numbers) and not isinstance(v, bool) for v in value):
                 return [item(v) for v in value]
@@ -672,6 +705,8 @@ def _check_numbers(cfg: Config) -> None:
                 walk(value, name + ".")
             elif isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value}")
+            elif isinstance(value, list) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+                raise ConfigError(f"{name} must hold finite numbers, got {value}")
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 top = _CEILINGS.get(name)
                 if top is not None and abs(value) > top:

@@ -44,10 +44,17 @@ class Agent:
         return out[0] if single else out
 
     def multiplier(self, obs: np.ndarray) -> np.ndarray | float:
-        """λ(s) ∈ [0, λ_max] (zeros for unconstrained SAC)."""
+        """λ(s) ∈ [0, λ_max] (zeros for unconstrained SAC); with several constraints the largest λ_k(s)."""
         x, single = self._obs(obs)
         out = self.sac.lam(x)[0].cpu().numpy()
         return out[0] if single else out
+
+    def multipliers(self, obs: np.ndarray) -> dict[str, np.ndarray | float]:
+        """λ_k(s) of every constraint by name (``constraint.costs``; one unnamed constraint is ``"cost"``)."""
+        x, single = self._obs(obs)
+        out = self.sac.lam_k(x)[0].cpu().numpy()  # (M, N)
+        names = self.sac.signal.names if self.sac.signal is not None else ("cost",)
+        return {name: (row[0] if single else row) for name, row in zip(names, out, strict=True)}
 
     def cost_value(self, obs: np.ndarray) -> np.ndarray | float:
         """Cost value Q^c(s, π(s)) at the deterministic action: the twin cost critics combined by

@@ -30,7 +30,7 @@ from statewise.analysis.risk import (
 )
 from statewise.errors import StatewiseError
 from statewise.run import runio
-from statewise.run.evaluate import build_env, episode_seeds, labelled_states, rollout_members
+from statewise.run.evaluate import episode_seeds, labelled_states, rollout_members, task_env
 
 LOCKSTEP = 16  # environments stepped together by calibrate
 
@@ -72,7 +72,7 @@ def _scored_states(agent: Agent, score: str, horizon: int,
                    episodes: dict[str, int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per purpose (its reset seeds) and number of episodes: the scores and labels of the visited states with a known
     label. LOCKSTEP environments play the episodes side by side, one batched policy call per step for all of them."""
-    envs = [build_env(agent.config.env, agent.config.max_episode_steps)
+    envs = [task_env(agent.config)
             for _ in range(min(LOCKSTEP, max(episodes.values())))]
     fn = score_fn(agent, score)
     data = {}

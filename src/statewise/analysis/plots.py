@@ -211,15 +211,14 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
         return None
     env, task, plane = opened
     xs, ys, obs = plane.grid(HEATMAP_N)
-    maps = [np.asarray(agent.multiplier(obs)).reshape(HEATMAP_N, HEATMAP_N) for _, agent in panels]
+    panels, maps, truths = _constraint_panels(panels, task, obs)
     # one scale: equal colours are equal λ in every panel; logarithmic above 1, where a wound-up λ flattens the rest
     norm = mcolors.SymLogNorm(linthresh=1.0, vmin=0.0, vmax=max(1.0, max(float(np.max(m)) for m in maps)))
     cols = min(3, len(panels))
     rows = int(np.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False, layout="constrained")
     h = task.constraint(obs).reshape(HEATMAP_N, HEATMAP_N)
-    feas = task.feasible(obs).reshape(HEATMAP_N, HEATMAP_N).astype(float) if hasattr(task, "feasible") else None
-    for ax, (label, agent), lam in zip(axes.flat, panels, maps, strict=False):  # spare panels stay empty
+    for ax, (label, agent), lam, feas in zip(axes.flat, panels, maps, truths, strict=False):  # spares stay empty
         im = ax.imshow(lam, origin="lower", extent=(*plane.xlim, *plane.ylim), aspect="auto", cmap="magma",
                        norm=norm)
         ax.contour(xs, ys, h, levels=[0.0], colors="cyan", linestyles="--", linewidths=1.0)
@@ -231,10 +230,31 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
     fig.colorbar(im, ax=axes.ravel().tolist(), label="λ(s) (one scale for all panels; logarithmic above 1)")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    note = "green: exact feasible boundary, " if feas is not None else ""
+    note = "green: exact feasible boundary, " if any(t is not None for t in truths) else ""
     fig.suptitle(f"λ(s) on {panels[0][1].config.env} ({note}cyan dashed: constraint h(s)=0)")
     env.close()
     return save_figure(fig, out / name)
+
+
+def _constraint_panels(panels: list[tuple[str, Any]], task: Any, obs: np.ndarray
+                       ) -> tuple[list[tuple[str, Any]], list[np.ndarray], list[np.ndarray | None]]:
+    """The λ maps to draw and the exact feasible set behind each: one per run, or with several constraints
+    (constraint.costs) one per constraint, λ_k against constraint k's own feasible set where the task knows it."""
+    shape = (HEATMAP_N, HEATMAP_N)
+    joint = task.feasible(obs).reshape(shape).astype(float) if hasattr(task, "feasible") else None
+    own = task.constraint_feasible(obs) if hasattr(task, "constraint_feasible") else {}
+    out_panels, maps, truths = [], [], []
+    for label, agent in panels:
+        if not agent.config.constraint.costs:
+            out_panels.append((label, agent))
+            maps.append(np.asarray(agent.multiplier(obs)).reshape(shape))
+            truths.append(joint)
+            continue
+        for name, lam in agent.multipliers(obs).items():
+            out_panels.append((f"{label} [{name}]", agent))
+            maps.append(np.asarray(lam).reshape(shape))
+            truths.append(own[name].reshape(shape).astype(float) if name in own else None)
+    return out_panels, maps, truths
 
 
 def _plane_task(env_id: str, max_episode_steps: int = 0) -> tuple[Any, Any, Any] | None:

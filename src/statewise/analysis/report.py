@@ -77,9 +77,25 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
     if runs:
         out["longest violation run (training steps)"] = float(runs["longest"])
         out[f"violation bursts (≥ {runs['burst_min_steps']} steps)"] = float(runs["bursts"])
+    out.update(constraint_metrics(summary))
     probe_path = run_dir / runio.PROBE_FILE
     if probe_path.is_file():
         out.update(lambda_stability(run_dir, runio.read_npz(probe_path)))
+    return out
+
+
+def constraint_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """Per named constraint (constraint.costs, docs/algorithm.md §2c): its training violation ratio, its final
+    evaluation's step violation rate, and how well λ_k and Q^c_k separate its own exact infeasible set."""
+    out = {}
+    for name, part in summary.get("constraints", {}).items():
+        out[f"training violation ratio [{name}]"] = part["train_violation_ratio"]
+        rate = summary["final_eval"].get(f"step_violation_rate[{name}]")
+        if rate is not None:
+            out[f"final step violation rate [{name}]"] = rate
+    for name, cal in summary.get("constraint_calibration", {}).items():
+        out[f"λ AUROC, own infeasible set [{name}]"] = cal["lambda_auroc"]
+        out[f"Q^c AUROC, own infeasible set [{name}]"] = cal["cost_value_auroc"]
     return out
 
 
@@ -375,7 +391,7 @@ def _overview(env_dir: Path, runs: list[Path], variants: _Variants) -> list[str]
 def _metric_tables(variants: _Variants) -> list[str]:
     """The headline metrics and all metrics: mean ± 95% CI per variant."""
     labels, keys = variants.labels, variants.keys
-    headline = [k for k in HEADLINE_METRICS if k in keys]
+    headline = [k for k in HEADLINE_METRICS if k in keys] + [k for k in keys if k.endswith("]")]  # per constraint
     lines = []
     for title, subset in (("Headline", headline), ("All metrics", keys)):
         lines += [f"### {title}", "", "| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]

@@ -22,7 +22,8 @@ import numpy as np
 from statewise.errors import EnvError
 
 #: Ids of the environments shipped with statewise (registered by ``statewise.envs``).
-BUILTIN_ENVS: tuple[str, ...] = ("statewise/DoubleIntegrator-v0", "statewise/PointHazard-v0")
+BUILTIN_ENVS: tuple[str, ...] = ("statewise/DoubleIntegrator-v0", "statewise/PointHazard-v0",
+                                  "statewise/DoubleIntegratorSpeedLimit-v0")
 
 
 @dataclass(frozen=True)

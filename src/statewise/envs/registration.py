@@ -12,6 +12,7 @@ from statewise.envs.velocity import VELOCITY_TASKS
 ENTRY_POINTS = {
     "statewise/DoubleIntegrator-v0": "statewise.envs.double_integrator:DoubleIntegratorEnv",
     "statewise/PointHazard-v0": "statewise.envs.point_hazard:PointHazardEnv",
+    "statewise/DoubleIntegratorSpeedLimit-v0": "statewise.envs.speed_limit:DoubleIntegratorSpeedLimitEnv",
 }
 
 

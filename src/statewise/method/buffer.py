@@ -20,14 +20,14 @@ class Batch(NamedTuple):
     obs: torch.Tensor  # (S, B, obs_dim)
     act: torch.Tensor  # (S, B, act_dim)
     rew: torch.Tensor  # (S, B)
-    cost: torch.Tensor  # (S, B) training cost (binary by default)
+    cost: torch.Tensor  # (S, B) training cost (binary by default); (S, B, M) with M named costs
     next_obs: torch.Tensor  # (S, B, obs_dim)
     terminated: torch.Tensor  # (S, B) 1.0 where the episode really ended (no bootstrap)
 
 
 class ReplayBuffer:
     def __init__(self, obs_dim: int, act_dim: int, capacity: int, device: torch.device | str,
-                 seeds: list[int] | int):
+                 seeds: list[int] | int, cost_shape: tuple[int, ...] = ()):
         seeds = [seeds] if isinstance(seeds, int) else list(seeds)
         self.members = len(seeds)
         self.capacity = capacity
@@ -37,7 +37,7 @@ class ReplayBuffer:
         self.obs = torch.zeros(s, capacity, obs_dim, **f32)
         self.act = torch.zeros(s, capacity, act_dim, **f32)
         self.rew = torch.zeros(s, capacity, **f32)
-        self.cost = torch.zeros(s, capacity, **f32)
+        self.cost = torch.zeros(s, capacity, *cost_shape, **f32)  # cost_shape: the signal's (M,) or ()
         self.next_obs = torch.zeros(s, capacity, obs_dim, **f32)
         self.terminated = torch.zeros(s, capacity, **f32)
         self._offset = (torch.arange(s, device=self.device) * capacity).unsqueeze(1)  # row k starts at k·capacity

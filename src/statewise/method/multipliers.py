@@ -2,15 +2,20 @@
 
 Every multiplier has the same small interface, so the SAC backbone never knows which one it holds:
 
-* ``value(obs)``: the detached multiplier λ(s) ∈ [0, λ_max] for a batch of states (S, B, obs) -> (S, B);
-* ``update(obs, g, functional)``: one optimiser step given the residual g = Q^c(s, ã) − d at ã ~ π (no grad),
-  (S, B); returns per-member statistics of shape (S,). Learned multipliers write their loss as a function of their
-  parameter tensors (``loss``) and step with :class:`statewise.method.optim.Adam`, so the step can be compiled;
+* ``value(obs)``: the detached multiplier λ_k(s) ∈ [0, λ_max] of each constraint k for a batch of states,
+  (S, B, obs) -> (S, M, B);
+* ``update(obs, g, functional)``: one optimiser step given the residuals g_k = Q^c_k(s, ã) − d_k at ã ~ π (no grad),
+  (S, M, B); returns per-member, per-constraint statistics of shape (S, M). Learned multipliers write their loss as a
+  function of their parameter tensors (``loss``) and step with :class:`statewise.method.optim.Adam`, so the step can
+  be compiled;
 * ``end_round()``: called after the K_λ steps of one multiplier update (moves the dual iterate);
 * ``schedule``: when and on what the rounds run (m_λ, K_λ, fit-state noise, residual action), from its own section;
 * ``per_state``: a capability flag, whether λ depends on the state (a λ map exists), read by analysis code.
 
 :data:`MULTIPLIERS` maps ``multiplier.kind`` to the class; :func:`make_multiplier` builds one from its section.
+Every rule acts on each constraint on its own (docs/algorithm.md §2c): a scalar or PID multiplier keeps one λ per
+constraint (its state has shape (S, *shape), ``shape`` = () for one unnamed constraint, (M,) for M named costs), a
+network has one output per constraint.
 
 Implementations: :class:`ScalarMultiplier` (SAC-Lag: dual ascent on the batch-mean residual),
 :class:`PIDMultiplier` (SAC-PID-Lag: PID control of a scalar λ on the same residual),
@@ -20,6 +25,7 @@ Implementations: :class:`ScalarMultiplier` (SAC-Lag: dual ascent on the batch-me
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -55,19 +61,20 @@ class ScalarMultiplier(nn.Module):
     STATS = ("multiplier_loss",)  # what update() returns (metrics.csv columns)
     per_state = False
 
-    def __init__(self, members: int, obs_dim: int, cfg: MultiplierConfig):
+    def __init__(self, members: int, obs_dim: int, cfg: MultiplierConfig, shape: tuple[int, ...] = ()):
         super().__init__()
         self.schedule = Schedule.from_config(cfg)
         self.lam_max = cfg.lam_max
-        self.lam = nn.Parameter(torch.full((members,), float(cfg.lam_init)))
+        self.lam = nn.Parameter(torch.full((members, *shape), float(cfg.lam_init)))
         self.optimizer = Adam([self.lam], cfg.lr)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.lam.detach().clamp(0.0, self.lam_max)[:, None].expand(obs.shape[:2])
+        lam = self.lam.detach().clamp(0.0, self.lam_max).view(obs.shape[0], -1, 1)
+        return lam.expand(*lam.shape[:2], obs.shape[1])
 
     @staticmethod
     def loss(params: list[torch.Tensor], obs: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        member_loss = -params[0] * g.mean(1)
+        member_loss = -params[0].view(g.shape[:2]) * g.mean(-1)  # (S, M)
         return member_loss.sum(), member_loss
 
     @torch.no_grad()
@@ -99,36 +106,42 @@ class PIDMultiplier(nn.Module):
     per_state = False
     optimizer = None
 
-    def __init__(self, members: int, obs_dim: int, cfg: MultiplierConfig):
+    def __init__(self, members: int, obs_dim: int, cfg: MultiplierConfig, shape: tuple[int, ...] = ()):
         super().__init__()
         self.schedule = Schedule.from_config(cfg)
         self.lam_max = cfg.lam_max
         self.kp, self.ki, self.kd = cfg.pid_kp, cfg.pid_ki, cfg.pid_kd
         self.ema_p, self.ema_d = cfg.pid_ema_p, cfg.pid_ema_d
-        self.register_buffer("lam", torch.full((members,), float(cfg.lam_init)))
-        self.register_buffer("integral", torch.full((members,), float(cfg.lam_init)))
-        self.register_buffer("p_ema", torch.zeros(members))
-        self.register_buffer("d_ema", torch.zeros(members))
-        self.register_buffer("d_history", torch.zeros(members, cfg.pid_d_delay))  # ring buffer of past d_ema
+        self.register_buffer("lam", torch.full((members, *shape), float(cfg.lam_init)))
+        self.register_buffer("integral", torch.full((members, *shape), float(cfg.lam_init)))
+        self.register_buffer("p_ema", torch.zeros(members, *shape))
+        self.register_buffer("d_ema", torch.zeros(members, *shape))
+        # ring buffer of past d_ema, per constraint
+        self.register_buffer("d_history", torch.zeros(members, *shape, cfg.pid_d_delay))
         self.register_buffer("count", torch.zeros(members, dtype=torch.long))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.lam.clone()[:, None].expand(obs.shape[:2])  # a copy: update() changes self.lam in place
+        lam = self.lam.clone().view(obs.shape[0], -1, 1)  # a copy: update() changes self.lam in place
+        return lam.expand(*lam.shape[:2], obs.shape[1])
 
     @torch.no_grad()
     def update(self, obs: torch.Tensor, g: torch.Tensor, functional: bool = False) -> dict[str, torch.Tensor]:
-        delta = g.mean(1)
-        self.integral.copy_((self.integral + self.ki * delta).clamp(min=0.0))
-        self.p_ema.mul_(self.ema_p).add_((1.0 - self.ema_p) * delta)
-        self.d_ema.mul_(self.ema_d).add_((1.0 - self.ema_d) * delta)
-        delay = self.d_history.shape[1]
-        slot = (self.count % delay).unsqueeze(1)  # oldest entry: d_ema from d_delay updates ago (no host sync)
-        old = torch.where(self.count >= delay, self.d_history.gather(1, slot).squeeze(1), self.d_ema)
-        derivative = (self.d_ema - old).clamp(min=0.0)
-        self.d_history.scatter_(1, slot, self.d_ema.unsqueeze(1))
+        s, m = g.shape[:2]  # views (S, M) of the (S, *shape) state: in-place changes reach the buffers
+        lam, integral, p_ema, d_ema = (t.view(s, m) for t in (self.lam, self.integral, self.p_ema, self.d_ema))
+        history = self.d_history.view(s, m, -1)
+        delta = g.mean(-1)
+        integral.copy_((integral + self.ki * delta).clamp(min=0.0))
+        p_ema.mul_(self.ema_p).add_((1.0 - self.ema_p) * delta)
+        d_ema.mul_(self.ema_d).add_((1.0 - self.ema_d) * delta)
+        delay = history.shape[-1]
+        # oldest entry: d_ema from d_delay updates ago (no host sync)
+        slot = (self.count % delay).view(s, 1, 1).expand(s, m, 1)
+        old = torch.where((self.count >= delay).view(s, 1), history.gather(2, slot).squeeze(2), d_ema)
+        derivative = (d_ema - old).clamp(min=0.0)
+        history.scatter_(2, slot, d_ema.unsqueeze(2))
         self.count += 1
-        self.lam.copy_((self.kp * self.p_ema + self.integral + self.kd * derivative).clamp(0.0, self.lam_max))
-        return {"pid_p": self.p_ema.clone(), "pid_i": self.integral.clone(), "pid_d": derivative}
+        lam.copy_((self.kp * p_ema + integral + self.kd * derivative).clamp(0.0, self.lam_max))
+        return {"pid_p": p_ema.clone(), "pid_i": integral.clone(), "pid_d": derivative}
 
     def end_round(self) -> None:
         pass
@@ -150,7 +163,7 @@ class NetworkMultiplier(nn.Module):
     STATS = ("multiplier_loss",)
     per_state = True
 
-    def __init__(self, members: int, obs_dim: int, cfg: MultiplierConfig):
+    def __init__(self, members: int, obs_dim: int, cfg: MultiplierConfig, shape: tuple[int, ...] = ()):
         super().__init__()
         self.schedule = Schedule.from_config(cfg)
         self.rule = cfg.update
@@ -160,7 +173,7 @@ class NetworkMultiplier(nn.Module):
         self.grad_clip = cfg.grad_clip
         self.anti_windup = cfg.anti_windup
         self.fit_space = cfg.fit_space
-        self.net = MultiplierNet(members, obs_dim, cfg.hidden, cfg.lam_init, cfg.activation)
+        self.net = MultiplierNet(members, obs_dim, cfg.hidden, cfg.lam_init, cfg.activation, math.prod(shape))
         self.prev: MultiplierNet | None = None
         if self.rule == "regression":
             self.prev = copy.deepcopy(self.net).requires_grad_(False)
@@ -186,11 +199,11 @@ class NetworkMultiplier(nn.Module):
             target = self.dual_target(obs, g)
             if self.fit_space == "log":
                 lam, target = torch.log1p(lam), torch.log1p(target)
-            member_loss = (lam - target).pow(2).mean(1)
+            member_loss = (lam - target).pow(2).mean(-1)  # (S, M): each constraint's fit
         else:
             if self.anti_windup:  # projected dual ascent: no push above the cap
                 g = torch.where((lam.detach() >= self.lam_max) & (g > 0), torch.zeros_like(g), g)
-            member_loss = -(lam * g).mean(1)
+            member_loss = -(lam * g).mean(-1)
         return member_loss.sum(), member_loss
 
     @torch.no_grad()
@@ -223,9 +236,11 @@ MULTIPLIERS: dict[str, type[Multiplier]] = {
 }
 
 
-def make_multiplier(members: int, obs_dim: int, cfg: MultiplierConfig) -> Multiplier | None:
-    """The multiplier ``multiplier.kind`` names, built from its own config section (None for unconstrained SAC)."""
-    return None if cfg.kind == "none" else MULTIPLIERS[cfg.kind](members, obs_dim, cfg)
+def make_multiplier(members: int, obs_dim: int, cfg: MultiplierConfig, shape: tuple[int, ...] = ()
+                    ) -> Multiplier | None:
+    """The multiplier ``multiplier.kind`` names, built from its own config section, for constraints of ``shape`` (the
+    signal's: () for one unnamed constraint, (M,) for M named costs); None for unconstrained SAC."""
+    return None if cfg.kind == "none" else MULTIPLIERS[cfg.kind](members, obs_dim, cfg, shape)
 
 
 def per_state(kind: str) -> bool:

@@ -26,9 +26,10 @@ class BatchedLinear(nn.Module):
     ``nn.Linear`` (U(−1/√in, 1/√in) for weight and bias).
     """
 
-    def __init__(self, members: tuple[int, ...], in_dim: int, out_dim: int):
+    def __init__(self, members: tuple[int, ...], in_dim: int, out_dim: int, row_sums: bool = False):
         super().__init__()
         self.members = tuple(members)
+        self.row_sums = row_sums  # compute every output as a row sum (see forward), not only a single one
         self.weight = nn.Parameter(torch.empty(*self.members, in_dim, out_dim))
         self.bias = nn.Parameter(torch.empty(*self.members, 1, out_dim))
         bound = 1.0 / math.sqrt(in_dim)
@@ -42,6 +43,8 @@ class BatchedLinear(nn.Module):
             # matrix-vector product differently from a batch of several, so with a matmul a member's value would
             # depend on how many members sit beside it; the row sum does not (and is faster than the padded matmul).
             return (x * w.transpose(-1, -2)).sum(-1, keepdim=True) + b
+        if self.row_sums:  # a few outputs (λ of several constraints): the same row sums, side by side
+            return (x.unsqueeze(-2) * w.transpose(-1, -2).unsqueeze(-3)).sum(-1) + b
         n = math.prod(self.members)
         out = torch.baddbmm(b.reshape(n, 1, b.shape[-1]), x.reshape(n, *x.shape[-2:]), w.reshape(n, *w.shape[-2:]))
         return out.reshape(*self.members, *out.shape[-2:])
@@ -51,10 +54,11 @@ class BatchedMLP(nn.Module):
     """One MLP per member, identical shapes: (*members, B, in) -> (*members, B, out)."""
 
     def __init__(self, members: tuple[int, ...], in_dim: int, hidden: list[int], out_dim: int,
-                 activation: str = "relu"):
+                 activation: str = "relu", row_sums: bool = False):
         super().__init__()
         dims = [in_dim, *hidden, out_dim]
         self.layers = nn.ModuleList(BatchedLinear(members, a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.layers[-1].row_sums = row_sums  # the output layer's outputs as row sums (BatchedLinear)
         self.act = _ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,18 +68,18 @@ class BatchedMLP(nn.Module):
 
 
 class Critic(nn.Module):
-    """Per member: twin reward critics Q_{φ1,2}(s, a) and, if constrained, twin cost critics Q^c_{ψ1,2}(s, a),
-    all S × K of them in one batched MLP."""
+    """Per member: twin reward critics Q_{φ1,2}(s, a) and, per constraint k, twin cost critics Q^c_{k,1,2}(s, a),
+    all S × K of them (K = 2 + 2M for M constraints) in one batched MLP."""
 
-    def __init__(self, members: int, obs_dim: int, act_dim: int, hidden: list[int], constrained: bool,
+    def __init__(self, members: int, obs_dim: int, act_dim: int, hidden: list[int], constraints: int,
                  activation: str = "relu"):
         super().__init__()
-        self.constrained = constrained
-        self.k = 4 if constrained else 2
+        self.constrained = constraints > 0
+        self.k = 2 + 2 * constraints
         self.net = BatchedMLP((members, self.k), obs_dim + act_dim, hidden, 1, activation)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """(S, B, obs), (S, B, act) -> (S, K, B): per member the rows [Q1, Q2] or [Q1, Q2, Qc1, Qc2]."""
+        """(S, B, obs), (S, B, act) -> (S, K, B): per member the rows [Q1, Q2], then [Qc1, Qc2] per constraint."""
         x = torch.cat([obs, act], dim=-1)
         x = x.unsqueeze(1).expand(x.shape[0], self.k, *x.shape[1:])
         return self.net(x).squeeze(-1)
@@ -132,19 +136,22 @@ def softplus_inverse(y: float) -> float:
 
 
 class MultiplierNet(nn.Module):
-    """λ_ξ(s) = softplus(MLP_ξ(s)) >= 0 per member, output bias initialised so that λ(s) ≈ ``lam_init`` everywhere.
+    """λ_ξ(s) = softplus(MLP_ξ(s)) >= 0 per member, output bias initialised so that λ(s) ≈ ``lam_init`` everywhere;
+    one output per constraint (``outputs``), all from one network.
 
     The raw (unclamped) output is what the multiplier losses train; users of λ clamp it to [0, λ_max].
     """
 
-    def __init__(self, members: int, obs_dim: int, hidden: list[int], lam_init: float, activation: str = "relu"):
+    def __init__(self, members: int, obs_dim: int, hidden: list[int], lam_init: float, activation: str = "relu",
+                 outputs: int = 1):
         super().__init__()
-        self.net = BatchedMLP((members,), obs_dim, hidden, 1, activation)
+        # row sums keep a member's λ independent of the members beside it (BatchedLinear.forward)
+        self.net = BatchedMLP((members,), obs_dim, hidden, outputs, activation, row_sums=True)
         last = self.net.layers[-1]
         nn.init.uniform_(last.weight, -1e-3, 1e-3)  # start (almost) flat at lam_init
         nn.init.constant_(last.bias, softplus_inverse(lam_init))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """(S, B, obs) -> (S, B)."""
-        return F.softplus(self.net(obs)).squeeze(-1)
+        """(S, B, obs) -> (S, M, B), one row per constraint."""
+        return F.softplus(self.net(obs)).movedim(-1, 1)
 

@@ -104,6 +104,11 @@ class Parts:
     def constrained(self) -> bool:
         return self.signal is not None
 
+    @property
+    def constraints(self) -> int:
+        """M: how many state-wise constraints (0 for unconstrained SAC)."""
+        return self.signal.count if self.signal is not None else 0
+
 
 class Networks(nn.Module):
     """Every network and learned scalar of ``members`` agents, freshly initialised from the global RNG (the state
@@ -113,10 +118,11 @@ class Networks(nn.Module):
         super().__init__()
         s = parts.sac
         self.actor = TanhGaussianPolicy(members, obs_dim, act_dim, s.hidden, s.activation)
-        self.critic = Critic(members, obs_dim, act_dim, s.hidden, parts.constrained, s.activation)
+        self.critic = Critic(members, obs_dim, act_dim, s.hidden, parts.constraints, s.activation)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.full((members,), math.log(s.alpha_init)))
-        self.multiplier = None if parts.multiplier is None else make_multiplier(members, obs_dim, parts.multiplier)
+        self.multiplier = None if parts.multiplier is None else make_multiplier(members, obs_dim, parts.multiplier,
+                                                                                 parts.signal.shape)
 
 
 class SAC(nn.Module):
@@ -130,6 +136,7 @@ class SAC(nn.Module):
         self.members = len(self.seeds)
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.constrained = parts.constrained
+        self.constraints = parts.constraints  # M (0 for unconstrained SAC)
         self.signal, self.penalty = parts.signal, parts.penalty
         with networks_fit(obs_dim, act_dim, parts, self.members):  # one line, not an allocator's traceback
             self._build(self.members)
@@ -145,10 +152,11 @@ class SAC(nn.Module):
         self._compiled = False
         self.compile_seconds = 0.0  # time spent compiling (the first update and the first multiplier round)
         self._step_fn, self._multiplier_step_fn = self._step, self._multiplier_step
-        self._critic_groups = [slice(0, 2), slice(2, 4)] if self.constrained else None
+        m = parts.constraints  # the reward twins, then each constraint's cost twins, are clipped as separate groups
+        self._critic_groups = [slice(2 * k, 2 * k + 2) for k in range(1 + m)] if self.constrained else None
         self._member_tau: torch.Tensor | None = None  # per-critic Polyak rates when the cost twins' differ
         if self.constrained and self.signal.tau != s.tau:
-            self._member_tau = torch.tensor([s.tau, s.tau, self.signal.tau, self.signal.tau])
+            self._member_tau = torch.tensor([s.tau] * 2 + [self.signal.tau] * 2 * m)
         self.generators: dict[str, list[torch.Generator]] = {}
         self.seed_generators(torch.device("cpu"))
         self.n_updates = 0
@@ -204,28 +212,44 @@ class SAC(nn.Module):
         return self.actor.sample(pad_rows(obs), eps)[0][:, :n]
 
     @torch.no_grad()
-    def lam(self, obs: torch.Tensor) -> torch.Tensor:
-        """λ(s) for a batch of states per member, (S, N, obs) -> (S, N) (zeros for unconstrained SAC)."""
+    def lam_k(self, obs: torch.Tensor) -> torch.Tensor:
+        """λ_k(s) of every constraint for a batch of states per member, (S, N, obs) -> (S, M, N) (zeros for
+        unconstrained SAC, M = 1)."""
         if self.multiplier is None:
-            return torch.zeros(obs.shape[:2], device=obs.device)
-        return self.multiplier.value(pad_rows(obs))[:, :obs.shape[1]]
+            return torch.zeros(obs.shape[0], 1, obs.shape[1], device=obs.device)
+        return self.multiplier.value(pad_rows(obs))[:, :, :obs.shape[1]]
+
+    @torch.no_grad()
+    def lam(self, obs: torch.Tensor) -> torch.Tensor:
+        """λ(s) for a batch of states per member, (S, N, obs) -> (S, N); with several constraints the largest
+        λ_k(s), the multiplier of the constraint that binds hardest there."""
+        return self.lam_k(obs).amax(1) if self.constraints > 1 else self.lam_k(obs)[:, 0]
+
+    @torch.no_grad()
+    def cost_value_k(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q^c_k(s, π(s)) of every constraint at the deterministic action, twins combined, (S, M, N)."""
+        if not self.constrained:
+            return torch.zeros(obs.shape[0], 1, obs.shape[1], device=obs.device)
+        x = pad_rows(obs)
+        return self.signal.combine(self.critic(x, self.actor.mode(x))[:, 2:])[:, :, :obs.shape[1]]
 
     @torch.no_grad()
     def cost_value(self, obs: torch.Tensor) -> torch.Tensor:
-        """Q^c(s, π(s)) at the deterministic action, twins aggregated (a reference risk score), (S, N)."""
-        if not self.constrained:
-            return torch.zeros(obs.shape[:2], device=obs.device)
-        x = pad_rows(obs)
-        return self.signal.aggregate(self.critic(x, self.actor.mode(x))[:, 2:])[:, :obs.shape[1]]
+        """Q^c(s, π(s)) at the deterministic action, twins aggregated (a reference risk score), (S, N); with several
+        constraints the largest residual Q^c_k − d_k, shifted back by the smallest threshold."""
+        values = self.cost_value_k(obs)
+        if self.constraints <= 1:
+            return values[:, 0]
+        return self.signal.residual(values).amax(1) + min(self.signal.thresholds)
 
     @torch.no_grad()
     def residual(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
-        """g(s, ã) = Q^c(s, ã) − d with ã ~ π(·|s) (noise ``eps``, or drawn from the members' update streams): the
-        signal every multiplier is driven by, (S, N)."""
+        """g_k(s, ã) = Q^c_k(s, ã) − d_k with ã ~ π(·|s) (noise ``eps``, or drawn from the members' update streams):
+        the signal every multiplier is driven by, (S, M, N)."""
         if eps is None:
             eps = self.noise("update", (obs.shape[1], self.act_dim))
         act, _ = self.actor.sample(obs, eps)
-        return self.signal.residual(self.signal.aggregate(self.critic(obs, act)[:, 2:]))
+        return self.signal.residual(self.signal.combine(self.critic(obs, act)[:, 2:]))
 
     # ----------------------------------------------------------------- update
     def update(self, buffer: ReplayBuffer, log: bool = False) -> dict[str, torch.Tensor]:
@@ -245,7 +269,7 @@ class SAC(nn.Module):
             obs = buffer.sample_obs(b * k).view(self.members, k, b, self.obs_dim)
             if schedule.state_noise > 0:  # fit λ on a neighbourhood of the replay states (docs/algorithm.md §5)
                 obs = jitter_states(obs, schedule.state_noise, self.noise("update", (k, b, self.obs_dim)))
-            stats.update(self._round(obs, self.noise("update", (k, b, self.act_dim))))
+            stats.update(self.by_constraint(self._round(obs, self.noise("update", (k, b, self.act_dim)))))
         if warming:  # the first calls of the compiled functions compile them
             self.compile_seconds += time.perf_counter() - start
         return stats
@@ -262,9 +286,11 @@ class SAC(nn.Module):
         not_done = 1.0 - batch.terminated
         y = batch.rew + s.gamma * not_done * (Critic.reward_value(next_values) - alpha * next_logp)
         targets = [y, y]
-        if self.constrained:
-            y_c = self.signal.backup(batch.cost, self.signal.target_value(next_values[:, 2:]), batch.terminated)
-            targets += [y_c, y_c]
+        if self.constrained:  # one target per constraint, (S, M, B), for its pair of cost twins
+            y_c = self.signal.backup(self._per_constraint(batch.cost), self.signal.target_value(next_values[:, 2:]),
+                                     batch.terminated.unsqueeze(1))
+            for k in range(self.constraints):
+                targets += [y_c[:, k], y_c[:, k]]
         targets = torch.stack(targets, dim=1)  # (S, K, B)
         grads, member_loss = take_grad(self._critic_loss, self.opt_critic.params, batch.obs, batch.act, targets,
                                        functional=functional)
@@ -291,13 +317,28 @@ class SAC(nn.Module):
             return {}
         stats = dict(reward_critic_loss=member_loss[:, :2].sum(1), actor_loss=aux["loss"], alpha=alpha.squeeze(1),
                      entropy=-logp.mean(1), q=aux["q"].mean(1))
-        if self.constrained:  # every statistic has shape (S,)
-            g, lam, lam_eff = aux["g"], aux["lam"], aux["lam_eff"]
-            stats.update(cost_critic_loss=member_loss[:, 2:].sum(1), qc=g.mean(1) + self.signal.threshold,
-                         residual=g.mean(1), violated_frac=(g > 0).float().mean(1), lam_batch_mean=lam.mean(1),
-                         lam_batch_max=lam.amax(1), lam_eff_mean=lam_eff.mean(1),
-                         active_frac=(lam_eff > 0).float().mean(1))
+        if self.constrained:  # every statistic has shape (S,), one per constraint
+            g, lam, lam_eff = aux["g"], aux["lam"], aux["lam_eff"]  # (S, M, B)
+            residual = g.mean(-1)
+            qc = residual + self.signal.threshold if self.signal.threshold is not None else \
+                residual + torch.tensor(self.signal.thresholds, device=g.device)
+            stats.update(self.by_constraint(dict(
+                cost_critic_loss=member_loss[:, 2:].unflatten(1, (self.constraints, 2)).sum(2), qc=qc,
+                residual=residual, violated_frac=(g > 0).float().mean(-1), lam_batch_mean=lam.mean(-1),
+                lam_batch_max=lam.amax(-1), lam_eff_mean=lam_eff.mean(-1), active_frac=(lam_eff > 0).float().mean(-1))))
         return stats
+
+    def _per_constraint(self, cost: torch.Tensor) -> torch.Tensor:
+        """Stored costs (S, B) or, with named costs, (S, B, M) -> (S, M, B)."""
+        return cost.movedim(-1, 1) if self.signal.shape else cost.unsqueeze(1)
+
+    def by_constraint(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-constraint statistics (S, M) as (S,) columns: ``name`` for one unnamed constraint, else
+        ``name[cost]`` per named cost (metrics.csv, TensorBoard)."""
+        if not self.signal.shape:
+            return {name: value[:, 0] for name, value in stats.items()}
+        return {f"{name}[{cost}]": value[:, k] for name, value in stats.items()
+                for k, cost in enumerate(self.signal.names)}
 
     def _critic_loss(self, params, obs, act, targets):
         """Σ_members Σ_i mean_B (Q_i(s,a) − y_i)², and the per-member, per-critic terms (S, K)."""
@@ -313,14 +354,14 @@ class SAC(nn.Module):
         q_pi = Critic.reward_value(pi_values)
         per_sample = alpha * logp - q_pi
         aux = {"logp": logp, "q": q_pi}
-        if self.constrained:
-            g = self.signal.residual(self.signal.aggregate(pi_values[:, 2:]))
+        if self.constrained:  # Σ_k ψ(g_k, λ_k) over the constraints, each (S, M, B)
+            g = self.signal.residual(self.signal.combine(pi_values[:, 2:]))
             lam = self.multiplier.value(obs)
             pen, lam_eff = self.penalty(g, lam)
             lam_eff = lam_eff.detach()
-            per_sample = per_sample + pen
+            per_sample = per_sample + pen.sum(1)
             if self.penalty.normalize:
-                per_sample = per_sample / (1.0 + lam_eff)
+                per_sample = per_sample / (1.0 + lam_eff.sum(1))
             aux.update(g=g, lam=lam, lam_eff=lam_eff)
         aux["loss"] = per_sample.mean(1)
         return aux["loss"].sum(), aux
@@ -365,12 +406,15 @@ class SAC(nn.Module):
     def stat_names(self) -> list[str]:
         """Every statistic a logged :meth:`update` can return (the learning columns of metrics.csv), in order."""
         names = ["reward_critic_loss", "actor_loss", "alpha", "entropy", "q"]
+        per_constraint = []
         if self.constrained:
-            names += ["cost_critic_loss", "qc", "residual", "violated_frac", "lam_batch_mean", "lam_batch_max",
-                      "lam_eff_mean", "active_frac"]
+            per_constraint += ["cost_critic_loss", "qc", "residual", "violated_frac", "lam_batch_mean",
+                               "lam_batch_max", "lam_eff_mean", "active_frac"]
         if self.multiplier is not None:
-            names += list(self.multiplier.STATS)
-        return names
+            per_constraint += list(self.multiplier.STATS)
+        if per_constraint and self.signal.shape:
+            per_constraint = [f"{name}[{cost}]" for name in per_constraint for cost in self.signal.names]
+        return names + per_constraint
 
     @property
     def compiled(self) -> bool:
@@ -471,14 +515,15 @@ def network_memory(obs_dim: int, act_dim: int, parts: Parts, members: int) -> di
 
 
 def _roughhuman_bytes(obs_dim: int, act_dim: int, parts: Parts, members: int) -> int:
-    """A generous bound on :func:`network_memory` (float32; at most 9 copies of the backbone's MLP: actor, 4 critics,
-    4 targets; 2 of the multiplier's), cheap enough for every construction."""
+    """A generous bound on :func:`network_memory` (float32; copies of the backbone's MLP: actor, 2 + 2M critics and
+    their targets; 2 of the multiplier's), cheap enough for every construction."""
     def mlp(n_in: int, hidden: list[int], n_out: int) -> int:
         dims = [n_in, *hidden, n_out]
         return sum((a + 1) * b for a, b in zip(dims[:-1], dims[1:], strict=False))
 
-    backbone = 9 * mlp(obs_dim + act_dim, list(parts.sac.hidden), 2 * act_dim)
-    multiplier = 2 * mlp(obs_dim, list(parts.multiplier.hidden), 1) if parts.multiplier is not None else 0
+    m = max(parts.constraints, 1)
+    backbone = (1 + 2 * (2 + 2 * m)) * mlp(obs_dim + act_dim, list(parts.sac.hidden), 2 * act_dim)
+    multiplier = 2 * mlp(obs_dim, list(parts.multiplier.hidden), m) if parts.multiplier is not None else 0
     return 4 * members * (backbone + multiplier + 64)
 
 

@@ -23,6 +23,12 @@ cbf    barrier residual h(s') - (1 - k) h(s)       ``h' - (1 - k) h`` (one step,
        (RCRL's SAC-CBF), k = 1 - γ by default
 =====  ==========================================  ==============================================  ===========
 
+**Several constraints** (``constraint.costs``, docs/algorithm.md §2c): M named costs, each with its own pair of cost
+critics and threshold d_k. The cost twins sit in the critic ensemble as M consecutive pairs, and every per-constraint
+tensor carries the constraint axis right after the member axis: residuals and multipliers are (S, M, B). One
+unnamed constraint (the default) is M = 1 with the shapes of a single constraint: ``shape`` is () and the public
+:meth:`_Signal.aggregate` returns (S, B), exactly as before several constraints existed.
+
 Every cost here is the cost *of the step* (s, a) -> s', so each value counts s' and later states, never s itself:
 ``hjr`` is RCRL's reachability value shifted by one step (RCRL puts h(s) in the target of Q(s, a), which no action
 can change). ``hjr`` and ``cbf`` need ``h``, which the built-in and velocity tasks report in ``info["constraint"]``.
@@ -45,16 +51,23 @@ NEEDS_CONSTRAINT = ("hjr", "cbf")
 class ConstraintSignal(Protocol):
     name: str
     threshold: float
+    thresholds: list[float]
+    names: tuple[str, ...]
+    shape: tuple[int, ...]
+    count: int
     needs_constraint: bool
 
     def transition_value(self, cost: np.ndarray, h: np.ndarray, h_next: np.ndarray) -> np.ndarray:
         """The per-transition number stored in the replay buffer, from the raw cost and h(s), h(s')."""
 
     def aggregate(self, twins: torch.Tensor) -> torch.Tensor:
-        """One value from the twin cost critics' outputs (S, 2, B) -> (S, B)."""
+        """One value from the twin cost critics' outputs (S, 2, B) -> (S, B); (S, 2M, B) -> (S, M, B) with costs."""
+
+    def combine(self, twins: torch.Tensor, how: str | None = None) -> torch.Tensor:
+        """The twins combined per constraint, (S, 2M, B) -> (S, M, B) (M = 1 without named costs)."""
 
     def target_value(self, twins: torch.Tensor) -> torch.Tensor:
-        """The twins' value at the next state inside the Bellman target, (S, 2, B) -> (S, B)."""
+        """The twins' value at the next state inside the Bellman target, (S, 2M, B) -> (S, M, B)."""
 
     def backup(self, x: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
         """Bellman target for F(s, a) from the stored value ``x`` and the target value at (s', a' ~ π)."""
@@ -72,7 +85,13 @@ class _Signal:
     def __init__(self, cfg: ConstraintConfig):
         cfg = dataclasses.replace(cfg)
         cfg.resolve()
-        self.threshold = float(cfg.threshold)
+        self.names = tuple(cfg.costs) or ("cost",)
+        self.shape = (len(cfg.costs),) if cfg.costs else ()  # the constraint axis of per-constraint state
+        self.count = len(self.names)
+        self.thresholds = cfg.thresholds
+        # one d for every constraint (always so for one): subtracted as a number, as before several constraints
+        self.threshold = self.thresholds[0] if len(set(self.thresholds)) == 1 else None
+        self._d: dict[torch.device, torch.Tensor] = {}  # (M, 1) thresholds per device, where they differ
         self.gamma_c = cfg.gamma_c
         self.twin = cfg.twin_aggregate
         self.twin_target = cfg.twin_target
@@ -81,15 +100,27 @@ class _Signal:
 
     def aggregate(self, twins: torch.Tensor) -> torch.Tensor:
         """The risk estimate F(s, a) that forms g for the actor and the multiplier: ``mean`` (default) or ``max``
-        (pessimistic) of the twin cost critics."""
-        return _combine(twins, self.twin)
+        (pessimistic) of the twin cost critics; (S, B) for one unnamed constraint, else (S, M, B)."""
+        value = self.combine(twins)
+        return value if self.shape else value[:, 0]
+
+    def combine(self, twins: torch.Tensor, how: str | None = None) -> torch.Tensor:
+        """(S, 2M, B) -> (S, M, B): each constraint's twin pair combined (``constraint.twin_aggregate``, or ``how``)."""
+        pairs = twins.unflatten(1, (self.count, 2))
+        return _combine(pairs[:, :, 0], pairs[:, :, 1], how or self.twin)
 
     def target_value(self, twins: torch.Tensor) -> torch.Tensor:
-        """The twins' value at (s', a') inside the Bellman target (``constraint.twin_target``)."""
-        return _combine(twins, self.twin_target)
+        """The twins' value at (s', a') inside the Bellman target (``constraint.twin_target``), (S, M, B)."""
+        return self.combine(twins, self.twin_target)
 
     def residual(self, value: torch.Tensor) -> torch.Tensor:
-        return value - self.threshold
+        """g = F − d; per constraint along axis 1 of a (S, M, B) value where the thresholds differ."""
+        if self.threshold is not None:
+            return value - self.threshold
+        d = self._d.get(value.device)
+        if d is None:
+            d = self._d[value.device] = torch.tensor(self.thresholds, dtype=value.dtype, device=value.device)[:, None]
+        return value - d
 
 
 class CostValue(_Signal):
@@ -168,9 +199,9 @@ class BarrierResidual(_Signal):
         return x
 
 
-def _combine(twins: torch.Tensor, how: str) -> torch.Tensor:
-    """(S, 2, B) -> (S, B)."""
-    return torch.maximum(twins[:, 0], twins[:, 1]) if how == "max" else 0.5 * (twins[:, 0] + twins[:, 1])
+def _combine(first: torch.Tensor, second: torch.Tensor, how: str) -> torch.Tensor:
+    """Two twins' values into one: their max or their mean."""
+    return torch.maximum(first, second) if how == "max" else 0.5 * (first + second)
 
 
 SIGNAL_CLASSES: dict[str, type[_Signal]] = {cls.name: cls for cls in (CostValue, ConstraintDecay, Reachability,

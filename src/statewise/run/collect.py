@@ -34,6 +34,7 @@ import numpy as np
 
 from statewise import quiet
 from statewise.envs.lockstep import Lockstep
+from statewise.envs.named_costs import PARTS
 
 _END = "statewise_episode_end"  # info keys written by SelfReset
 _TERMINATED = "statewise_terminated"
@@ -96,6 +97,7 @@ class Transitions:
     obs: np.ndarray  # (N, obs_dim)
     h: np.ndarray  # (N,) float64: signed constraint h(s) of the state acted in (NaN: not reported)
     h_next: np.ndarray  # (N,) float64: h(s') of next_obs (NaN: not reported)
+    cost_parts: np.ndarray | None = None  # (N, M) float64: the costs named by constraint.costs (None without)
 
 
 class Collector:
@@ -141,7 +143,8 @@ class SingleCollector(Collector):
         return Transitions(
             next_obs=np.asarray(info[_FINAL_OBS] if end else obs)[None], reward=np.array([float(reward)]),
             cost=np.array([float(info["cost"])]), terminated=np.array([info[_TERMINATED]]), done=np.array([end]),
-            obs=np.asarray(obs)[None], h=np.array([info[_H_BEFORE]]), h_next=np.array([info_constraint(info)]))
+            obs=np.asarray(obs)[None], h=np.array([info[_H_BEFORE]]), h_next=np.array([info_constraint(info)]),
+            cost_parts=np.asarray(info[PARTS])[None] if PARTS in info else None)
 
     def close(self) -> None:
         self.env.close()
@@ -201,7 +204,9 @@ class VectorCollector(Collector):
                            cost=np.asarray(info["cost"], dtype=np.float64),
                            terminated=np.asarray(info[_TERMINATED], dtype=bool), done=done, obs=obs,
                            h=np.asarray(info[_H_BEFORE], dtype=np.float64),
-                           h_next=np.asarray(info["constraint"], dtype=np.float64))
+                           h_next=np.asarray(info["constraint"], dtype=np.float64),
+                           # gymnasium 0.29 merges array values into an object array of rows: stack them
+                           cost_parts=np.stack(list(info[PARTS])).astype(np.float64) if PARTS in info else None)
 
     def close(self) -> None:
         with self._calls():  # after an error, gymnasium 0.29 would wait on the failed call's closed pipe: terminate

@@ -12,15 +12,20 @@ import gymnasium as gym
 import numpy as np
 
 from statewise.envs.lockstep import Lockstep
+from statewise.envs.named_costs import PARTS
 from statewise.errors import EnvError
 from statewise.metrics import auprc, auroc, reliability, reliability_bins, violation_within
 
 
-def build_env(env_id: str, max_episode_steps: int = 0, **kwargs: Any) -> gym.Env:
+def build_env(env_id: str, max_episode_steps: int = 0, costs: list[str] | tuple[str, ...] = (),
+              **kwargs: Any) -> gym.Env:
     """Make an environment and check it is usable: a time limit (the registered one, or
     ``max_episode_steps`` > 0), flat Box observations, Box actions (rescaled to [-1, 1] so the tanh
-    policy covers the whole range) with finite bounds. ``kwargs`` go to the environment (e.g. render_mode)."""
+    policy covers the whole range) with finite bounds. With ``costs`` (``constraint.costs``) each step's info also
+    holds those named costs as one array (:class:`statewise.envs.named_costs.NamedCosts`). ``kwargs`` go to the
+    environment (e.g. render_mode)."""
     from statewise.envs import make_env
+    from statewise.envs.named_costs import NamedCosts
 
     if max_episode_steps > 0:
         kwargs["max_episode_steps"] = max_episode_steps
@@ -38,7 +43,12 @@ def build_env(env_id: str, max_episode_steps: int = 0, **kwargs: Any) -> gym.Env
         raise EnvError(f"environment '{env_id}' has unbounded actions; statewise needs finite action bounds")
     if not (np.allclose(act_space.low, -1.0) and np.allclose(act_space.high, 1.0)):
         env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
-    return env
+    return NamedCosts(env, costs) if costs else env
+
+
+def task_env(cfg: Any, **kwargs: Any) -> gym.Env:
+    """:func:`build_env` for a run's config: its environment, time limit and named costs."""
+    return build_env(cfg.env, cfg.max_episode_steps, cfg.constraint.costs, **kwargs)
 
 
 def _has_time_limit(env: gym.Env) -> bool:
@@ -106,8 +116,15 @@ class Episode:
     violating_steps: int = 0
     feasible_start: bool | None = None
     truncated: bool = False  # ended by the time limit (the future after it is unknown), not by termination
+    part_violating_steps: np.ndarray | None = None  # (M,) steps with each named cost > 0 (constraint.costs)
     states: list[np.ndarray] = field(default_factory=list)
     costs: list[float] = field(default_factory=list)
+
+    def count_parts(self, parts: np.ndarray) -> None:
+        """Count one step's named costs (``info["cost_parts"]``) that are above 0."""
+        violating = np.asarray(parts) > 0.0
+        self.part_violating_steps = violating.astype(int) if self.part_violating_steps is None else \
+            self.part_violating_steps + violating
 
 
 def rollout_members(envs: Sequence[gym.Env], policy: Callable[[np.ndarray], np.ndarray],
@@ -144,6 +161,8 @@ def rollout_members(envs: Sequence[gym.Env], policy: Callable[[np.ndarray], np.n
             if stepped is None:
                 o, rew, terminated, truncated, info = envs[k].step(actions[k])
                 cost = float(info["cost"])
+                if PARTS in info:
+                    ep.count_parts(info[PARTS])
             else:
                 o, rew, terminated, truncated = (stepped.obs[i], stepped.reward[i], stepped.terminated[i],
                                                  stepped.truncated[i])
@@ -167,10 +186,12 @@ def rollout_members(envs: Sequence[gym.Env], policy: Callable[[np.ndarray], np.n
     return out
 
 
-def summarize_episodes(episodes: Sequence[Episode]) -> dict[str, float]:
+def summarize_episodes(episodes: Sequence[Episode], names: Sequence[str] = ()) -> dict[str, float]:
     """The mean return, mean episode cost (raw environment cost), step violation rate (fraction of steps with
     cost > 0), episode violation probability (episodes with any cost), and, where the environment reports
-    ``info["feasible"]`` at reset, the violation probability of the episodes that started in a feasible state."""
+    ``info["feasible"]`` at reset, the violation probability of the episodes that started in a feasible state. With
+    ``names`` (constraint.costs), also the step violation rate and episode violation probability of each named
+    cost, as ``step_violation_rate[name]`` and ``episode_violation_prob[name]``."""
     returns = [ep.ret for ep in episodes]
     lengths = [ep.length for ep in episodes]
     violated = [ep.violating_steps > 0 for ep in episodes]
@@ -187,13 +208,19 @@ def summarize_episodes(episodes: Sequence[Episode]) -> dict[str, float]:
         feas = [v for f, v in known if f]
         out["feasible_starts"] = float(len(feas))
         out["feasible_start_violation_prob"] = float(np.mean(feas)) if feas else float("nan")
+    parts = [ep.part_violating_steps for ep in episodes]
+    if names and all(p is not None for p in parts):
+        steps = np.sum(parts, axis=0)
+        for i, name in enumerate(names):
+            out[f"step_violation_rate[{name}]"] = float(steps[i]) / max(1, sum(lengths))
+            out[f"episode_violation_prob[{name}]"] = float(np.mean([p[i] > 0 for p in parts]))
     return out
 
 
-def run_episodes(env: gym.Env, policy: Policy, seeds: Sequence[int]) -> dict[str, float]:
+def run_episodes(env: gym.Env, policy: Policy, seeds: Sequence[int], names: Sequence[str] = ()) -> dict[str, float]:
     """Roll out ``policy`` (obs -> action) for one episode per reset seed in ``seeds``; see
     :func:`summarize_episodes` for what is returned."""
-    return summarize_episodes(rollout_members([env], lambda batch: policy(batch[0])[None], [list(seeds)])[0])
+    return summarize_episodes(rollout_members([env], lambda batch: policy(batch[0])[None], [list(seeds)])[0], names)
 
 
 def calibration(env: gym.Env, lam_fn: Callable[[np.ndarray], np.ndarray],
@@ -222,6 +249,28 @@ def calibration(env: gym.Env, lam_fn: Callable[[np.ndarray], np.ndarray],
     if cost_fn is not None:
         cost = cost_fn(obs)
         out.update(cost_value_auroc=auroc(cost, infeasible), cost_value_auprc=auprc(cost, infeasible))
+    return out
+
+
+def calibration_per_constraint(env: gym.Env, lam_fn: Callable[[np.ndarray], np.ndarray],
+                               cost_fn: Callable[[np.ndarray], np.ndarray], names: Sequence[str],
+                               n: int = 101) -> dict[str, dict[str, float]]:
+    """Per named constraint k: how well λ_k(s) (and Q^c_k(s, π(s))) separate constraint k's own exact infeasible set
+    (``task.constraint_feasible(obs)[name]``) from its feasible set on an n×n grid of the task's plane. ``lam_fn`` and
+    ``cost_fn`` map (N, obs) to (M, N). Empty where the task does not know each constraint's feasible set."""
+    task = env.unwrapped
+    if not hasattr(task, "constraint_feasible") or not hasattr(task, "plane"):
+        return {}
+    _, _, obs = task.plane().grid(n)
+    truth, lam, cost = task.constraint_feasible(obs), lam_fn(obs), cost_fn(obs)
+    out = {}
+    for k, name in enumerate(names):
+        if name not in truth:
+            continue
+        infeasible = ~np.asarray(truth[name], dtype=bool)
+        out[name] = {"lambda_auroc": auroc(lam[k], infeasible), "lambda_auprc": auprc(lam[k], infeasible),
+                     "cost_value_auroc": auroc(cost[k], infeasible),
+                     "infeasible_fraction_of_grid": float(infeasible.mean())}
     return out
 
 

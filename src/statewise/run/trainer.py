@@ -41,13 +41,14 @@ from statewise.run import runio
 from statewise.run.collect import Collector, LockstepCollectors, Transitions, make_collector
 from statewise.run.diagnostics import Observer, make_observers
 from statewise.run.evaluate import (
-    build_env,
     calibration,
+    calibration_per_constraint,
     check_cost_signal,
     episode_seeds,
     monte_carlo_calibration_from,
     rollout_members,
     summarize_episodes,
+    task_env,
 )
 from statewise.run.logger import RunLogger
 
@@ -81,6 +82,8 @@ class MemberStats:
     window_violations: int = 0  # transitions with cost > 0 since the last log
     total_violations: int = 0  # ... up to the last log
     warmup_violations: int = 0  # ... during the random warm-up
+    # the same three counts per named cost (constraint.costs; empty without): window, up to the last log, warm-up
+    part_violations: list[list[int]] = field(default_factory=list)
     last_eval: dict[str, float] = field(default_factory=dict)
     checkpoint_step: int | None = None  # step of the last checkpoint written
 
@@ -96,10 +99,31 @@ class MemberStats:
         self.window_violations += violations
         if warmup:  # random warm-up actions: counted apart, so the learners' ratio excludes them
             self.warmup_violations += violations
+        if st.cost_parts is not None:
+            self._record_parts(np.count_nonzero(st.cost_parts > 0.0, axis=0), warmup)
         for i in np.flatnonzero(st.done):
             self.ep_returns.append(float(self.ep_ret[i]))
             self.ep_costs.append(float(self.ep_cost[i]))
             self.ep_ret[i] = self.ep_cost[i] = 0.0
+
+    def _record_parts(self, violations: np.ndarray, warmup: bool) -> None:
+        if not self.part_violations:
+            self.part_violations = [[0] * len(violations) for _ in range(3)]
+        window, _, warm = self.part_violations
+        for i, v in enumerate(violations.tolist()):
+            window[i] += v
+            if warmup:
+                warm[i] += v
+
+    def close_window(self) -> None:
+        """A log row was written: the window's violations move to the totals."""
+        self.total_violations += self.window_violations
+        self.window_violations = 0
+        if self.part_violations:
+            window, total, _ = self.part_violations
+            for i, v in enumerate(window):
+                total[i] += v
+                window[i] = 0
 
     def saved(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -158,7 +182,7 @@ class Progress:
 
 def training_env(cfg: Config) -> Callable[[], Any]:
     """What builds one training environment: the task, with the perturbation test's extra cost when it is on."""
-    make = functools.partial(build_env, cfg.env, cfg.max_episode_steps)
+    make = functools.partial(task_env, cfg)
     p = cfg.perturbation
     if p.steps == 0:
         return make
@@ -197,7 +221,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
     def open_env(self, cfg: Config) -> Any:
-        env = build_env(cfg.env, cfg.max_episode_steps)
+        env = task_env(cfg)
         self.cleanup.callback(env.close)
         return env
 
@@ -221,7 +245,8 @@ class Trainer:
             print(f"statewise: {note}", file=sys.stderr)
         capacity = min(cfg.sac.buffer_size, cfg.steps + cfg.num_envs)
         self.buffer = ReplayBuffer(self.obs_dim, self.act_dim, capacity, self.device,
-                                   [stream_seed(seed, "replay") for seed in seeds])
+                                   [stream_seed(seed, "replay") for seed in seeds],
+                                   self.agent.signal.shape if self.agent.signal is not None else ())
         self.observers = make_observers(self)
         if self.resumed is None:
             self._start_new_runs()
@@ -241,7 +266,8 @@ class Trainer:
             m.cfg.compile = self.agent.compiled
             runio.atomic_write(m.run_dir / runio.CONFIG_FILE, m.cfg.to_yaml())
             runio.write_json(m.run_dir / runio.VERSIONS_FILE, runio.versions())
-            fields = [*TRAIN_LOG_FIELDS, *self.agent.stat_names(), *(f for o in self.observers for f in o.log_fields)]
+            fields = [*TRAIN_LOG_FIELDS, *self._part_fields(), *self.agent.stat_names(),
+                      *(f for o in self.observers for f in o.log_fields)]
             m.logger = self._logger(m, train_fields=fields)
         self.obs = np.stack([m.collector.reset(m.cfg.seed) for m in self.members])  # (S, N, obs)
         for m in self.members:
@@ -404,7 +430,8 @@ class Trainer:
             if not m.alive:  # a placeholder step: the diverged member's environment is not stepped again
                 zeros = np.zeros(self.cfg.num_envs)
                 st = Transitions(next_obs=np.zeros_like(self.obs[k]), reward=zeros, cost=zeros, terminated=zeros > 0,
-                                 done=zeros > 0, obs=np.zeros_like(self.obs[k]), h=zeros, h_next=zeros)
+                                 done=zeros > 0, obs=np.zeros_like(self.obs[k]), h=zeros, h_next=zeros,
+                                 cost_parts=self._no_parts())
             steps.append(st)
         return steps
 
@@ -445,7 +472,7 @@ class Trainer:
     def store(self, act: np.ndarray, steps: list[Transitions], t: int) -> None:
         """The step into the replay buffer (costs as the signal stores them) and into the running statistics."""
         s, signal = self.cfg.sac, self.agent.signal
-        raw_cost = np.stack([st.cost for st in steps])
+        raw_cost = np.stack([st.cost_parts if signal is not None and signal.shape else st.cost for st in steps])
         h, h_next = ((np.stack([st.h for st in steps]), np.stack([st.h_next for st in steps])) if self._needs_h
                      else (None, None))
         self.buffer.add(self.obs, act, np.stack([st.reward for st in steps]) * s.reward_scale,
@@ -492,21 +519,28 @@ class Trainer:
             for rows in observed:
                 row.update(rows[k])
             m.logger.log("train", t, row)
-            m.stats.window_violations = 0
             self._check_row(k, t, row, names, finite[k], observed)
             if k == 0:
                 self.progress.show(self.members[0].stats.last_eval, row)
         loop.window_steps = 0
         self.last_log_time, loop.last_log_step, loop.last_log_updates = now, t, self.agent.n_updates
 
+    def _part_fields(self) -> list[str]:
+        """metrics.csv's training violation ratio per named cost (constraint.costs), after the overall one."""
+        return [f"train_violation_ratio[{name}]" for name in self.cfg.constraint.costs]
+
     def _train_row(self, m: Member, shared: dict[str, float], stats: dict[str, float]) -> dict[str, float]:
+        """Member m's row of metrics.csv; the violations of the window since the last row move to the totals."""
         ms = m.stats
-        ms.total_violations += ms.window_violations
-        return {**shared,
-                "episode_return": float(np.mean(ms.ep_returns)) if ms.ep_returns else float("nan"),
-                "episode_cost": float(np.mean(ms.ep_costs)) if ms.ep_costs else float("nan"),
-                "train_violation_ratio": ms.window_violations / self.loop.window_steps,
-                "cumulative_violations": float(ms.total_violations), **stats}
+        row = {**shared,
+               "episode_return": float(np.mean(ms.ep_returns)) if ms.ep_returns else float("nan"),
+               "episode_cost": float(np.mean(ms.ep_costs)) if ms.ep_costs else float("nan"),
+               "train_violation_ratio": ms.window_violations / self.loop.window_steps}
+        if ms.part_violations:
+            row.update({name: v / self.loop.window_steps
+                        for name, v in zip(self._part_fields(), ms.part_violations[0], strict=True)})
+        ms.close_window()
+        return {**row, "cumulative_violations": float(ms.total_violations), **stats}
 
     def _check_row(self, k: int, t: int, row: dict[str, float], names: list[str], finite: bool,
                    observed: list[list[dict[str, float]]]) -> None:
@@ -530,7 +564,7 @@ class Trainer:
         results = self.evaluate_members([self._eval_seeds(m) for m in self.members])
         for k, m in enumerate(self.members):
             if m.alive:
-                m.stats.last_eval = summarize_episodes(results[k])
+                m.stats.last_eval = summarize_episodes(results[k], self.cfg.constraint.costs)
                 m.logger.log("eval", t, m.stats.last_eval)
         for o in self.observers:
             o.on_eval(self, t)
@@ -615,12 +649,29 @@ class Trainer:
             "train_violation_ratio": (ms.total_violations + ms.window_violations - ms.warmup_violations)
             / max(1, t - self.loop.warmup_steps),
             "train_violation_ratio_total": (ms.total_violations + ms.window_violations) / t,
-            "final_eval": summarize_episodes(episodes), **self._calibration(k, m, episodes), **extra,
+            **self._part_summary(m, t),
+            "final_eval": summarize_episodes(episodes, cfg.constraint.costs), **self._calibration(k, m, episodes),
+            **extra,
         }
         runio.write_json(m.run_dir / runio.SUMMARY_FILE, summary)
         for name in (runio.RESUME_FILE, runio.RESUME_PREV_FILE):  # a finished run has nothing to resume
             (m.run_dir / name).unlink(missing_ok=True)
         return summary
+
+    def _no_parts(self) -> np.ndarray | None:
+        """A placeholder step's named costs: zeros, or None without constraint.costs."""
+        return np.zeros((self.cfg.num_envs, len(self.cfg.constraint.costs))) if self.cfg.constraint.costs else None
+
+    def _part_summary(self, m: Member, t: int) -> dict[str, Any]:
+        """Per named cost: the training violation ratios after the warm-up and over all steps (none without)."""
+        if not m.stats.part_violations:
+            return {}
+        window, total, warm = m.stats.part_violations
+        names = self.cfg.constraint.costs
+        after = max(1, t - self.loop.warmup_steps)
+        return {"constraints": {name: {"train_violation_ratio": (total[i] + window[i] - warm[i]) / after,
+                                       "train_violation_ratio_total": (total[i] + window[i]) / t}
+                                for i, name in enumerate(names)}}
 
     def _calibration(self, k: int, m: Member, episodes: list[Any]) -> dict[str, Any]:
         """How well λ(s) (and Q^c(s, π(s))) separate infeasible states: on the task's plane and on the final
@@ -629,8 +680,13 @@ class Trainer:
             return {"calibration": {}, "mc_calibration": {}}
         one = self.agent.member(k)
         lam, cost_value = _numpy_score(one, one.lam), _numpy_score(one, one.cost_value)
-        return {"calibration": calibration(m.eval_env, lam, cost_value),
-                "mc_calibration": monte_carlo_calibration_from(episodes, {"lambda": lam, "cost_value": cost_value})}
+        out = {"calibration": calibration(m.eval_env, lam, cost_value),
+               "mc_calibration": monte_carlo_calibration_from(episodes, {"lambda": lam, "cost_value": cost_value})}
+        if self.cfg.constraint.costs:  # λ_k against constraint k's own infeasible set
+            out["constraint_calibration"] = calibration_per_constraint(
+                m.eval_env, _numpy_score(one, one.lam_k), _numpy_score(one, one.cost_value_k),
+                self.cfg.constraint.costs)
+        return out
 
     def remove_unfinished(self) -> None:
         """On an error inside the loop: a run directory that holds neither a checkpoint nor a summary has
