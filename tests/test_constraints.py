@@ -292,3 +292,18 @@ def test_two_constraint_member_is_the_same_alone_and_in_a_population(tmp_path):
                                 plots=False)
     for name in ("eval.csv", "probe.npz"):
         assert (alone.run_dir / name).read_bytes() == (together[1].run_dir / name).read_bytes(), name
+
+
+def test_calibrate_fits_a_risk_monitor_per_constraint_and_one_for_any(tmp_path):
+    from statewise.analysis.calibrate import calibrate
+
+    run = train(_vector_config(tmp_path / "run"), plots=False).run_dir
+    out = calibrate(run, episodes=6, test_episodes=6, horizon=20)
+    risk = json.loads((run / "risk.json").read_text())
+    assert set(risk["constraints"]) == {"wall", "speed"} == set(out["constraints"])
+    any_rate = risk["test"]["positive_fraction"]
+    for name in ("wall", "speed"):  # a violation of either is a violation of "any"
+        part = risk["constraints"][name]
+        assert part["test"]["states"] == risk["test"]["states"]
+        assert part["test"]["positive_fraction"] <= any_rate + 1e-12
+        assert part["values"] == sorted(part["values"])  # isotonic: non-decreasing in λ_k

@@ -74,3 +74,32 @@ def test_export_never_overwrites(runs, tmp_path, capsys):
         main(["export", str(runs["sac"]), "--format", "torchscript", "--out", str(path)])
     assert exc.value.code == 2 and "already exists" in capsys.readouterr().err
     assert path.read_text() == "keep me"
+
+
+@pytest.mark.export
+@pytest.mark.parametrize("fmt,suffix", [("onnx", "onnx"), ("torchscript", "pt")])
+def test_several_constraints_export_one_column_each_with_their_names(tmp_path, fmt, suffix):
+    """constraint.costs: lambda and cost_value are (N, M), the columns named in the model's metadata; the risk
+    monitor (from the largest λ_k) stays one number per state."""
+    from conftest import tiny_config
+    from statewise.analysis.calibrate import calibrate
+    from statewise.analysis.export import constraint_names
+
+    cfg = tiny_config(tmp_path / "run", env="statewise/DoubleIntegratorSpeedLimit-v0")
+    cfg.constraint.costs = ["wall", "speed"]
+    run = statewise.train(cfg, plots=False).run_dir
+    calibrate(run, episodes=4, test_episodes=4, horizon=20)
+    path = tmp_path / f"agent.{suffix}"
+    main(["export", str(run), "--format", fmt, "--out", str(path)])
+    assert constraint_names(path) == ["wall", "speed"]
+    agent = statewise.load(run)
+    obs = np.random.default_rng(2).uniform(-5, 5, (50, 2)).astype(np.float32)
+    action, lam, cost_value, risk = run_exported(path, obs)
+    lam_k = agent.multipliers(obs)
+    qc_k = agent.sac.cost_value_k(agent._obs(obs)[0])[0].numpy()
+    assert lam.shape == cost_value.shape == (50, 2) and risk.shape == (50,)
+    for k, name in enumerate(["wall", "speed"]):
+        np.testing.assert_allclose(lam[:, k], lam_k[name], atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(cost_value[:, k], qc_k[k], atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(action, agent.act(obs), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(risk, agent.risk(obs), atol=1e-5, rtol=1e-5)

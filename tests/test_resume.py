@@ -77,8 +77,11 @@ def _same(reference: Path, resumed: Path) -> None:
 
 
 @pytest.mark.parametrize("extra,kills,kill_save", [([], 5, 2), (["--num-envs", "2"], 2, 2), (["--seeds", "0,1"], 2, 3),
-                                                   (["--set", "constraint.signal=cbf"], 1, 2)],
-                         ids=["single", "num-envs-2", "population", "cbf-signal"])  # cbf: h(s) is resumed too
+                                                   (["--set", "constraint.signal=cbf"], 1, 2),
+                                                   (["--env", "statewise/DoubleIntegratorSpeedLimit-v0", "--set",
+                                                     "constraint.costs=[wall,speed]"], 1, 2)],
+                         # cbf: h(s) is resumed too; two constraints: their costs in the buffer and their counts
+                         ids=["single", "num-envs-2", "population", "cbf-signal", "two-constraints"])
 def test_killed_and_resumed_equals_uninterrupted(tmp_path, extra, kills, kill_save):
     rng = random.Random(len(extra) * 7 + kills)
     subprocess.run(CLI + ARGS + extra + ["--run-dir", str(tmp_path / "reference")], check=True, capture_output=True)

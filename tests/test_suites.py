@@ -235,6 +235,33 @@ def test_safety_gymnasium_smoke_training(tmp_path, num_envs, mode):
     _smoke(tmp_path, "SafetyPointGoal1-v0", num_envs, mode)
 
 
+SG_PARTS = ["cost_hazards", "cost_gremlins", "cost_buttons"]
+
+
+@pytest.mark.safety_gymnasium
+def test_safety_gymnasium_cost_parts_are_read_as_named_constraints():
+    """SafetyPointButton1's separate cost parts, read by name from info (constraint.costs); its total cost is their
+    sum, as Safety-Gymnasium reports it."""
+    from statewise.envs.named_costs import PARTS, NamedCosts
+
+    env = NamedCosts(make_env("SafetyPointButton1-v0"), SG_PARTS)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(300):
+        info = env.step(env.action_space.sample())[-1]
+        assert info[PARTS].tolist() == [info[name] for name in SG_PARTS]
+        assert info["cost"] == pytest.approx(float(info[PARTS].sum()))
+
+
+@pytest.mark.safety_gymnasium
+@pytest.mark.parametrize("num_envs, mode", [(1, "single"), (2, "async")])
+def test_safety_gymnasium_trains_on_its_separate_cost_parts(tmp_path, num_envs, mode):
+    summary = _smoke(tmp_path, "SafetyPointButton1-v0", num_envs, mode,
+                     ["constraint.costs=[" + ",".join(SG_PARTS) + "]"])
+    assert list(summary["constraints"]) == SG_PARTS
+    assert all(f"step_violation_rate[{name}]" in summary["final_eval"] for name in SG_PARTS)
+
+
 # ------------------------------------------------------------------------------------------------ video
 
 

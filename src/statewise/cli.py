@@ -356,11 +356,9 @@ def calibrate_cmd(run_dirs, episodes, test_episodes, horizon, score) -> None:
     for run_dir in run_dirs:
         out = calibrate(Path(run_dir), episodes, test_episodes, horizon, score)
         test = out["test"]
-        click.echo(f"{run_dir}: risk from {out['score']}, held-out ECE {test['ece']:.4f}, ECE at risk "
-                   f"(p >= {test['at_risk_threshold']:g}, {test['at_risk_states']} states) {test['ece_at_risk']:.4f}, "
-                   f"Brier {test['brier']:.4f}, Brier skill {test['brier_skill']:.3f}, "
-                   f"AUROC {test['auroc']:.3f} ({test['states']} states, {test['positive_fraction']:.3f} with a "
-                   f"violation within {horizon} steps; fit on {out['fit']['states']}); {out['plot']}")
+        click.echo(f"{run_dir}: risk from {out['score']}, {_risk_figures(out, horizon)}; {out['plot']}")
+        for name, monitor in out.get("constraints", {}).items():  # one monitor per named constraint
+            click.echo(f"  [{name}] {_risk_figures(monitor, horizon)}")
         by_label.setdefault(f"{run_label(Path(run_dir))[0]} ({out['score']})", []).append(test)
     if len(run_dirs) > 1:  # mean ± Student-t CI over the finite values; undefined ones (no violation) counted
         for label, tests in by_label.items():
@@ -368,6 +366,16 @@ def calibrate_cmd(run_dirs, episodes, test_episodes, horizon, score) -> None:
                      (("ece", "ECE"), ("ece_at_risk", "ECE at risk"), ("brier", "Brier"),
                       ("brier_skill", "Brier skill"), ("auroc", "AUROC"), ("positive_fraction", "positives"))]
             click.echo(f"{label}, n={len(tests)}: " + ", ".join(cells))
+
+
+def _risk_figures(monitor: dict, horizon: int) -> str:
+    """The held-out figures of one risk monitor (risk.json), in one line."""
+    test = monitor["test"]
+    return (f"held-out ECE {test['ece']:.4f}, ECE at risk (p >= {test['at_risk_threshold']:g}, "
+            f"{test['at_risk_states']} states) {test['ece_at_risk']:.4f}, Brier {test['brier']:.4f}, Brier skill "
+            f"{test['brier_skill']:.3f}, AUROC {test['auroc']:.3f} ({test['states']} states, "
+            f"{test['positive_fraction']:.3f} with a violation within {horizon} steps; fit on "
+            f"{monitor['fit']['states']})")
 
 
 @cli.command("export")

@@ -63,6 +63,13 @@ class Agent:
         out = self.sac.cost_value(x)[0].cpu().numpy()
         return out[0] if single else out
 
+    def cost_values(self, obs: np.ndarray) -> dict[str, np.ndarray | float]:
+        """Q^c_k(s, π(s)) of every constraint by name (``constraint.costs``; one unnamed constraint is ``"cost"``)."""
+        x, single = self._obs(obs)
+        out = self.sac.cost_value_k(x)[0].cpu().numpy()  # (M, N)
+        names = self.sac.signal.names if self.sac.signal is not None else ("cost",)
+        return {name: (row[0] if single else row) for name, row in zip(names, out, strict=True)}
+
     def risk(self, obs: np.ndarray) -> np.ndarray | float:
         """Calibrated probability of a violation within H steps under the final policy, from λ(s) or Q^c(s, π(s)) as
         fitted by ``statewise calibrate`` (:mod:`statewise.analysis.calibrate`; risk.json says which score and which

@@ -9,6 +9,11 @@ make the first tiny), the Brier score and its skill against the base rate, and a
 states per bin (:func:`statewise.analysis.risk.calibration_scores`). Both sets use reset seeds of their own
 (``evaluate.episode_seeds``), disjoint from every evaluation's. Written to RUN_DIR/risk.json and
 RUN_DIR/plots/risk_reliability.png.
+
+With several constraints (``constraint.costs``) the monitor of risk.json (what ``agent.risk`` and the export use) is
+the one for "any": a violation of any constraint, scored by the largest λ_k (or residual). Beside it, risk.json's
+``constraints`` holds one monitor per constraint: its own labels (a violation of that cost), its own score λ_k(s)
+(or Q^c_k(s, π(s))), fitted and checked on the same episodes.
 """
 
 from __future__ import annotations
@@ -52,41 +57,63 @@ def calibrate(run_dir: str | Path, episodes: int = 100, test_episodes: int = 100
     if score not in SCORES:
         raise StatewiseError(f"unknown score '{score}'; choose from auto, {', '.join(SCORES)}")
     data = _scored_states(agent, score, horizon, {"calibrate-fit": episodes, "calibrate-test": test_episodes})
+    out = {"score": score, "horizon": horizon, "policy": "deterministic", "checkpoint_step": agent.step,
+           **_monitor(data[None], score, horizon, bins, (episodes, test_episodes))}
+    names = agent.config.constraint.costs
+    if names:
+        out["constraints"] = {name: _monitor(data[k], score, horizon, bins, (episodes, test_episodes))
+                              for k, name in enumerate(names)}
+    runio.write_json(run_dir / runio.RISK_FILE, out)
+    out["plot"] = str(_reliability_plot(run_dir, out))
+    return out
+
+
+def _monitor(data: dict[str, tuple[np.ndarray, np.ndarray]], score: str, horizon: int, bins: int,
+             episodes: tuple[int, int]) -> dict[str, Any]:
+    """One isotonic risk monitor fitted on the fit episodes' (scores, labels) and checked on the held-out ones."""
     (x_fit, y_fit), (x_test, y_test) = data["calibrate-fit"], data["calibrate-test"]
     if len(y_fit) == 0 or len(y_test) == 0:
         raise StatewiseError("no state with a known label: episodes shorter than the horizon all ended by the time "
                              "limit; use a shorter --horizon")
     lefts, values = isotonic_fit(x_fit, y_fit)
     model = RiskModel(score, horizon, lefts, values)
-    out = {"score": score, "horizon": horizon, "policy": "deterministic", "checkpoint_step": agent.step,
-           "fit": {"episodes": episodes, "states": int(len(y_fit)), "positive_fraction": float(y_fit.mean())},
-           "test": {"episodes": test_episodes, "states": int(len(y_test)), "positive_fraction": float(y_test.mean()),
-                    **calibration_scores(model(x_test), y_test, bins)},
-           "lefts": lefts.tolist(), "values": values.tolist()}
-    runio.write_json(run_dir / runio.RISK_FILE, out)
-    out["plot"] = str(_reliability_plot(run_dir, out))
-    return out
+    return {"fit": {"episodes": episodes[0], "states": int(len(y_fit)), "positive_fraction": float(y_fit.mean())},
+            "test": {"episodes": episodes[1], "states": int(len(y_test)), "positive_fraction": float(y_test.mean()),
+                     **calibration_scores(model(x_test), y_test, bins)},
+            "lefts": lefts.tolist(), "values": values.tolist()}
 
 
-def _scored_states(agent: Agent, score: str, horizon: int,
-                   episodes: dict[str, int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _scored_states(agent: Agent, score: str, horizon: int, episodes: dict[str, int]
+                   ) -> dict[int | None, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Per purpose (its reset seeds) and number of episodes: the scores and labels of the visited states with a known
-    label. LOCKSTEP environments play the episodes side by side, one batched policy call per step for all of them."""
+    label, for "any" violation (key None) and, with named costs, for each constraint k (key k, scored by its own
+    λ_k or Q^c_k). LOCKSTEP environments play the episodes side by side, one batched policy call per step for all."""
     envs = [task_env(agent.config)
             for _ in range(min(LOCKSTEP, max(episodes.values())))]
-    fn = score_fn(agent, score)
-    data = {}
+    parts = [None, *range(len(agent.config.constraint.costs))]
+    data: dict[int | None, dict[str, tuple[np.ndarray, np.ndarray]]] = {part: {} for part in parts}
     try:
         for purpose, n in episodes.items():
             seeds = episode_seeds(agent.config.seed, purpose, n)
             per_env = [seeds[k::len(envs)] for k in range(len(envs))]
             eps = [ep for run in rollout_members(envs, agent.act, per_env, record=True) for ep in run]
-            obs, y = labelled_states(eps, horizon)
-            data[purpose] = (np.asarray(fn(obs), dtype=np.float64), y)
+            for part in parts:
+                obs, y = labelled_states(eps, horizon, part)
+                data[part][purpose] = (np.asarray(_score(agent, score, part)(obs), dtype=np.float64), y)
     finally:
         for env in envs:
             env.close()
     return data
+
+
+def _score(agent: Agent, score: str, part: int | None):
+    """The score of the "any" monitor (part None) or of constraint ``part``'s: λ_k(s) or Q^c_k(s, π(s))."""
+    if part is None:
+        return score_fn(agent, score)
+    name = agent.config.constraint.costs[part]
+    if score == "lambda":
+        return lambda obs: agent.multipliers(obs)[name]
+    return lambda obs: agent.cost_values(obs)[name]
 
 
 def _reliability_plot(run_dir: Path, result: dict[str, Any]) -> Path:

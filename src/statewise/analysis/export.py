@@ -1,13 +1,17 @@
 """Export a trained run for use outside Python (``statewise export RUN_DIR``): one model, input ``obs`` (N, obs_dim)
 float32, outputs ``action`` (the deterministic policy tanh(μ(s))), and for a constrained run ``lambda`` (λ(s), clipped
 to [0, λ_max]), ``cost_value`` (Q^c(s, π(s))) and, once ``statewise calibrate`` has run, ``risk`` (P(violation within
-H steps), the isotonic step function of risk.json). ONNX (torch's exporter, the batch dimension dynamic), or
-TorchScript (a traced module for libtorch in C++; deprecated by torch 2.13 but still loadable)."""
+H steps), the isotonic step function of risk.json). With several constraints (``constraint.costs``) ``lambda`` and
+``cost_value`` are (N, M), one column per constraint in the order of the names that the model's metadata holds
+(``constraints``: ONNX metadata_props, a ``constraints.json`` extra file in TorchScript); ``risk`` stays one number
+per state, from the largest λ_k. ONNX (torch's exporter, the batch dimension dynamic), or TorchScript (a traced
+module for libtorch in C++; deprecated by torch 2.13 but still loadable)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -31,6 +35,7 @@ class DeployedAgent(nn.Module):
         super().__init__()
         self.sac = agent.sac
         self.constrained = agent.config.constrained
+        self.constraints = list(agent.config.constraint.costs) if self.constrained else []  # named: (N, M) outputs
         self.names = ["action"] + (["lambda", "cost_value"] if self.constrained else [])
         self.risk_score = None
         if risk is not None:
@@ -44,11 +49,13 @@ class DeployedAgent(nn.Module):
         act = self.sac.actor.mode(x)
         if not self.constrained:
             return (act[0],)
-        lam = self.sac.lam(x)[0]
-        qc = self.sac.signal.aggregate(self.sac.critic(x, act)[:, 2:])[0]
+        if self.constraints:  # one column per named constraint
+            lam, qc = self.sac.lam_k(x)[0].T, self.sac.signal.combine(self.sac.critic(x, act)[:, 2:])[0].T
+        else:
+            lam, qc = self.sac.lam(x)[0], self.sac.signal.aggregate(self.sac.critic(x, act)[:, 2:])[0]
         if self.risk_score is None:
             return act[0], lam, qc
-        score = lam if self.risk_score == "lambda" else qc
+        score = self.sac.lam(x)[0] if self.risk_score == "lambda" else self.sac.cost_value(x)[0]
         step = (score.unsqueeze(1) >= self.risk_lefts.unsqueeze(0)).sum(1) - 1  # which step of the isotonic fit
         return act[0], lam, qc, self.risk_values[step.clamp(min=0)]
 
@@ -73,12 +80,13 @@ def export(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None
     if fmt == "onnx":
         _onnx(model, example, path)
     else:
+        extra = {"constraints.json": json.dumps(model.constraints)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch, not yet removed
             # shape tests in the networks (pad_rows) are traced as constants: harmless, every row is computed
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             traced = torch.jit.trace(model, (example,), check_trace=False)
-            runio.atomic_save(traced, path, saver=lambda m, fh: torch.jit.save(m, fh))
+            runio.atomic_save(traced, path, saver=lambda m, fh: torch.jit.save(m, fh, _extra_files=extra))
     worst = parity(path, model, agent.sac.obs_dim)
     if worst > 1e-4:
         path.unlink()
@@ -105,9 +113,34 @@ def _onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (example,), str(tmp), input_names=["obs"], output_names=model.names,
                               dynamic_shapes=({0: batch},), dynamo=True, external_data=False)
+        _name_constraints(tmp, model.constraints)
     finally:
         onnx_log.setLevel(level)
     tmp.replace(path)
+
+
+def _name_constraints(path: Path, names: list[str]) -> None:
+    """The constraint names of the (N, M) outputs, as the ONNX model's metadata ``constraints`` (comma-separated)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {"constraints": ",".join(names)})
+    onnx.save(model, str(path))
+
+
+def constraint_names(path: str | Path) -> list[str]:
+    """The names of the constraints behind an exported model's (N, M) outputs (empty for one unnamed constraint)."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        return [n for n in props.get("constraints", "").split(",") if n]
+    extra = {"constraints.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.load(str(path), _extra_files=extra)
+    return json.loads(extra["constraints.json"] or "[]")
 
 
 def run_exported(path: str | Path, obs: np.ndarray) -> list[np.ndarray]:

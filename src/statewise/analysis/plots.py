@@ -214,7 +214,8 @@ def lambda_heatmaps(run_dirs: list[Path], out: Path, name: str = "lambda_heatmap
     panels, maps, truths = _constraint_panels(panels, task, obs)
     # one scale: equal colours are equal λ in every panel; logarithmic above 1, where a wound-up λ flattens the rest
     norm = mcolors.SymLogNorm(linthresh=1.0, vmin=0.0, vmax=max(1.0, max(float(np.max(m)) for m in maps)))
-    cols = min(3, len(panels))
+    per_run = max(len(agent.config.constraint.costs) for _, agent in panels)  # one row per run with named costs
+    cols = per_run if per_run > 1 else min(3, len(panels))
     rows = int(np.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False, layout="constrained")
     h = task.constraint(obs).reshape(HEATMAP_N, HEATMAP_N)

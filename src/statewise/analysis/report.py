@@ -84,18 +84,23 @@ def run_metrics(run_dir: Path, cost_limit: float) -> dict[str, float]:
     return out
 
 
+# the per-constraint rows (constraint_metrics), all in the headline table: "<metric> [<constraint name>]"
+CONSTRAINT_METRICS = ("training violation ratio [", "final step violation rate [", "λ AUROC, own infeasible set [",
+                      "Q^c AUROC, own infeasible set [")
+
+
 def constraint_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """Per named constraint (constraint.costs, docs/algorithm.md §2c): its training violation ratio, its final
     evaluation's step violation rate, and how well λ_k and Q^c_k separate its own exact infeasible set."""
     out = {}
     for name, part in summary.get("constraints", {}).items():
-        out[f"training violation ratio [{name}]"] = part["train_violation_ratio"]
+        out[f"{CONSTRAINT_METRICS[0]}{name}]"] = part["train_violation_ratio"]
         rate = summary["final_eval"].get(f"step_violation_rate[{name}]")
         if rate is not None:
-            out[f"final step violation rate [{name}]"] = rate
+            out[f"{CONSTRAINT_METRICS[1]}{name}]"] = rate
     for name, cal in summary.get("constraint_calibration", {}).items():
-        out[f"λ AUROC, own infeasible set [{name}]"] = cal["lambda_auroc"]
-        out[f"Q^c AUROC, own infeasible set [{name}]"] = cal["cost_value_auroc"]
+        out[f"{CONSTRAINT_METRICS[2]}{name}]"] = cal["lambda_auroc"]
+        out[f"{CONSTRAINT_METRICS[3]}{name}]"] = cal["cost_value_auroc"]
     return out
 
 
@@ -391,7 +396,7 @@ def _overview(env_dir: Path, runs: list[Path], variants: _Variants) -> list[str]
 def _metric_tables(variants: _Variants) -> list[str]:
     """The headline metrics and all metrics: mean ± 95% CI per variant."""
     labels, keys = variants.labels, variants.keys
-    headline = [k for k in HEADLINE_METRICS if k in keys] + [k for k in keys if k.endswith("]")]  # per constraint
+    headline = [k for k in HEADLINE_METRICS if k in keys] + [k for k in keys if k.startswith(CONSTRAINT_METRICS)]
     lines = []
     for title, subset in (("Headline", headline), ("All metrics", keys)):
         lines += [f"### {title}", "", "| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]

@@ -119,6 +119,7 @@ class Episode:
     part_violating_steps: np.ndarray | None = None  # (M,) steps with each named cost > 0 (constraint.costs)
     states: list[np.ndarray] = field(default_factory=list)
     costs: list[float] = field(default_factory=list)
+    part_costs: list[np.ndarray] = field(default_factory=list)  # with record: each step's named costs (M,)
 
     def count_parts(self, parts: np.ndarray) -> None:
         """Count one step's named costs (``info["cost_parts"]``) that are above 0."""
@@ -163,6 +164,8 @@ def rollout_members(envs: Sequence[gym.Env], policy: Callable[[np.ndarray], np.n
                 cost = float(info["cost"])
                 if PARTS in info:
                     ep.count_parts(info[PARTS])
+                    if record:
+                        ep.part_costs.append(np.asarray(info[PARTS], dtype=np.float64))
             else:
                 o, rew, terminated, truncated = (stepped.obs[i], stepped.reward[i], stepped.terminated[i],
                                                  stepped.truncated[i])
@@ -274,15 +277,17 @@ def calibration_per_constraint(env: gym.Env, lam_fn: Callable[[np.ndarray], np.n
     return out
 
 
-def labelled_states(episodes: Sequence[Episode], horizon: int) -> tuple[np.ndarray, np.ndarray]:
+def labelled_states(episodes: Sequence[Episode], horizon: int, part: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """(states, y) from recorded episodes, y = 1[a cost > 0 within the next ``horizon`` transitions]: the labelling of
     both the training-time check (:func:`monte_carlo_calibration_from`, summary.json) and ``statewise calibrate``
     (:mod:`statewise.analysis.calibrate`). States with an unknown label are left out (censored): those of an episode
     ended by the time limit with fewer than ``horizon`` steps left and no violation in between, since a violation
-    after the time limit cannot be seen."""
+    after the time limit cannot be seen. ``part``: label by that named cost alone (constraint.costs)."""
     obs, labels = [], []
     for ep in episodes:
-        y = violation_within(ep.costs, horizon)
+        costs = ep.costs if part is None else [c[part] for c in ep.part_costs]
+        y = violation_within(costs, horizon)
         known = np.ones(len(y), dtype=bool)
         if ep.truncated:  # the last steps before the time limit: a later violation would not have been seen
             left = len(y) - np.arange(len(y))
