@@ -320,8 +320,8 @@ class SAC(nn.Module):
         if self.constrained:  # every statistic has shape (S,), one per constraint
             g, lam, lam_eff = aux["g"], aux["lam"], aux["lam_eff"]  # (S, M, B)
             residual = g.mean(-1)
-            qc = residual + self.signal.threshold if self.signal.threshold is not None else \
-                residual + torch.tensor(self.signal.thresholds, device=g.device)
+            d = self.signal.threshold if self.signal.threshold is not None else self.signal.thresholds_on(g.device)
+            qc = residual + d
             stats.update(self.by_constraint(dict(
                 cost_critic_loss=member_loss[:, 2:].unflatten(1, (self.constraints, 2)).sum(2), qc=qc,
                 residual=residual, violated_frac=(g > 0).float().mean(-1), lam_batch_mean=lam.mean(-1),

@@ -91,7 +91,7 @@ class _Signal:
         self.thresholds = cfg.thresholds
         # one d for every constraint (always so for one): subtracted as a number, as before several constraints
         self.threshold = self.thresholds[0] if len(set(self.thresholds)) == 1 else None
-        self._d: dict[torch.device, torch.Tensor] = {}  # (M, 1) thresholds per device, where they differ
+        self._d: dict[torch.device, torch.Tensor] = {}  # (M,) thresholds per device, where they differ
         self.gamma_c = cfg.gamma_c
         self.twin = cfg.twin_aggregate
         self.twin_target = cfg.twin_target
@@ -117,10 +117,14 @@ class _Signal:
         """g = F − d; per constraint along axis 1 of a (S, M, B) value where the thresholds differ."""
         if self.threshold is not None:
             return value - self.threshold
-        d = self._d.get(value.device)
+        return value - self.thresholds_on(value.device)[:, None]
+
+    def thresholds_on(self, device: torch.device) -> torch.Tensor:
+        """d_k of every constraint as a (M,) tensor on ``device`` (made once per device)."""
+        d = self._d.get(device)
         if d is None:
-            d = self._d[value.device] = torch.tensor(self.thresholds, dtype=value.dtype, device=value.device)[:, None]
-        return value - d
+            d = self._d[device] = torch.tensor(self.thresholds, dtype=torch.float32, device=device)
+        return d
 
 
 class CostValue(_Signal):
