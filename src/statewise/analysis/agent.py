@@ -51,8 +51,12 @@ class Agent:
 
     def multipliers(self, obs: np.ndarray) -> dict[str, np.ndarray | float]:
         """λ_k(s) of every constraint by name (``constraint.costs``; one unnamed constraint is ``"cost"``)."""
+        return self._by_constraint(self.sac.lam_k, obs)
+
+    def _by_constraint(self, fn, obs: np.ndarray) -> dict[str, np.ndarray | float]:
+        """A per-constraint score of the agent, ``fn``: (1, N, obs) -> (1, M, N), as name -> value(s)."""
         x, single = self._obs(obs)
-        out = self.sac.lam_k(x)[0].cpu().numpy()  # (M, N)
+        out = fn(x)[0].cpu().numpy()  # (M, N)
         names = self.sac.signal.names if self.sac.signal is not None else ("cost",)
         return {name: (row[0] if single else row) for name, row in zip(names, out, strict=True)}
 
@@ -65,10 +69,7 @@ class Agent:
 
     def cost_values(self, obs: np.ndarray) -> dict[str, np.ndarray | float]:
         """Q^c_k(s, π(s)) of every constraint by name (``constraint.costs``; one unnamed constraint is ``"cost"``)."""
-        x, single = self._obs(obs)
-        out = self.sac.cost_value_k(x)[0].cpu().numpy()  # (M, N)
-        names = self.sac.signal.names if self.sac.signal is not None else ("cost",)
-        return {name: (row[0] if single else row) for name, row in zip(names, out, strict=True)}
+        return self._by_constraint(self.sac.cost_value_k, obs)
 
     def risk(self, obs: np.ndarray) -> np.ndarray | float:
         """Calibrated probability of a violation within H steps under the final policy, from λ(s) or Q^c(s, π(s)) as
